@@ -1,0 +1,140 @@
+"""Users, RBAC, server-side sessions, one-time tokens and the audit trail."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String, func, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.db import TimestampMixin, choice_check, fk, non_negative
+from webapp.extensions import db
+
+TOKEN_TYPES = ("email_verification", "password_reset")
+
+
+class UserRole(TimestampMixin, db.Model):
+    __tablename__ = "user_roles"
+    __table_args__ = (db.UniqueConstraint("user_id", "role_id"),)
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    role_id: Mapped[int] = mapped_column(fk("roles.id", "CASCADE"), index=True)
+
+
+class RolePermission(TimestampMixin, db.Model):
+    __tablename__ = "role_permissions"
+    __table_args__ = (db.UniqueConstraint("role_id", "permission_id"),)
+
+    role_id: Mapped[int] = mapped_column(fk("roles.id", "CASCADE"), index=True)
+    permission_id: Mapped[int] = mapped_column(fk("permissions.id", "CASCADE"), index=True)
+
+
+class Permission(TimestampMixin, db.Model):
+    __tablename__ = "permissions"
+
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Role(TimestampMixin, db.Model):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    permissions: Mapped[list[Permission]] = relationship(
+        secondary="role_permissions", order_by="Permission.code"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class User(TimestampMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        non_negative("failed_login_count"),
+    )
+
+    email: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    email_verified_at: Mapped[datetime | None]
+    failed_login_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    avatar_url: Mapped[str | None] = mapped_column(String(500))
+    # A shortcut for the live subscription; the state itself lives in user_subscriptions.
+    current_subscription_id: Mapped[int | None] = mapped_column(
+        fk("user_subscriptions.id", "SET NULL", use_alter=True), index=True
+    )
+
+    roles: Mapped[list[Role]] = relationship(secondary="user_roles", order_by="Role.name")
+    current_subscription = relationship(
+        "UserSubscription", foreign_keys=[current_subscription_id], post_update=True
+    )
+
+    def __str__(self) -> str:
+        return f"{self.display_name} <{self.email}>"
+
+
+# Case-insensitive uniqueness enforced by the database itself, on both backends.
+Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
+class UserSession(TimestampMixin, db.Model):
+    """A signed-in browser: the cookie holds the token, the database only its hash."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id_is_active", "user_id", "is_active"),)
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    session_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(fk("users.id", "SET NULL"), index=True)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    revoked_by: Mapped[User | None] = relationship(foreign_keys=[revoked_by_id])
+
+
+class Token(TimestampMixin, db.Model):
+    """Single-use email verification and password reset tokens, stored hashed."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (choice_check("type", TOKEN_TYPES),)
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    issued_by_id: Mapped[int | None] = mapped_column(fk("users.id", "SET NULL"), index=True)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    issued_by: Mapped[User | None] = relationship(foreign_keys=[issued_by_id])
+
+
+class AuditEvent(TimestampMixin, db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_object_type_object_id", "object_type", "object_id"),
+        Index("ix_audit_events_created_at", "created_at"),
+    )
+
+    actor_id: Mapped[int | None] = mapped_column(fk("users.id", "SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[int | None]
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+
+    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])

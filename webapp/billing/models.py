@@ -1,0 +1,126 @@
+"""Plans, subscriptions (the only home of subscription state), payments and usage."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, String, false, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.db import TimestampMixin, choice_check, fk, non_negative
+from webapp.extensions import db
+
+BILLING_INTERVALS = ("month", "year")
+SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "expired")
+LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
+PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
+USAGE_METRICS = ("input_tokens", "output_tokens", "requests", "training_minutes")
+
+_live_statuses_sql = "status IN ('trialing', 'active', 'past_due')"
+
+
+class Plan(TimestampMixin, db.Model):
+    __tablename__ = "plans"
+    __table_args__ = (
+        choice_check("billing_interval", BILLING_INTERVALS),
+        non_negative("price_cents"),
+        choice_check("currency", ("USD", "EUR", "GBP")),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    price_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
+    billing_interval: Mapped[str] = mapped_column(String(8), default="month", server_default="month")
+    # e.g. {"tokens": 1000000, "training_jobs": 20, "minions": 5}; a missing key means unlimited.
+    quotas: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    features: Mapped[list[Any]] = mapped_column(default=list)
+    is_public: Mapped[bool] = mapped_column(default=True, server_default=true())
+    sort_order: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserSubscription(TimestampMixin, db.Model):
+    __tablename__ = "user_subscriptions"
+    __table_args__ = (
+        choice_check("status", SUBSCRIPTION_STATUSES),
+        # At most one live subscription per user, enforced by the database.
+        Index(
+            "uq_user_subscriptions_one_live_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=db.text(_live_statuses_sql),
+            postgresql_where=db.text(_live_statuses_sql),
+        ),
+    )
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    plan_id: Mapped[int] = mapped_column(fk("plans.id", "RESTRICT"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    current_period_start: Mapped[datetime]
+    current_period_end: Mapped[datetime]
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=false())
+    canceled_at: Mapped[datetime | None]
+    # A downgrade waits here until the period ends; it can be called off until then.
+    pending_plan_id: Mapped[int | None] = mapped_column(fk("plans.id", "SET NULL"), index=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(120))
+
+    user = relationship("User", foreign_keys=[user_id])
+    plan: Mapped[Plan] = relationship(foreign_keys=[plan_id])
+    pending_plan: Mapped[Plan | None] = relationship(foreign_keys=[pending_plan_id])
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.plan.name if self.plan else ''} ({self.status})"
+
+
+class Payment(TimestampMixin, db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        choice_check("status", PAYMENT_STATUSES),
+        non_negative("amount_cents"),
+        Index("ix_payments_user_id_created_at", "user_id", "created_at"),
+        Index("ix_payments_status_created_at", "status", "created_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    subscription_id: Mapped[int | None] = mapped_column(
+        fk("user_subscriptions.id", "SET NULL"), index=True
+    )
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    provider: Mapped[str] = mapped_column(String(32), default="manual_invoice", server_default="manual_invoice")
+    provider_ref: Mapped[str | None] = mapped_column(String(120), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    paid_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+
+    user = relationship("User", foreign_keys=[user_id])
+    subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
+
+
+class UsageRecord(TimestampMixin, db.Model):
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        choice_check("metric", USAGE_METRICS),
+        non_negative("quantity"),
+        Index("ix_usage_records_user_id_occurred_at", "user_id", "occurred_at"),
+        Index("ix_usage_records_occurred_at", "occurred_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
+    subscription_id: Mapped[int | None] = mapped_column(
+        fk("user_subscriptions.id", "SET NULL"), index=True
+    )
+    model_id: Mapped[int | None] = mapped_column(fk("models.id", "SET NULL"), index=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime]
+
+    user = relationship("User", foreign_keys=[user_id])
+    subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
+    model = relationship("AIModel", foreign_keys=[model_id])

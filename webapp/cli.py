@@ -1,0 +1,3 @@
+import click
+from flask.cli import AppGroup
+seed = AppGroup("seed")

@@ -1,0 +1,108 @@
+"""Declarative base, shared column types and mixins for every model."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import CheckConstraint, MetaData, func
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+from sqlalchemy.types import TypeDecorator
+
+# One convention so constraint names are identical on SQLite and PostgreSQL and
+# migrations can drop them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC timestamps on both databases.
+
+    SQLite has no timezone type and hands back naive values; this normalises
+    everything to aware UTC on the way in and on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            # Stored without offset so that text comparisons with CURRENT_TIMESTAMP hold.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSONB on PostgreSQL so configs can be queried and indexed; JSON elsewhere.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    # An explicit registry: with Flask-SQLAlchemy 3.1 a type_annotation_map on
+    # the Base class itself fails at import (flask-sqlalchemy issue 1361).
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType},
+    )
+
+
+class TimestampMixin:
+    """Integer id, created_at/updated_at and the optimistic-locking lock_version column."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    # Checked on every ORM UPDATE/DELETE: a concurrent edit raises StaleDataError
+    # instead of silently overwriting the other writer's change.
+    lock_version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    @sa.orm.declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.lock_version}
+
+
+def choice_check(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
+    """CHECK constraint that keeps a string enumeration column within its values."""
+    allowed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name or f"{column}_valid")
+
+
+def non_negative(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= 0", name=f"{column}_non_negative")
+
+
+def fk(target: str, ondelete: str, **kwargs: Any) -> sa.ForeignKey:
+    """A foreign key with its ON DELETE always spelled out."""
+    return sa.ForeignKey(target, ondelete=ondelete, **kwargs)
+
+
+@sa.event.listens_for(sa.engine.Engine, "connect")
+def _enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    # SQLite ignores foreign keys (and so ON DELETE) unless asked on every connection.
+    if type(dbapi_connection).__module__ == "sqlite3":
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,152 @@
+"""Datasets, training jobs (internal and external in one table), their log and runners."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Float, Index, String, Text, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.db import TimestampMixin, choice_check, fk, non_negative
+from webapp.extensions import db
+
+DATASET_VISIBILITIES = ("public", "private")
+JOB_TYPES = ("internal", "external")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+ACTIVE_JOB_STATUSES = ("queued", "running")
+SPLITS = ("train", "validation", "test")
+EVENT_LEVELS = ("debug", "info", "warning", "error")
+
+
+class Dataset(TimestampMixin, db.Model):
+    """Platform datasets (no owner) and personal ones in one table (review item 7)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        choice_check("visibility", DATASET_VISIBILITIES),
+        db.UniqueConstraint("owner_user_id", "slug"),
+        non_negative("size_bytes"),
+        non_negative("row_count"),
+        # NULL owners are distinct in a unique constraint, so platform slugs need their own index.
+        Index(
+            "uq_datasets_platform_slug",
+            "slug",
+            unique=True,
+            sqlite_where=db.text("owner_user_id IS NULL"),
+            postgresql_where=db.text("owner_user_id IS NULL"),
+        ),
+    )
+
+    owner_user_id: Mapped[int | None] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    visibility: Mapped[str] = mapped_column(String(8), default="private", server_default="private")
+    format: Mapped[str] = mapped_column(String(32), default="jsonl", server_default="jsonl")
+    uri: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+
+    owner = relationship("User", foreign_keys=[owner_user_id])
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingJob(TimestampMixin, db.Model):
+    """Internal and external training jobs in one table (review item 6)."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (
+        choice_check("job_type", JOB_TYPES),
+        choice_check("status", JOB_STATUSES),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress_range"),
+        CheckConstraint(
+            "job_type != 'external' OR provider_id IS NOT NULL", name="external_has_provider"
+        ),
+        Index("ix_training_jobs_status_created_at", "status", "created_at"),
+        Index("ix_training_jobs_user_id_created_at", "user_id", "created_at"),
+    )
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
+    minion_id: Mapped[int | None] = mapped_column(fk("minions.id", "SET NULL"), index=True)
+    base_model_id: Mapped[int] = mapped_column(fk("models.id", "RESTRICT"), index=True)
+    output_model_version_id: Mapped[int | None] = mapped_column(
+        fk("model_versions.id", "SET NULL"), index=True
+    )
+    job_type: Mapped[str] = mapped_column(String(16), default="internal", server_default="internal")
+    provider_id: Mapped[int | None] = mapped_column(fk("providers.id", "RESTRICT"), index=True)
+    external_job_id: Mapped[str | None] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    retry_of_id: Mapped[int | None] = mapped_column(fk("training_jobs.id", "SET NULL"), index=True)
+
+    user = relationship("User", foreign_keys=[user_id])
+    minion = relationship("Minion", foreign_keys=[minion_id])
+    base_model = relationship("AIModel", foreign_keys=[base_model_id])
+    output_model_version = relationship("ModelVersion", foreign_keys=[output_model_version_id])
+    provider = relationship("Provider", foreign_keys=[provider_id])
+    retry_of: Mapped[TrainingJob | None] = relationship(remote_side="TrainingJob.id")
+    datasets: Mapped[list[TrainingJobDataset]] = relationship(
+        back_populates="training_job", cascade="all, delete-orphan"
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.name}"
+
+
+class TrainingJobDataset(TimestampMixin, db.Model):
+    __tablename__ = "training_job_datasets"
+    __table_args__ = (
+        choice_check("split", SPLITS),
+        db.UniqueConstraint("training_job_id", "dataset_id", "split"),
+    )
+
+    training_job_id: Mapped[int] = mapped_column(fk("training_jobs.id", "CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(fk("datasets.id", "RESTRICT"), index=True)
+    split: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
+
+    training_job: Mapped[TrainingJob] = relationship(back_populates="datasets")
+    dataset: Mapped[Dataset] = relationship()
+
+
+class TrainingJobEvent(TimestampMixin, db.Model):
+    """The job's log and metric stream."""
+
+    __tablename__ = "training_job_events"
+    __table_args__ = (
+        choice_check("level", EVENT_LEVELS),
+        CheckConstraint("progress IS NULL OR (progress >= 0 AND progress <= 1)", name="progress_range"),
+        Index("ix_training_job_events_training_job_id_id", "training_job_id", "id"),
+    )
+
+    training_job_id: Mapped[int] = mapped_column(fk("training_jobs.id", "CASCADE"))
+    level: Mapped[str] = mapped_column(String(8), default="info", server_default="info")
+    message: Mapped[str] = mapped_column(Text)
+    progress: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    training_job: Mapped[TrainingJob] = relationship()
+
+
+class JobRunner(TimestampMixin, db.Model):
+    """Whatever executes jobs; it reports through the JSON API with its own token."""
+
+    __tablename__ = "job_runners"
+
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    last_seen_at: Mapped[datetime | None]
+
+    def __str__(self) -> str:
+        return self.name
