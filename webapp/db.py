@@ -100,9 +100,22 @@ def fk(target: str, ondelete: str, **kwargs: Any) -> sa.ForeignKey:
 
 
 @sa.event.listens_for(sa.engine.Engine, "connect")
-def _enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
-    # SQLite ignores foreign keys (and so ON DELETE) unless asked on every connection.
-    if type(dbapi_connection).__module__ == "sqlite3":
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    if type(dbapi_connection).__module__ != "sqlite3":
+        return
+    # pysqlite opens transactions on its own and breaks SAVEPOINT; let SQLAlchemy
+    # emit BEGIN itself (the workaround in SQLAlchemy's SQLite dialect docs).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # SQLite ignores foreign keys (and so ON DELETE) unless asked on every connection;
+    # WAL and a busy timeout let the dev server's threads share the file.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+@sa.event.listens_for(sa.engine.Engine, "begin")
+def _sqlite_begin(connection) -> None:
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN")

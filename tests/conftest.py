@@ -1,0 +1,246 @@
+"""Fixtures: an app per database backend, a rolled-back transaction per test,
+query counting, a signed-in client, and a live server with headless Chromium.
+
+Every test that touches the database runs once on SQLite and once on
+PostgreSQL (when TEST_DATABASE_URL is set). In CI a missing PostgreSQL or
+Chromium fails the run instead of skipping.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+from werkzeug.serving import make_server
+
+from webapp import create_app
+from webapp.extensions import db
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+
+
+def pytest_configure(config):
+    if IN_CI and not TEST_DATABASE_URL:
+        raise pytest.UsageError("CI must run the PostgreSQL tests: set TEST_DATABASE_URL")
+
+
+def pytest_collection_modifyitems(config, items):
+    """postgres_only tests are not collected for the SQLite run (rather than skipped)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_sqlite = params is not None and params.params.get("backend") == "sqlite"
+        (drop if on_sqlite and item.get_closest_marker("postgres_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip is a failure: the PostgreSQL and browser tests must really run."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"
+
+
+def database_url(backend: str, tmp_dir, suffix: str = "") -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_dir}/test{suffix}.sqlite3"
+    url = sa.make_url(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    return url.set(database=url.database + suffix).render_as_string(hide_password=False)
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the PostgreSQL test database (creating it if needed) before migrating."""
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+    engine = sa.create_engine(target)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+
+
+def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
+    url = database_url(backend, tmp_dir, suffix)
+    if backend == "postgresql":
+        reset_postgres(url)
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SECRET_KEY": "test-secret-key",
+        "WTF_CSRF_ENABLED": False,
+        "MAIL_BACKEND": "memory",
+        "RATELIMIT_ENABLED": False,
+        "BASE_URL": "http://console.test",
+        "DEMO_PASSWORD": "demo-password-123",
+    }
+    config.update(overrides)
+    os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))
+    app = create_app(config)
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def app(backend, tmp_path_factory):
+    app = make_test_app(backend, tmp_path_factory.mktemp(backend))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def db_session(app):
+    """Everything a test writes, views included, is rolled back at its end.
+
+    Flask-SQLAlchemy 3 ignores Session(bind=...), so the default engine is
+    swapped for one open connection and sessions join it through savepoints.
+    """
+    with app.app_context():
+        connection = db.engine.connect()
+        transaction = connection.begin()
+        engines = db._app_engines[app]
+        engine = engines[None]
+        engines[None] = connection
+        db.session.remove()
+        db.session.configure(join_transaction_mode="create_savepoint")
+        try:
+            yield db.session
+        finally:
+            db.session.remove()
+            transaction.rollback()
+            connection.close()
+            engines[None] = engine
+
+
+@pytest.fixture
+def client(app, db_session):
+    return app.test_client()
+
+
+@pytest.fixture
+def csrf_enabled(app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    yield
+    app.config["WTF_CSRF_ENABLED"] = False
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_queries(app, db_session):
+    """Usage: ``with count_queries() as counter: client.get(...)``; then ``counter.count``."""
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[QueryCounter]:
+        counter = QueryCounter()
+        connection = db._app_engines[app][None]
+        sa.event.listen(connection, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            sa.event.remove(connection, "before_cursor_execute", counter)
+
+    return counting
+
+
+# --- live server and browser -------------------------------------------------
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def live_server(backend, tmp_path_factory):
+    """The console on a real port with its own migrated database and demo data."""
+    from webapp.seed.demo import seed_demo
+
+    tmp_dir = tmp_path_factory.mktemp(f"live-{backend}")
+    app = make_test_app(backend, tmp_dir, suffix="_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None)
+    with app.app_context():
+        seed_demo(app.config["DEMO_PASSWORD"])
+    with LiveServer(app) as server:
+        app.config["BASE_URL"] = server.url
+        yield server
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM) or shutil.which(CHROMIUM) is None:
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    with contextlib.suppress(Exception):
+        page.screenshot(path=os.path.join(ARTIFACTS, f"{name}-final.png"), full_page=True)
+    context.close()
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc
