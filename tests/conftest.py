@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
@@ -141,8 +142,19 @@ def db_session(app):
             engines[None] = engine
 
 
+class FreshContextClient(FlaskClient):
+    """Each request in its own app context, as in production: a fresh ``g``
+    (Flask-Login caches the user there) and a fresh session, while the test's own
+    app context stays pushed around it."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app, db_session):
+    app.test_client_class = FreshContextClient
     return app.test_client()
 
 
@@ -244,3 +256,14 @@ def page(browser, request):
 
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
+
+
+def login(client, user_or_email, password: str | None = None, remember: bool = False):
+    """Sign ``client`` in through the real sign-in form."""
+    from tests.factories import PASSWORD
+
+    email = getattr(user_or_email, "email", user_or_email)
+    return client.post(
+        "/login",
+        data={"email": email, "password": password or PASSWORD, "remember": "y" if remember else ""},
+    )

@@ -39,14 +39,26 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    from webapp import htmx, navigation, security
+    from webapp.accounts import access
+
+    access.init_app(app)
+    security.init_app(app)
+    htmx.init_app(app)
+    navigation.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    pass
+    from webapp import accounts, home
+
+    for blueprint in (accounts.bp, home.bp):
+        app.register_blueprint(blueprint)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    pass
+    from webapp import errors
+
+    errors.init_app(app)
 
 
 def register_commands(app: Flask) -> None:

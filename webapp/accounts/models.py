@@ -77,6 +77,21 @@ class User(TimestampMixin, db.Model):
         "UserSubscription", foreign_keys=[current_subscription_id], post_update=True
     )
 
+    # Flask-Login: the identity kept in the cookie is the opaque session token,
+    # never the user id, so revoking the session row signs the browser out.
+    session_token = None
+    session_id = None
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str | None:
+        return self.session_token
+
+    def has_permission(self, code: str) -> bool:
+        from webapp.accounts.access import has_permission
+
+        return has_permission(self, code)
+
     def __str__(self) -> str:
         return f"{self.display_name} <{self.email}>"
 

@@ -1,0 +1,39 @@
+// Console-wide behaviour. htmx runs with allowEval off, so no hx-on attributes: listeners live here.
+(function () {
+  "use strict";
+  var banner = document.getElementById("error-banner");
+
+  function showBanner(html) {
+    if (!banner) return;
+    banner.innerHTML = html;
+    banner.hidden = false;
+    banner.scrollIntoView({ block: "nearest" });
+  }
+
+  function messageFor(xhr) {
+    if (xhr && xhr.responseText && xhr.responseText.indexOf("banner") !== -1) return xhr.responseText;
+    var status = xhr ? xhr.status : 0;
+    if (status === 503) return "<strong>Temporarily unavailable.</strong> The database cannot be reached. What you typed is still here; try again in a moment.";
+    if (status === 403) return "<strong>Not allowed.</strong> Your account cannot do that.";
+    if (status === 404) return "<strong>Not found.</strong> It may have been removed.";
+    return "<strong>Something went wrong.</strong> Nothing was changed; try again.";
+  }
+
+  document.body.addEventListener("htmx:responseError", function (event) {
+    // Validation errors (422) come back as fragments meant to be swapped in place.
+    if (event.detail.xhr.status === 422) return;
+    showBanner(messageFor(event.detail.xhr));
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    showBanner("<strong>Cannot reach the console.</strong> Check your connection; what you typed is still here.");
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful && banner) banner.hidden = true;
+  });
+})();

@@ -1,0 +1,53 @@
+"""Test data, one factory per model. Each adds to db.session and flushes; nothing commits."""
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from functools import lru_cache
+
+from sqlalchemy import select
+
+from webapp.accounts.models import Permission, Role, User
+from webapp.accounts.passwords import hash_password
+from webapp.accounts.permissions import PERMISSIONS, ROLE_PERMISSIONS
+from webapp.db import utcnow
+from webapp.extensions import db
+
+PASSWORD = "correct horse battery staple"
+_sequence = itertools.count(1)
+
+
+@lru_cache
+def password_hash() -> str:
+    # argon2 is deliberately slow; hash the shared test password once.
+    return hash_password(PASSWORD)
+
+
+def ensure_roles() -> dict[str, Role]:
+    """The built-in roles and permissions, created once per test transaction."""
+    roles = {role.name: role for role in db.session.scalars(select(Role))}
+    if roles:
+        return roles
+    permissions = {code: Permission(code=code, description=text) for code, text in PERMISSIONS.items()}
+    db.session.add_all(permissions.values())
+    for name, codes in ROLE_PERMISSIONS.items():
+        roles[name] = Role(name=name, permissions=[permissions[c] for c in codes])
+        db.session.add(roles[name])
+    db.session.flush()
+    return roles
+
+
+def make_user(role: str | None = "user", email: str | None = None, **fields) -> User:
+    n = next(_sequence)
+    user = User(
+        email=email or f"user{n}@example.test",
+        display_name=fields.pop("display_name", f"User {n}"),
+        password_hash=fields.pop("password_hash", password_hash()),
+        email_verified_at=fields.pop("email_verified_at", utcnow() - timedelta(days=1)),
+        **fields,
+    )
+    if role:
+        user.roles = [ensure_roles()[role]]
+    db.session.add(user)
+    db.session.flush()
+    return user

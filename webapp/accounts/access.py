@@ -1,0 +1,91 @@
+"""Who may do what: the Flask-Login wiring and the one permission check.
+
+Every protected view declares its permission where its route is declared::
+
+    @bp.get("/users/<int:user_id>")
+    @permission_required("users.read")
+    def user_detail(user_id): ...
+
+``@permission_required()`` with no code only requires a signed-in user.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+
+from flask import Flask, abort, make_response, redirect, request, url_for
+from flask_login import AnonymousUserMixin, current_user
+from sqlalchemy import select
+
+from webapp.accounts.models import Permission, RolePermission, User, UserRole
+from webapp.accounts.sessions import resume_session
+from webapp.extensions import db, login_manager
+
+
+def permission_codes(user: User) -> frozenset[str]:
+    """The user's permissions through their roles, loaded once per request."""
+    cached = getattr(user, "_permission_codes", None)
+    if cached is None:
+        cached = frozenset(db.session.scalars(
+            select(Permission.code)
+            .join(RolePermission, RolePermission.permission_id == Permission.id)
+            .join(UserRole, UserRole.role_id == RolePermission.role_id)
+            .where(UserRole.user_id == user.id)
+        ))
+        user._permission_codes = cached
+    return cached
+
+
+def has_permission(user, code: str) -> bool:
+    return bool(user.is_authenticated) and code in permission_codes(user)
+
+
+class AnonymousUser(AnonymousUserMixin):
+    def has_permission(self, code: str) -> bool:
+        return False
+
+
+def sign_in_redirect():
+    """Anonymous visitors go to sign-in; an HTMX request is told to navigate, not swap a form in."""
+    target = url_for("accounts.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+def permission_required(*codes: str) -> Callable:
+    """Require a signed-in user holding every one of ``codes`` (403 otherwise)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return sign_in_redirect()
+            if not all(has_permission(current_user, code) for code in codes):
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapped.required_permissions = codes
+        return wrapped
+
+    return decorator
+
+
+login_required = permission_required()
+
+
+def init_app(app: Flask) -> None:
+    login_manager.anonymous_user = AnonymousUser
+    login_manager.user_loader(resume_session)
+    login_manager.unauthorized_handler(sign_in_redirect)
+    login_manager.session_protection = None  # the server-side session row is the protection
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config["SESSION_COOKIE_SECURE"])
+    app.config.setdefault(
+        "REMEMBER_COOKIE_DURATION", timedelta(hours=app.config["SESSION_ABSOLUTE_LIFETIME_HOURS"])
+    )
+    app.jinja_env.globals["has_permission"] = lambda code: has_permission(current_user, code)

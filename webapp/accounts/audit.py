@@ -1,0 +1,59 @@
+"""Writing the audit trail: one row per staff or user action, in the caller's transaction."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import has_request_context, request
+from flask_login import current_user
+
+from webapp.accounts.models import AuditEvent
+from webapp.extensions import db
+
+REDACTED = "[redacted]"
+SECRET_FIELDS = frozenset({
+    "password", "password_hash", "token", "token_hash", "session_token_hash",
+    "refresh_token_hash", "api_key", "api_key_ciphertext",
+})
+
+
+def jsonable(value: Any) -> Any:
+    """A value as it can be stored in the JSON column."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return REDACTED
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def redact(changes: dict[str, Any]) -> dict[str, Any]:
+    """Secrets become a marker; anything else is stored as JSON."""
+    return {key: (REDACTED if key in SECRET_FIELDS else jsonable(value)) for key, value in changes.items()}
+
+
+def record(action: str, target: Any, changes: dict[str, Any] | None = None, actor: Any = None) -> AuditEvent:
+    """Add an audit row for ``action`` on ``target`` (a model instance, or a (type, id) pair).
+
+    The row joins the current transaction, so it commits or rolls back with the action.
+    """
+    if isinstance(target, tuple):
+        object_type, object_id = target
+    else:
+        object_type, object_id = target.__tablename__, target.id
+    if actor is None and has_request_context() and current_user.is_authenticated:
+        actor = current_user
+    event = AuditEvent(
+        actor_id=getattr(actor, "id", None),
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        changes=redact(changes or {}),
+        ip_address=request.remote_addr if has_request_context() else None,
+    )
+    db.session.add(event)
+    return event

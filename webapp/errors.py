@@ -1,0 +1,68 @@
+"""Error pages, and a 503 with Retry-After when the database is unreachable."""
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from webapp.extensions import db
+
+TITLES = {
+    400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
+    405: "Method not allowed", 409: "Conflict", 413: "Too large", 422: "Unprocessable",
+    429: "Too many requests", 500: "Something went wrong", 503: "Temporarily unavailable",
+}
+MESSAGES = {
+    403: "Your account does not have permission to open this page.",
+    404: "There is nothing here. It may have been removed, or the link is wrong.",
+    429: "Too many attempts. Wait a minute and try again.",
+    500: "An unexpected error happened on our side. It has been logged.",
+    503: "The database cannot be reached right now. Nothing you typed was sent; try again in a moment.",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def error_response(code: int, detail: str | None = None):
+    title = TITLES.get(code, "Error")
+    message = detail or MESSAGES.get(code, "")
+    if wants_json():
+        response = jsonify(error=title, detail=message)
+        response.status_code = code
+    else:
+        template = "errors/_banner.html" if request.headers.get("HX-Request") else "errors/error.html"
+        response = current_app.make_response((render_template(template, code=code, title=title, message=message), code))
+    if code == 503:
+        response.headers["Retry-After"] = "30"
+    return response
+
+
+def handle_http_error(error: HTTPException):
+    if error.code is None or error.code < 400:
+        return error
+    response = error_response(error.code, error.description if error.code in (400, 409, 422) else None)
+    if error.code == 405 and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def handle_database_unavailable(error: DBAPIError):
+    if isinstance(error, OperationalError) or error.connection_invalidated:
+        current_app.logger.error("database unavailable: %s", error.__class__.__name__)
+        db.session.rollback()
+        return error_response(503)
+    raise error
+
+
+def handle_unexpected(error: Exception):
+    current_app.logger.exception("unhandled error")
+    return error_response(500)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(DBAPIError, handle_database_unavailable)
+    if not app.testing:
+        app.register_error_handler(Exception, handle_unexpected)
