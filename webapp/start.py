@@ -1,0 +1,65 @@
+"""``minion-console``: the newcomer's one command.
+
+Builds or upgrades the schema through the migrations, loads the demo data on
+first start, prints the demo sign-ins, and serves the console.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+from werkzeug.serving import run_simple
+
+from webapp import create_app
+from webapp.config import instance_secret
+from webapp.extensions import db
+
+DEMO_ACCOUNTS = [
+    ("admin@demo.test", "admin: every permission, the admin at /admin"),
+    ("support@demo.test", "support: the support console"),
+    ("ada@demo.test", "user"),
+    ("grace@demo.test", "user"),
+]
+
+
+def demo_password(app) -> str:
+    """DEMO_PASSWORD when set, else one generated on first start and kept in the instance folder."""
+    return app.config.get("DEMO_PASSWORD") or instance_secret(
+        app.instance_path, "demo_password", lambda: secrets.token_urlsafe(12)
+    )
+
+
+def prepare(app) -> str:
+    from webapp.accounts.models import User
+    from webapp.seed.demo import seed_demo
+
+    password = demo_password(app)
+    with app.app_context():
+        upgrade()
+        if not db.session.scalar(select(func.count()).select_from(User)):
+            print("First start: loading demo data ...")
+            seed_demo(password)
+    return password
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    args = parser.parse_args(argv)
+    app = create_app()
+    password = prepare(app)
+    url = f"http://{args.host}:{args.port}"
+    print(f"\nMinion Console: {url}  (database: {app.config['SQLALCHEMY_DATABASE_URI'].split('://')[0]})")
+    print("Demo sign-ins, all with the password:", password)
+    for email, what in DEMO_ACCOUNTS:
+        print(f"  {email:<20} {what}")
+    print()
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()
