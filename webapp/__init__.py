@@ -39,13 +39,14 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from webapp import htmx, navigation, security
+    from webapp import diagnostics, htmx, navigation, security
     from webapp.accounts import access
 
     access.init_app(app)
     security.init_app(app)
     htmx.init_app(app)
     navigation.init_app(app)
+    diagnostics.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -76,4 +76,5 @@ def from_environment(instance_path: str) -> dict:
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),
+        "QUERY_COUNT_HEADER": _bool("QUERY_COUNT_HEADER", False),
     }
