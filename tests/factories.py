@@ -51,3 +51,34 @@ def make_user(role: str | None = "user", email: str | None = None, **fields) -> 
     db.session.add(user)
     db.session.flush()
     return user
+
+
+def make_provider(**fields):
+    """An enabled OpenAI-style provider with a unique slug."""
+    from webapp.providers.models import Provider
+
+    n = next(_sequence)
+    provider = Provider(
+        slug=fields.pop("slug", f"provider-{n}"),
+        name=fields.pop("name", f"Provider {n}"),
+        default_base_url=fields.pop("default_base_url", "https://api.provider.test/v1"),
+        capabilities=fields.pop("capabilities", ["chat"]),
+        docs_url=fields.pop("docs_url", "https://docs.provider.test"),
+        **fields,
+    )
+    db.session.add(provider)
+    db.session.flush()
+    return provider
+
+
+def make_provider_config(user, provider, api_key: str | None = None, **fields):
+    """``user``'s config for ``provider``, with ``api_key`` sealed to it when given."""
+    from webapp.providers.crypto import encrypt_api_key
+    from webapp.providers.models import UserProviderConfig
+
+    config = UserProviderConfig(user_id=user.id, provider_id=provider.id, settings={}, **fields)
+    if api_key:
+        encrypt_api_key(config, api_key)
+    db.session.add(config)
+    db.session.flush()
+    return config

@@ -50,9 +50,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, home
+    from webapp import accounts, home, providers
 
-    for blueprint in (accounts.bp, home.bp):
+    for blueprint in (accounts.bp, home.bp, providers.bp):
         app.register_blueprint(blueprint)
 
 
@@ -64,5 +64,7 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from webapp.cli import seed
+    from webapp.providers.cli import providers
 
     app.cli.add_command(seed)
+    app.cli.add_command(providers)

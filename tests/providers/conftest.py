@@ -1,0 +1,17 @@
+import pytest
+
+from tests.providers.fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="module")
+def fake_provider():
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def short_timeout(app):
+    """Connection tests give up after a fraction of a second (the slow path answers after 2 s)."""
+    app.config["PROVIDER_TEST_TIMEOUT_SECONDS"] = 0.5
+    yield 0.5
+    app.config.pop("PROVIDER_TEST_TIMEOUT_SECONDS")

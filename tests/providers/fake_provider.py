@@ -1,0 +1,81 @@
+"""A local HTTP server that answers like an OpenAI-compatible provider; nothing leaves the machine.
+
+Paths under ``/v1`` list models for GOOD_KEY and answer 401 echoing any other key (as real
+providers do); ``/moved/models`` redirects to the same server under another host name,
+``/same-host/models`` redirects within the host, and ``/slow/models`` answers too late.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GOOD_KEY = "sk-test-GoodKey0123456789abcdefWXYZ"
+MODELS = ["fake-small", "fake-large", "fake-embed"]
+SLOW_SECONDS = 2.0
+
+
+class FakeProviderHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802  (the http.server hook's name)
+        self.server.requests.append((self.path, dict(self.headers)))
+        if self.path == "/moved/models":
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_port}/v1/models")
+            self.end_headers()
+        elif self.path == "/same-host/models":
+            self.send_response(307)
+            self.send_header("Location", "/v1/models")
+            self.end_headers()
+        elif self.path == "/slow/models":
+            time.sleep(SLOW_SECONDS)
+            self.reply(200, {"object": "list", "data": []})
+        elif self.path == "/v1/models":
+            given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            if given == GOOD_KEY:
+                self.reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+            else:
+                self.reply(401, {"error": {
+                    "message": f"Incorrect API key provided: {given}. You can find your API key at "
+                               f"https://platform.example/account/api-keys (starts {given[:10]}…{given[-6:]}).",
+                    "type": "invalid_request_error", "code": "invalid_api_key",
+                }})
+        else:
+            self.reply(404, {"error": {"message": "Unknown path"}})
+
+    def reply(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:
+        """Quiet: the test output stays readable."""
+
+
+class FakeProvider:
+    """``with FakeProvider() as provider: provider.url("/v1")``."""
+
+    def __init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProviderHandler)
+        self.server.daemon_threads = True
+        self.server.requests = []
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requests(self) -> list[tuple[str, dict]]:
+        return self.server.requests
+
+    def url(self, path: str = "/v1") -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def __enter__(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

@@ -1,0 +1,126 @@
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_provider, make_provider_config, make_user
+from tests.providers.fake_provider import GOOD_KEY, MODELS
+from webapp.accounts.models import AuditEvent
+from webapp.providers.services import normalise_base_url, redact_secret, update_settings, verify_connection
+
+WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
+
+
+@pytest.mark.parametrize("raw, stored", [
+    ("", None),
+    ("  ", None),
+    ("https://api.example.com/v1/", "https://api.example.com/v1"),
+    ("http://localhost:11434/v1", "http://localhost:11434/v1"),
+    ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+    ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+])
+def test_base_urls_accepted(raw, stored):
+    assert normalise_base_url(raw) == stored
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("http://api.example.com/v1", "only allowed for localhost"),
+    ("http://localhost.evil.example/v1", "only allowed for localhost"),
+    ("ftp://api.example.com", "http:// or https://"),
+    ("javascript:alert(1)", "http:// or https://"),
+    ("api.example.com/v1", "http:// or https://"),
+    ("https:///v1", "host name"),
+    ("https://user:secret@api.example.com/v1", "credentials"),
+    ("https://api.example.com/v1?key=abc", "query string"),
+    ("https://api.example.com/v1#x", "query string"),
+    ("https://api.example.com:99999/v1", "port"),
+    ("https://api.example.com/a b", "spaces"),
+    ("https://api.example.com/" + "a" * 500, "at most 500"),
+])
+def test_base_urls_refused_with_a_reason(raw, reason):
+    with pytest.raises(ValueError, match=reason):
+        normalise_base_url(raw)
+
+
+def test_redaction_removes_the_key_and_its_obvious_fragments():
+    key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx1234"
+    text = f"Incorrect API key provided: {key}. Starts sk-proj-AbCd…Wx1234, masked sk-proj-****************1234."
+    redacted = redact_secret(text, key)
+    assert key not in redacted
+    for fragment in ("AbCdEf", "Wx1234", "sk-proj-AbCd"):
+        assert fragment not in redacted
+    assert redacted.startswith("Incorrect API key provided: [redacted].")
+
+
+def test_redaction_leaves_unrelated_text_alone():
+    assert redact_secret("HTTP 500: upstream overloaded", "sk-xyz-0123456789") == "HTTP 500: upstream overloaded"
+
+
+@pytest.fixture
+def config_at(db_session, fake_provider):
+    """A user's config holding ``api_key`` whose base URL is ``path`` on the fake provider."""
+
+    def make(api_key: str, path: str = "/v1"):
+        return make_provider_config(
+            make_user(), make_provider(), api_key=api_key, base_url=fake_provider.url(path)
+        )
+
+    return make
+
+
+def test_verify_connection_records_success(config_at, db_session):
+    config = config_at(GOOD_KEY)
+    kind, message = verify_connection(config, timeout=5)
+    assert (kind, message) == ("success", f"Connected: {len(MODELS)} models available.")
+    assert config.last_verified_at is not None and config.last_error is None
+    actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == config.id)).all()
+    assert set(actions) == {"provider_key.use", "provider_key.test"}
+
+
+def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provider):
+    verify_connection(config_at(GOOD_KEY), timeout=5)
+    path, headers = fake_provider.requests[-1]
+    assert path == "/v1/models" and headers["Authorization"] == f"Bearer {GOOD_KEY}"
+
+
+def test_rejected_key_is_recorded_with_the_echoed_key_redacted(config_at):
+    config = config_at(WRONG_KEY)
+    kind, message = verify_connection(config, timeout=5)
+    assert kind == "error" and "HTTP 401" in config.last_error and "Incorrect API key provided" in config.last_error
+    for text in (message, config.last_error):
+        assert WRONG_KEY not in text and WRONG_KEY[:10] not in text and WRONG_KEY[-6:] not in text
+    assert config.last_verified_at is None
+
+
+def test_redirect_to_another_host_is_not_followed(config_at, fake_provider):
+    config = config_at(GOOD_KEY, "/moved")
+    before = len(fake_provider.requests)
+    kind, _ = verify_connection(config, timeout=5)
+    assert kind == "error" and "redirected to another host" in config.last_error
+    assert [path for path, _ in fake_provider.requests[before:]] == ["/moved/models"], "the redirect was not followed"
+
+
+def test_redirect_within_the_host_is_followed(config_at):
+    kind, _ = verify_connection(config_at(GOOD_KEY, "/same-host"), timeout=5)
+    assert kind == "success"
+
+
+def test_slow_provider_times_out(config_at):
+    config = config_at(GOOD_KEY, "/slow")
+    kind, _ = verify_connection(config, timeout=0.3)
+    assert kind == "error" and "0.3 s" in config.last_error
+
+
+def test_unreachable_provider_is_an_error(config_at):
+    config = config_at(GOOD_KEY)
+    config.base_url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+    kind, _ = verify_connection(config, timeout=2)
+    assert kind == "error" and config.last_error.startswith("cannot connect")
+
+
+def test_settings_change_is_audited_and_resets_verification(db_session):
+    user, provider = make_user(), make_provider()
+    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    update_settings(user, provider, "https://proxy.example.com/v1", False)
+    assert config.base_url == "https://proxy.example.com/v1" and config.is_enabled is False
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_config.update")).one()
+    assert event.changes["base_url"] == [None, "https://proxy.example.com/v1"]
+    assert event.changes["is_enabled"] == [True, False]
