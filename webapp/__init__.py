@@ -50,9 +50,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, home, providers
+    from webapp import accounts, home, providers, support
 
-    for blueprint in (accounts.bp, home.bp, providers.bp):
+    for blueprint in (accounts.bp, home.bp, providers.bp, support.bp):
         app.register_blueprint(blueprint)
 
 

@@ -124,3 +124,12 @@ def test_settings_change_is_audited_and_resets_verification(db_session):
     event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_config.update")).one()
     assert event.changes["base_url"] == [None, "https://proxy.example.com/v1"]
     assert event.changes["is_enabled"] == [True, False]
+
+
+def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider):
+    mine, theirs = config_at(GOOD_KEY), config_at(WRONG_KEY)
+    theirs.api_key_ciphertext = mine.api_key_ciphertext
+    before = len(fake_provider.requests)
+    kind, _ = verify_connection(theirs, timeout=5)
+    assert kind == "error" and "belongs to another account" in theirs.last_error
+    assert len(fake_provider.requests) == before

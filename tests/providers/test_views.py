@@ -104,7 +104,7 @@ def test_raw_key_appears_in_no_response_log_line_or_database_column(client, ada,
 def test_test_connection_shows_the_outcome_inline(client, ada, provider, fake_provider, db_session):
     config = make_provider_config(ada, provider, api_key=WRONG_KEY, base_url=fake_provider.url("/v1"))
     card = client.post(f"/account/providers/configs/{config.id}/test", headers=HTMX).get_data(as_text=True)
-    assert 'role="alert"' in card and "Connection failed: HTTP 401" in card and "[redacted]" in card
+    assert 'role="alert"' in card and "Connection failed" in card and "HTTP 401: Incorrect API key provided: [redacted]" in card
     assert WRONG_KEY not in card
     db_session.expire_all()
     assert "Incorrect API key provided: [redacted]" in config_of(ada, provider).last_error

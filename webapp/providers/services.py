@@ -175,14 +175,14 @@ def verify_connection(config: UserProviderConfig, timeout: float) -> tuple[str, 
         log.warning("provider config %s: stored key unreadable: %s", config.id, error)
         config.last_error = f"The stored key cannot be used ({error}). Replace it."
         record("provider_key.test", config, {"ok": False, "reason": "unreadable"})
-        return "error", config.last_error
+        return "error", "The stored key cannot be used; it is explained under Last error."
     base_url = config.base_url or config.provider.default_base_url
     try:
         models = list_models(config.provider.api_style, base_url, api_key, timeout)
     except ProviderError as error:
         config.last_error = redact_secret(str(error), api_key)[:LAST_ERROR_MAX_CHARS]
         record("provider_key.test", config, {"ok": False})
-        return "error", f"Connection failed: {config.last_error}"
+        return "error", "Connection failed; the provider's answer is under Last error."
     config.last_verified_at = utcnow()
     config.last_error = None
     record("provider_key.test", config, {"ok": True, "models": len(models)})
