@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -38,8 +39,15 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def trusted_hosts(raw: str | None, base_url: str) -> list[str]:
+    """Hosts the app answers to: TRUSTED_HOSTS, else BASE_URL's host plus the loopback names."""
+    hosts = [h.strip() for h in (raw or "").split(",") if h.strip()]
+    return hosts or [urlsplit(base_url).hostname or "localhost", "localhost", "127.0.0.1"]
+
+
 def from_environment(instance_path: str) -> dict:
     env = os.environ.get
+    base_url = env("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     return {
         "SECRET_KEY": env("SECRET_KEY")
         or instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32)),
@@ -48,8 +56,8 @@ def from_environment(instance_path: str) -> dict:
         # Comma-separated Fernet keys, newest first; the first encrypts, all decrypt.
         "PROVIDER_KEY_ENCRYPTION_KEYS": env("PROVIDER_KEY_ENCRYPTION_KEYS")
         or instance_secret(instance_path, "provider_keys", lambda: Fernet.generate_key().decode()),
-        "BASE_URL": env("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
-        "TRUSTED_HOSTS": [h for h in env("TRUSTED_HOSTS", "").split(",") if h] or None,
+        "BASE_URL": base_url,
+        "TRUSTED_HOSTS": trusted_hosts(env("TRUSTED_HOSTS"), base_url),
         "SESSION_IDLE_TIMEOUT_MINUTES": _int("SESSION_IDLE_TIMEOUT_MINUTES", 60 * 12),
         "SESSION_ABSOLUTE_LIFETIME_HOURS": _int("SESSION_ABSOLUTE_LIFETIME_HOURS", 24 * 14),
         "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),

@@ -5,6 +5,7 @@ import hashlib
 import secrets
 
 from flask import Flask, g, request
+from werkzeug.exceptions import SecurityError
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -55,8 +56,14 @@ def add_security_headers(response):
     return response
 
 
+def untrusted_host(error: SecurityError):
+    # No URL can be built for a host outside TRUSTED_HOSTS, so no templated error page either.
+    return "Bad request: this host is not served here.", 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+
 def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
+    app.register_error_handler(SecurityError, untrusted_host)
     app.jinja_env.globals.update(
         csp_nonce=csp_nonce, htmx_cdn_url=HTMX_CDN_URL, htmx_sri=HTMX_SRI, htmx_version=HTMX_VERSION
     )

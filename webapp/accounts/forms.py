@@ -1,6 +1,8 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from webapp.accounts.passwords import password_problem
 
 
 class SignInForm(FlaskForm):
@@ -8,3 +10,24 @@ class SignInForm(FlaskForm):
     email = StringField("Email", validators=[DataRequired(), Length(max=255)], render_kw={"type": "email"})
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     remember = BooleanField("Keep me signed in on this device")
+
+
+class PasswordRequestForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=255)], render_kw={"type": "email"})
+
+
+def acceptable_password(form, field) -> None:
+    problem = password_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
+
+
+class NewPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024), acceptable_password])
+    confirm = PasswordField(
+        "Repeat the new password", validators=[DataRequired(), EqualTo("password", "The two passwords differ.")]
+    )
+
+
+class PasswordChangeForm(NewPasswordForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])

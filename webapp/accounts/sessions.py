@@ -32,13 +32,18 @@ def start_session(user: User, ip_address: str | None, user_agent: str | None) ->
     return token
 
 
-def resume_session(token: str) -> User | None:
-    """The user behind a live session token, or None when it is unknown, revoked or expired."""
-    row = db.session.execute(
+def active_session_row(token: str):
+    """(session, user) for an active session token, or None."""
+    return db.session.execute(
         select(UserSession, User)
         .join(User, User.id == UserSession.user_id)
         .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
     ).first()
+
+
+def resume_session(token: str) -> User | None:
+    """The user behind a live session token, or None when it is unknown, revoked or expired."""
+    row = active_session_row(token)
     if row is None:
         return None
     session_row, user = row

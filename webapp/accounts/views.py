@@ -2,19 +2,24 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from webapp.accounts import bp
+from webapp.accounts import bp, services
 from webapp.accounts.access import login_required
-from webapp.accounts.forms import SignInForm
-from webapp.accounts.services import authenticate
+from webapp.accounts.forms import NewPasswordForm, PasswordChangeForm, PasswordRequestForm, SignInForm
 from webapp.accounts.sessions import end_session_by_token, start_session
+from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, usable_token
 from webapp.extensions import db, limiter
+from webapp.htmx import is_htmx, render_page_or_block
 
 SIGN_IN_FAILED = (
     "That email and password did not match an account that can sign in right now. "
     "Check them, wait a few minutes if you tried several times, or reset your password."
+)
+RESET_REQUESTED = (
+    "If that address belongs to an account, a link to reset its password is on its way. "
+    "It works once and expires soon; check your spam folder if nothing arrives."
 )
 
 
@@ -29,6 +34,11 @@ def auth_rate_limit() -> str:
     return current_app.config["AUTH_RATE_LIMIT"]
 
 
+def link_unusable():
+    """The page for a token link that is unknown, used or expired (the three look alike)."""
+    return render_template("accounts/link_unusable.html"), 410
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(auth_rate_limit, methods=["POST"])
 def login():
@@ -36,7 +46,7 @@ def login():
         return redirect(safe_next(request.args.get("next")))
     form = SignInForm()
     if form.validate_on_submit():
-        user = authenticate(form.email.data, form.password.data)
+        user = services.authenticate(form.email.data, form.password.data)
         if user is None:
             flash(SIGN_IN_FAILED, "error")
             return render_template("accounts/login.html", form=form), 200
@@ -58,3 +68,116 @@ def logout():
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("accounts.login"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(auth_rate_limit, methods=["POST"])
+def password_forgot():
+    form = PasswordRequestForm()
+    if form.validate_on_submit():
+        services.request_password_reset(form.email.data)
+        flash(RESET_REQUESTED, "info")
+        return redirect(url_for("accounts.login"))
+    return render_template("accounts/password_forgot.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(auth_rate_limit, methods=["POST"])
+def password_reset(token: str):
+    if usable_token(token, PASSWORD_RESET) is None:
+        return link_unusable()
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        if services.reset_password(token, form.password.data) is None:
+            return link_unusable()
+        logout_user()
+        session.clear()
+        flash("Your password is changed and every session is signed out. Sign in with the new password.", "success")
+        return redirect(url_for("accounts.login"))
+    return render_template("accounts/password_reset.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
+def email_verify(token: str):
+    # The link opens a page with a button: mail scanners that prefetch links must not spend the token.
+    pending = usable_token(token, EMAIL_VERIFICATION)
+    if pending is None:
+        return link_unusable()
+    if request.method == "POST":
+        services.verify_email(token)
+        flash("Thank you: your email address is confirmed.", "success")
+        return redirect(url_for("accounts.account" if current_user.is_authenticated else "accounts.login"))
+    return render_template("accounts/email_verify.html", email=pending.user.email)
+
+
+# --- the account page --------------------------------------------------------------
+
+
+def account_context(**extra) -> dict:
+    return {
+        "sessions": services.active_sessions(current_user),
+        "current_session_id": current_user.session_id,
+        "password_form": extra.pop("password_form", None) or PasswordChangeForm(formdata=None),
+        **extra,
+    }
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return render_template("accounts/account.html", **account_context())
+
+
+@bp.post("/account/password")
+@login_required
+@limiter.limit(auth_rate_limit)
+def password_change():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        if services.change_password(current_user, form.current_password.data, form.password.data,
+                                    keep_session_id=current_user.session_id):
+            message = "Your password is changed. Your other sessions are signed out."
+            if not is_htmx():
+                flash(message, "success")
+                return redirect(url_for("accounts.account"))
+            return render_page_or_block("accounts/account.html", "password_form",
+                                        **account_context(password_changed=message))
+        form.current_password.errors.append("That is not your current password.")
+    return render_page_or_block("accounts/account.html", "password_form", status=422,
+                                **account_context(password_form=form))
+
+
+@bp.post("/account/verification")
+@login_required
+@limiter.limit(auth_rate_limit)
+def verification_send():
+    if current_user.email_verified_at is not None:
+        flash("Your email address is already confirmed.", "info")
+    else:
+        services.send_verification(current_user)
+        flash(f"A confirmation link is on its way to {current_user.email}.", "info")
+    return redirect(url_for("accounts.account"))
+
+
+def sessions_changed(message: str):
+    """The session list again (HTMX) or the account page (plain form post)."""
+    if is_htmx():
+        return render_page_or_block("accounts/account.html", "session_list", **account_context(sessions_message=message))
+    flash(message, "success")
+    return redirect(url_for("accounts.account"))
+
+
+@bp.post("/account/sessions/<int:session_id>/revoke")
+@login_required
+def session_revoke(session_id: int):
+    # Scoped to the signed-in user: another user's session id is simply not found.
+    if not services.revoke_session(current_user, session_id, actor=current_user):
+        abort(404)
+    return sessions_changed("That session is signed out.")
+
+
+@bp.post("/account/sessions/revoke-others")
+@login_required
+def sessions_revoke_others():
+    ended = services.revoke_all_sessions(current_user, actor=current_user, keep_session_id=current_user.session_id)
+    return sessions_changed(f"Signed out {ended} other session{'s' if ended != 1 else ''}.")

@@ -1,0 +1,48 @@
+import re
+
+import pytest
+
+from tests.conftest import make_test_app
+from webapp.extensions import db, limiter
+from webapp.mail import outbox
+
+
+@pytest.fixture
+def mailbox(app):
+    """The memory mail backend's outbox, emptied for this test."""
+    sent = outbox(app)
+    sent.clear()
+    yield sent
+    sent.clear()
+
+
+@pytest.fixture(scope="module")
+def limited_app(backend, tmp_path_factory):
+    """An app of its own with rate limiting on: Flask-Limiter only sets up for an app
+    started with RATELIMIT_ENABLED, and the shared test app is not."""
+    app = make_test_app(backend, tmp_path_factory.mktemp("limits"), suffix="_limits",
+                        RATELIMIT_ENABLED=True, AUTH_RATE_LIMIT="3 per minute")
+    yield app
+    limiter.enabled = False
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def limited_client(limited_app):
+    """A client of ``limited_app`` with the limiter switched on and its counters empty."""
+    limiter.enabled = True
+    limiter.reset()
+    yield limited_app.test_client()
+    limiter.reset()
+    limiter.enabled = False
+
+
+def link_in(message, base_url: str = "http://console.test") -> str:
+    """The one link of ``base_url`` in a captured mail message."""
+    (link,) = re.findall(re.escape(base_url) + r"/\S+", message.get_content())
+    return link
+
+
+def path_of(link: str, base_url: str = "http://console.test") -> str:
+    return link[len(base_url):]
