@@ -82,3 +82,54 @@ def make_provider_config(user, provider, api_key: str | None = None, **fields):
     db.session.add(config)
     db.session.flush()
     return config
+
+
+def make_plan(code: str | None = None, price_cents: int = 0, **fields):
+    from webapp.billing.models import Plan
+
+    n = next(_sequence)
+    plan = Plan(
+        code=code or f"plan{n}", name=fields.pop("name", (code or f"Plan {n}").title()), price_cents=price_cents,
+        quotas=fields.pop("quotas", {"tokens": 100_000, "requests": 1_000}), **fields,
+    )
+    db.session.add(plan)
+    db.session.flush()
+    return plan
+
+
+def make_subscription(user, plan, status: str = "active", days_into_period: int = 10, **fields):
+    """``user``'s subscription to ``plan``, ``days_into_period`` days into a 30-day period."""
+    from webapp.billing.models import UserSubscription
+
+    start = fields.pop("current_period_start", utcnow() - timedelta(days=days_into_period))
+    subscription = UserSubscription(
+        user_id=user.id, plan_id=plan.id, status=status, current_period_start=start,
+        current_period_end=fields.pop("current_period_end", start + timedelta(days=30)), **fields,
+    )
+    db.session.add(subscription)
+    db.session.flush()
+    if status in ("trialing", "active", "past_due"):
+        user.current_subscription_id = subscription.id
+        db.session.flush()
+    return subscription
+
+
+def make_payment(user, subscription=None, amount_cents: int = 2900, status: str = "succeeded", **fields):
+    from webapp.billing.models import Payment
+
+    payment = Payment(user_id=user.id, subscription_id=subscription.id if subscription else None,
+                      amount_cents=amount_cents, status=status, description=fields.pop("description", "Plan"),
+                      **fields)
+    db.session.add(payment)
+    db.session.flush()
+    return payment
+
+
+def make_usage(user, metric: str, quantity: int, occurred_at=None, subscription=None):
+    from webapp.billing.models import UsageRecord
+
+    record = UsageRecord(user_id=user.id, subscription_id=subscription.id if subscription else None,
+                         metric=metric, quantity=quantity, occurred_at=occurred_at or utcnow())
+    db.session.add(record)
+    db.session.flush()
+    return record

@@ -50,9 +50,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, home, providers, support
+    from webapp import accounts, billing, home, providers, support
 
-    for blueprint in (accounts.bp, home.bp, providers.bp, support.bp):
+    for blueprint in (accounts.bp, billing.bp, home.bp, providers.bp, support.bp):
         app.register_blueprint(blueprint)
 
 
@@ -63,8 +63,10 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from webapp.billing.cli import billing
     from webapp.cli import seed
     from webapp.providers.cli import providers
 
+    app.cli.add_command(billing)
     app.cli.add_command(seed)
     app.cli.add_command(providers)

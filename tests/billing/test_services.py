@@ -1,0 +1,233 @@
+"""Subscription rules without HTTP: proration, state changes, refusals that change nothing, roll-over."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
+from webapp.accounts.models import AuditEvent
+from webapp.billing import services
+from webapp.billing.gateway import ManualInvoiceGateway
+from webapp.billing.models import Payment, UsageRecord, UserSubscription
+from webapp.billing.services import PlanChangeError
+from webapp.db import utcnow
+
+
+@pytest.fixture
+def plans(db_session):
+    return {
+        "free": make_plan("free", 0, sort_order=0),
+        "pro": make_plan("pro", 2900, sort_order=1),
+        "team": make_plan("team", 9900, sort_order=2),
+        "secret": make_plan("secret", 49900, is_public=False),
+    }
+
+
+@pytest.fixture
+def ada(db_session):
+    return make_user()
+
+
+def audit_actions(subscription) -> list[str]:
+    from webapp.extensions import db
+
+    return list(db.session.scalars(
+        select(AuditEvent.action).where(AuditEvent.object_type == "user_subscriptions",
+                                        AuditEvent.object_id == subscription.id).order_by(AuditEvent.id)
+    ))
+
+
+def snapshot(user) -> tuple:
+    """Every billing row of ``user`` as plain values, to prove a refusal changed nothing."""
+    from webapp.extensions import db
+
+    db.session.expire_all()
+    subscriptions = db.session.execute(
+        select(UserSubscription.id, UserSubscription.plan_id, UserSubscription.status,
+               UserSubscription.pending_plan_id, UserSubscription.cancel_at_period_end,
+               UserSubscription.current_period_end, UserSubscription.lock_version)
+        .where(UserSubscription.user_id == user.id).order_by(UserSubscription.id)
+    ).all()
+    payments = db.session.scalar(select(func.count(Payment.id)).where(Payment.user_id == user.id))
+    events = db.session.scalar(select(func.count(AuditEvent.id)))
+    return subscriptions, payments, events
+
+
+def test_proration_charges_the_price_difference_for_the_rest_of_the_period(plans, ada):
+    subscription = make_subscription(ada, plans["pro"], days_into_period=10)
+    now = subscription.current_period_start + timedelta(days=10)
+    # 20 of 30 days left of a $70 difference: $46.666... rounds half up to $46.67.
+    assert services.prorated_amount(subscription, plans["team"], now) == 4667
+    assert services.prorated_amount(subscription, plans["team"], subscription.current_period_start) == 7000
+    assert services.prorated_amount(subscription, plans["team"], subscription.current_period_end) == 0
+    assert services.prorated_amount(subscription, plans["free"], now) == 0, "never negative"
+
+
+def test_upgrade_applies_at_once_and_bills_the_prorated_amount_as_a_pending_invoice(plans, ada):
+    subscription = make_subscription(ada, plans["pro"], pending_plan_id=plans["free"].id)
+    now = subscription.current_period_start + timedelta(days=10)
+    quote = services.quote_plan_change(ada, plans["team"], now)
+    assert (quote.kind, quote.amount_cents) == ("upgrade", 4667)
+
+    result = services.change_plan(ada, plans["team"], actor=ada, expected_amount_cents=4667,
+                                  reference="PO-77", now=now)
+
+    assert subscription.plan_id == plans["team"].id and subscription.pending_plan_id is None
+    payment = result.payment
+    assert (payment.amount_cents, payment.status, payment.provider) == (4667, "pending", "manual_invoice")
+    assert payment.provider_ref.startswith("INV-") and payment.idempotency_key
+    assert "PO-77" in payment.description and payment.provider_ref in result.message
+    assert audit_actions(subscription) == ["subscription.upgrade"]
+
+
+def test_confirmed_amount_must_match_the_amount_due(plans, ada):
+    subscription = make_subscription(ada, plans["pro"])
+    before = snapshot(ada)
+    with pytest.raises(PlanChangeError, match="amount due is now"):
+        services.change_plan(ada, plans["team"], expected_amount_cents=1,
+                             now=subscription.current_period_start + timedelta(days=10))
+    assert snapshot(ada) == before
+
+
+def test_downgrade_waits_for_the_period_end_and_can_be_called_off(plans, ada):
+    subscription = make_subscription(ada, plans["team"])
+    result = services.change_plan(ada, plans["pro"])
+    assert (subscription.plan_id, subscription.pending_plan_id) == (plans["team"].id, plans["pro"].id)
+    assert result.payment is None and "move to the Pro plan" in result.message
+
+    services.call_off_downgrade(ada)
+    assert subscription.pending_plan_id is None
+    assert audit_actions(subscription) == ["subscription.downgrade_scheduled", "subscription.downgrade_called_off"]
+
+
+def test_cancel_sets_cancel_at_period_end_and_resume_undoes_it(plans, ada):
+    subscription = make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id)
+    services.cancel_subscription(ada)
+    assert subscription.cancel_at_period_end and subscription.canceled_at is not None
+    assert subscription.pending_plan_id is None, "nothing follows a cancelled subscription"
+    assert subscription.status == "active", "it keeps working until the period ends"
+
+    services.resume_subscription(ada)
+    assert not subscription.cancel_at_period_end and subscription.canceled_at is None
+    assert audit_actions(subscription) == ["subscription.cancel", "subscription.resume"]
+
+
+def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada, db_session):
+    free = services.change_plan(ada, plans["free"])
+    assert free.payment is None
+    subscription = services.live_subscription(ada)
+    assert subscription.plan_id == plans["free"].id and ada.current_subscription_id == subscription.id
+
+    other = make_user()
+    paid = services.change_plan(other, plans["pro"])
+    assert (paid.payment.amount_cents, paid.payment.status) == (2900, "pending")
+    assert services.live_subscription(other).status == "active"
+
+
+@pytest.mark.parametrize("case", [
+    "current plan", "not public", "resume expired", "resume not cancelling", "second downgrade",
+    "change while cancelling", "call off nothing", "cancel twice", "no subscription", "long reference",
+])
+def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
+    if case == "resume expired":
+        make_subscription(ada, plans["pro"], status="expired", days_into_period=40)
+    elif case != "no subscription":
+        make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
+                          cancel_at_period_end=case in ("change while cancelling", "cancel twice"))
+    attempts = {
+        "current plan": lambda: services.change_plan(ada, plans["team"]),
+        "not public": lambda: services.change_plan(ada, plans["secret"]),
+        "resume expired": lambda: services.resume_subscription(ada),
+        "resume not cancelling": lambda: services.resume_subscription(ada),
+        "second downgrade": lambda: services.change_plan(ada, plans["free"]),
+        "change while cancelling": lambda: services.change_plan(ada, plans["pro"]),
+        "call off nothing": lambda: services.call_off_downgrade(ada),
+        "cancel twice": lambda: services.cancel_subscription(ada),
+        "no subscription": lambda: services.cancel_subscription(ada),
+        "long reference": lambda: services.change_plan(ada, plans["free"], reference="x" * 61),
+    }
+    before = snapshot(ada)
+    with pytest.raises(PlanChangeError) as refusal:
+        attempts[case]()
+    assert str(refusal.value).endswith(".")
+    assert snapshot(ada) == before
+
+
+def test_roll_over_renews_applies_downgrades_and_ends_cancelled_subscriptions(plans, db_session):
+    renewing, downgrading, ending, current = make_user(), make_user(), make_user(), make_user()
+    long_ago = utcnow() - timedelta(days=31)
+    renewed = make_subscription(renewing, plans["pro"], current_period_start=long_ago)
+    downgraded = make_subscription(downgrading, plans["team"], current_period_start=long_ago,
+                                   pending_plan_id=plans["free"].id)
+    ended = make_subscription(ending, plans["pro"], current_period_start=long_ago, cancel_at_period_end=True)
+    untouched = make_subscription(current, plans["pro"])
+
+    summary = services.roll_periods()
+
+    assert (summary.renewed, summary.downgraded, summary.ended) == (2, 1, 1)
+    assert renewed.current_period_start == long_ago + timedelta(days=30) and renewed.status == "active"
+    renewal = db_session.scalars(select(Payment).where(Payment.subscription_id == renewed.id)).one()
+    assert (renewal.amount_cents, renewal.status) == (2900, "pending")
+    assert downgraded.plan_id == plans["free"].id and downgraded.pending_plan_id is None
+    assert not db_session.scalars(select(Payment).where(Payment.subscription_id == downgraded.id)).all()
+    assert ended.status == "canceled" and ending.current_subscription_id is None
+    assert untouched.current_period_start > long_ago + timedelta(days=20)
+    assert services.roll_periods() == services.RollOverSummary(), "running again finds nothing due"
+
+
+def test_usage_meters_equal_the_database_sums_for_the_period(plans, ada, db_session):
+    plan = make_plan(quotas={"tokens": 10_000, "requests": 50, "training_minutes": 30, "training_jobs": 3,
+                             "minions": 2})
+    subscription = make_subscription(ada, plan, days_into_period=5)
+    inside = subscription.current_period_start + timedelta(days=1)
+    for metric, quantity in [("input_tokens", 4000), ("output_tokens", 2500), ("input_tokens", 9000),
+                             ("requests", 60), ("training_minutes", 12)]:
+        make_usage(ada, metric, quantity, occurred_at=inside)
+    make_usage(ada, "input_tokens", 99_999, occurred_at=subscription.current_period_start - timedelta(seconds=1))
+    make_usage(make_user(), "requests", 77, occurred_at=inside)
+    make_training_job(ada)
+    make_minion(ada)
+
+    meters = {meter.key: meter for meter in services.usage_meters(ada, subscription)}
+
+    def database_sum(*metrics: str) -> int:
+        return db_session.scalar(select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
+            UsageRecord.user_id == ada.id, UsageRecord.metric.in_(metrics),
+            UsageRecord.occurred_at >= subscription.current_period_start,
+            UsageRecord.occurred_at < subscription.current_period_end))
+
+    assert meters["tokens"].used == database_sum("input_tokens", "output_tokens") == 15_500
+    assert meters["requests"].used == database_sum("requests") == 60
+    assert meters["requests"].over and meters["requests"].percent == 100
+    assert meters["training_minutes"].used == database_sum("training_minutes") == 12
+    assert (meters["training_jobs"].used, meters["minions"].used) == (1, 1)
+    assert meters["tokens"].percent == 100 and meters["tokens"].over
+
+
+def test_daily_usage_adds_up_each_day_of_the_period(plans, ada):
+    subscription = make_subscription(ada, plans["pro"], days_into_period=3)
+    first_day = subscription.current_period_start + timedelta(hours=1)
+    make_usage(ada, "input_tokens", 100, occurred_at=first_day)
+    make_usage(ada, "output_tokens", 50, occurred_at=first_day)
+    make_usage(ada, "requests", 7, occurred_at=first_day + timedelta(days=2))
+
+    days = services.daily_usage(ada, subscription)
+
+    assert len(days) in (4, 5) and days[0].day == subscription.current_period_start.date()
+    by_day = {entry.day: entry for entry in days}
+    assert by_day[first_day.date()].tokens == 150
+    assert by_day[(first_day + timedelta(days=2)).date()].requests == 7
+    assert sum(entry.tokens for entry in days) == 150
+
+
+def test_manual_invoice_gateway_leaves_payments_pending_with_unique_references(ada, db_session):
+    gateway = ManualInvoiceGateway()
+    first, second = Payment(user_id=ada.id, amount_cents=100), Payment(user_id=ada.id, amount_cents=100)
+    outcomes = [gateway.collect(first), gateway.collect(second)]
+    assert [outcome.status for outcome in outcomes] == ["pending", "pending"]
+    assert first.provider_ref != second.provider_ref and first.idempotency_key != second.idempotency_key
+    kept = Payment(user_id=ada.id, amount_cents=100, idempotency_key="retry-1")
+    gateway.collect(kept)
+    assert kept.idempotency_key == "retry-1"

@@ -1,0 +1,435 @@
+"""Subscription rules: plan changes, cancellation, period roll-over, and usage against quotas.
+
+Every function that changes state adds rows and audit events to the current
+session and leaves the commit to its caller, so one action is one transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import joinedload
+
+from webapp.accounts.audit import record
+from webapp.accounts.models import User
+from webapp.billing.gateway import PaymentGateway, default_gateway
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
+from webapp.db import utcnow
+from webapp.extensions import db
+from webapp.minions.models import Minion
+from webapp.pagination import Page, paginate
+from webapp.training.models import TrainingJob
+
+PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
+# Quota key -> the usage metrics whose sums count against it.
+METERED_QUOTAS = {
+    "tokens": ("input_tokens", "output_tokens"),
+    "requests": ("requests",),
+    "training_minutes": ("training_minutes",),
+}
+MAX_REFERENCE_LENGTH = 60
+QUOTA_LABELS = {
+    "tokens": "Tokens", "requests": "Requests", "training_minutes": "Training minutes",
+    "training_jobs": "Training jobs", "minions": "Minions",
+}
+
+
+class PlanChangeError(Exception):
+    """A subscription change that is not allowed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What choosing ``plan`` would do: start, upgrade at once, or downgrade at the period end."""
+
+    kind: str
+    plan: Plan
+    amount_cents: int
+    effective_at: datetime
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    message: str
+    payment: Payment | None = None
+
+
+@dataclass(frozen=True)
+class Meter:
+    key: str
+    label: str
+    used: int
+    limit: int
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.used / self.limit)) if self.limit else 100
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.limit
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    day: date
+    tokens: int
+    requests: int
+    training_minutes: int
+
+
+def money(cents: int, currency: str = "USD") -> str:
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency, currency + " ")
+    return f"{symbol}{cents / 100:,.2f}"
+
+
+def day_text(moment: datetime | date) -> str:
+    return f"{moment:%d %b %Y}"
+
+
+def count_text(number: int) -> str:
+    return f"{number:,}"
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def live_subscription(user: User) -> UserSubscription | None:
+    """The user's one trialing, active or past-due subscription, with its plans."""
+    return db.session.scalars(
+        select(UserSubscription)
+        .options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan))
+        .where(UserSubscription.user_id == user.id, UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES))
+    ).first()
+
+
+def latest_ended_subscription(user: User) -> UserSubscription | None:
+    return db.session.scalars(
+        select(UserSubscription)
+        .options(joinedload(UserSubscription.plan))
+        .where(UserSubscription.user_id == user.id, UserSubscription.status.not_in(LIVE_SUBSCRIPTION_STATUSES))
+        .order_by(UserSubscription.current_period_end.desc(), UserSubscription.id.desc())
+        .limit(1)
+    ).first()
+
+
+def public_plans() -> list[Plan]:
+    return list(db.session.scalars(
+        select(Plan).where(Plan.is_public).order_by(Plan.sort_order, Plan.price_cents, Plan.id)
+    ))
+
+
+def plan_by_code(code: str | None) -> Plan:
+    plan = db.session.scalars(select(Plan).where(Plan.code == (code or ""))).first()
+    if plan is None:
+        raise PlanChangeError("That plan does not exist.")
+    return plan
+
+
+def payments_for(user: User, page: int, per_page: int) -> Page:
+    return paginate(
+        select(Payment).where(Payment.user_id == user.id).order_by(Payment.created_at.desc(), Payment.id.desc()),
+        page, per_page,
+    )
+
+
+def usage_totals(user: User, start: datetime, end: datetime) -> dict[str, int]:
+    """Each metric's sum over [start, end), added up by the database."""
+    rows = db.session.execute(
+        select(UsageRecord.metric, func.sum(UsageRecord.quantity))
+        .where(UsageRecord.user_id == user.id, UsageRecord.occurred_at >= start, UsageRecord.occurred_at < end)
+        .group_by(UsageRecord.metric)
+    )
+    return {metric: int(total) for metric, total in rows}
+
+
+def _count(statement: Select) -> int:
+    return db.session.scalar(statement) or 0
+
+
+def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
+    """One meter per quota of the plan, for the subscription's current period."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    quotas = subscription.plan.quotas or {}
+    totals = usage_totals(user, start, end) if any(key in METERED_QUOTAS for key in quotas) else {}
+    meters = []
+    for key, limit in quotas.items():
+        if key in METERED_QUOTAS:
+            used = sum(totals.get(metric, 0) for metric in METERED_QUOTAS[key])
+        elif key == "training_jobs":
+            used = _count(select(func.count(TrainingJob.id)).where(
+                TrainingJob.user_id == user.id, TrainingJob.queued_at >= start, TrainingJob.queued_at < end))
+        elif key == "minions":
+            used = _count(select(func.count(Minion.id)).where(
+                Minion.owner_user_id == user.id, Minion.status != "retired"))
+        else:
+            continue
+        meters.append(Meter(key=key, label=QUOTA_LABELS.get(key, key.replace("_", " ").capitalize()),
+                            used=used, limit=int(limit)))
+    return meters
+
+
+def _usage_day(column):
+    """The UTC calendar day of a timestamp column, in the database's own dialect."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
+def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[DailyUsage]:
+    """Tokens, requests and training minutes per day of the current period, up to today."""
+    start = subscription.current_period_start
+    last = min(now or utcnow(), subscription.current_period_end - timedelta(microseconds=1))
+    day = _usage_day(UsageRecord.occurred_at)
+    rows = db.session.execute(
+        select(day, UsageRecord.metric, func.sum(UsageRecord.quantity))
+        .where(UsageRecord.user_id == user.id, UsageRecord.occurred_at >= start,
+               UsageRecord.occurred_at < subscription.current_period_end)
+        .group_by(day, UsageRecord.metric)
+    )
+    sums: dict[tuple[date, str], int] = {}
+    for row_day, metric, total in rows:
+        key_day = row_day if isinstance(row_day, date) else date.fromisoformat(row_day)
+        sums[(key_day, metric)] = int(total)
+    days = []
+    current = start.date()
+    while current <= last.date():
+        days.append(DailyUsage(
+            day=current,
+            tokens=sums.get((current, "input_tokens"), 0) + sums.get((current, "output_tokens"), 0),
+            requests=sums.get((current, "requests"), 0),
+            training_minutes=sums.get((current, "training_minutes"), 0),
+        ))
+        current += timedelta(days=1)
+    return days
+
+
+# --- plan changes ----------------------------------------------------------------
+
+
+def prorated_amount(subscription: UserSubscription, plan: Plan, now: datetime) -> int:
+    """The price difference for the rest of the current period, in cents, rounded half up."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    remaining = max(end - now, timedelta(0)) // timedelta(microseconds=1)
+    total = max(end - start, timedelta(microseconds=1)) // timedelta(microseconds=1)
+    difference = plan.price_cents - subscription.plan.price_cents
+    return max(0, (2 * difference * remaining + total) // (2 * total))
+
+
+def quote_plan_change(user: User, plan: Plan, now: datetime | None = None) -> Quote:
+    """What moving ``user`` to ``plan`` would do and cost; PlanChangeError when it is not allowed."""
+    now = now or utcnow()
+    if not plan.is_public:
+        raise PlanChangeError(f"The {plan.name} plan is not offered for self-service; contact sales to join it.")
+    subscription = live_subscription(user)
+    if subscription is None:
+        return Quote("start", plan, plan.price_cents, now)
+    current = subscription.plan
+    if plan.id == current.id:
+        raise PlanChangeError(f"You are already on the {plan.name} plan.")
+    if subscription.cancel_at_period_end:
+        raise PlanChangeError(
+            f"Your subscription is set to end on {day_text(subscription.current_period_end)}; "
+            "resume it before changing plan."
+        )
+    if plan.billing_interval != current.billing_interval:
+        raise PlanChangeError("Switching between monthly and yearly billing is not available yet.")
+    if plan.price_cents >= current.price_cents:
+        return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now)
+    if subscription.pending_plan_id is not None:
+        raise PlanChangeError(
+            f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
+        )
+    return Quote("downgrade", plan, 0, subscription.current_period_end)
+
+
+def _bill(subscription: UserSubscription, amount_cents: int, description: str, gateway: PaymentGateway,
+          idempotency_key: str | None = None) -> Payment:
+    payment = Payment(
+        user_id=subscription.user_id, subscription=subscription, amount_cents=amount_cents,
+        currency=subscription.plan.currency, description=description[:255], idempotency_key=idempotency_key,
+    )
+    db.session.add(payment)
+    gateway.collect(payment)
+    return payment
+
+
+def _invoice_text(text: str, reference: str) -> str:
+    return f"{text} (ref. {reference})" if reference else text
+
+
+def change_plan(user: User, plan: Plan, actor: User | None = None, expected_amount_cents: int | None = None,
+                reference: str = "", now: datetime | None = None,
+                gateway: PaymentGateway | None = None) -> ChangeResult:
+    """Start, upgrade or schedule a downgrade as quoted; ``expected_amount_cents`` is what the user confirmed."""
+    now = now or utcnow()
+    gateway = gateway or default_gateway()
+    quote = quote_plan_change(user, plan, now)
+    if expected_amount_cents is not None and expected_amount_cents != quote.amount_cents:
+        raise PlanChangeError(
+            f"The amount due is now {money(quote.amount_cents, plan.currency)}, not "
+            f"{money(expected_amount_cents, plan.currency)}; open the plan again to confirm the new amount."
+        )
+    reference = reference.strip()
+    if len(reference) > MAX_REFERENCE_LENGTH:
+        raise PlanChangeError(f"The invoice reference can be at most {MAX_REFERENCE_LENGTH} characters.")
+    if quote.kind == "start":
+        return _start(user, plan, actor, reference, now, gateway)
+    subscription = live_subscription(user)
+    if quote.kind == "downgrade":
+        subscription.pending_plan = plan
+        record("subscription.downgrade_scheduled", subscription,
+               {"pending_plan": [None, plan.code], "effective_at": subscription.current_period_end}, actor=actor)
+        db.session.flush()
+        return ChangeResult(f"You move to the {plan.name} plan on {day_text(subscription.current_period_end)}.")
+    previous = subscription.plan
+    changes = {"plan": [previous.code, plan.code], "amount_cents": quote.amount_cents}
+    if subscription.pending_plan is not None:
+        changes["pending_plan"] = [subscription.pending_plan.code, None]
+    subscription.plan = plan
+    subscription.pending_plan = None
+    payment = None
+    if quote.amount_cents:
+        payment = _bill(subscription, quote.amount_cents,
+                        _invoice_text(f"Upgrade from {previous.name} to {plan.name}, prorated", reference), gateway)
+        changes["payment"] = payment.provider_ref
+    record("subscription.upgrade", subscription, changes, actor=actor)
+    db.session.flush()
+    return ChangeResult(_charged(f"You are now on the {plan.name} plan.", payment), payment)
+
+
+def _charged(message: str, payment: Payment | None) -> str:
+    if payment is None:
+        return message
+    return f"{message} Invoice {payment.provider_ref} for {money(payment.amount_cents, payment.currency)} is pending."
+
+
+def _start(user: User, plan: Plan, actor: User | None, reference: str, now: datetime,
+           gateway: PaymentGateway) -> ChangeResult:
+    subscription = UserSubscription(
+        user_id=user.id, plan=plan, status="active", current_period_start=now,
+        current_period_end=now + PERIOD_LENGTHS[plan.billing_interval],
+    )
+    db.session.add(subscription)
+    db.session.flush()
+    user.current_subscription_id = subscription.id
+    payment = None
+    if plan.price_cents:
+        payment = _bill(subscription, plan.price_cents, _invoice_text(f"{plan.name} plan, first period", reference),
+                        gateway)
+    record("subscription.start", subscription,
+           {"plan": plan.code, "payment": payment.provider_ref if payment else None}, actor=actor)
+    return ChangeResult(_charged(f"Your {plan.name} subscription has started.", payment), payment)
+
+
+def _require_live(user: User, action: str) -> UserSubscription:
+    subscription = live_subscription(user)
+    if subscription is None:
+        raise PlanChangeError(f"There is no running subscription to {action}.")
+    return subscription
+
+
+def call_off_downgrade(user: User, actor: User | None = None) -> ChangeResult:
+    subscription = _require_live(user, "change")
+    if subscription.pending_plan is None:
+        raise PlanChangeError("No plan change is scheduled.")
+    record("subscription.downgrade_called_off", subscription,
+           {"pending_plan": [subscription.pending_plan.code, None]}, actor=actor)
+    subscription.pending_plan = None
+    db.session.flush()
+    return ChangeResult(f"You stay on the {subscription.plan.name} plan.")
+
+
+def cancel_subscription(user: User, actor: User | None = None, now: datetime | None = None) -> ChangeResult:
+    """Cancel at the end of the period; a scheduled downgrade is dropped since nothing follows."""
+    subscription = _require_live(user, "cancel")
+    if subscription.cancel_at_period_end:
+        raise PlanChangeError(
+            f"Your subscription is already set to end on {day_text(subscription.current_period_end)}."
+        )
+    changes = {"cancel_at_period_end": [False, True]}
+    if subscription.pending_plan is not None:
+        changes["pending_plan"] = [subscription.pending_plan.code, None]
+        subscription.pending_plan = None
+    subscription.cancel_at_period_end = True
+    subscription.canceled_at = now or utcnow()
+    record("subscription.cancel", subscription, changes, actor=actor)
+    db.session.flush()
+    return ChangeResult(f"Your subscription ends on {day_text(subscription.current_period_end)}.")
+
+
+def resume_subscription(user: User, actor: User | None = None, now: datetime | None = None) -> ChangeResult:
+    subscription = live_subscription(user)
+    if subscription is None or subscription.current_period_end <= (now or utcnow()):
+        raise PlanChangeError("That subscription has already ended and cannot be resumed; choose a plan to start again.")
+    if not subscription.cancel_at_period_end:
+        raise PlanChangeError("Your subscription is not set to end, so there is nothing to resume.")
+    subscription.cancel_at_period_end = False
+    subscription.canceled_at = None
+    record("subscription.resume", subscription, {"cancel_at_period_end": [True, False]}, actor=actor)
+    db.session.flush()
+    return ChangeResult(f"Your subscription renews on {day_text(subscription.current_period_end)}.")
+
+
+# --- period roll-over ------------------------------------------------------------
+
+
+@dataclass
+class RollOverSummary:
+    renewed: int = 0
+    downgraded: int = 0
+    ended: int = 0
+
+
+def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = None) -> RollOverSummary:
+    """Close every live subscription whose period has passed: end it, apply its downgrade, or renew it."""
+    now = now or utcnow()
+    gateway = gateway or default_gateway()
+    summary = RollOverSummary()
+    due = db.session.scalars(
+        select(UserSubscription)
+        .options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan),
+                 joinedload(UserSubscription.user))
+        .where(UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES), UserSubscription.current_period_end <= now)
+        .order_by(UserSubscription.id)
+    )
+    for subscription in due:
+        while subscription.current_period_end <= now:
+            if subscription.cancel_at_period_end:
+                _end(subscription)
+                summary.ended += 1
+                break
+            if subscription.pending_plan is not None:
+                record("subscription.downgrade_applied", subscription,
+                       {"plan": [subscription.plan.code, subscription.pending_plan.code]}, actor=None)
+                subscription.plan, subscription.pending_plan = subscription.pending_plan, None
+                summary.downgraded += 1
+            _renew(subscription, gateway)
+            summary.renewed += 1
+    db.session.flush()
+    return summary
+
+
+def _end(subscription: UserSubscription) -> None:
+    record("subscription.end", subscription, {"status": [subscription.status, "canceled"]}, actor=None)
+    subscription.status = "canceled"
+    if subscription.user.current_subscription_id == subscription.id:
+        subscription.user.current_subscription_id = None
+
+
+def _renew(subscription: UserSubscription, gateway: PaymentGateway) -> None:
+    start = subscription.current_period_end
+    subscription.current_period_start = start
+    subscription.current_period_end = start + PERIOD_LENGTHS[subscription.plan.billing_interval]
+    if subscription.status == "trialing":
+        subscription.status = "active"
+    payment = None
+    if subscription.plan.price_cents:
+        # Keyed by period, so a renewal billed twice would collide instead of charging twice.
+        payment = _bill(subscription, subscription.plan.price_cents,
+                        f"{subscription.plan.name} plan, period from {day_text(start)}", gateway,
+                        idempotency_key=f"renewal-{subscription.id}-{start:%Y%m%dT%H%M%S}")
+    record("subscription.renew", subscription,
+           {"period_start": start, "plan": subscription.plan.code,
+            "payment": payment.provider_ref if payment else None}, actor=None)
