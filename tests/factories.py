@@ -133,3 +133,65 @@ def make_usage(user, metric: str, quantity: int, occurred_at=None, subscription=
     db.session.add(record)
     db.session.flush()
     return record
+
+
+def make_ai_model(**fields):
+    """A reference model (no provider unless given) with a unique key."""
+    from webapp.providers.models import AIModel
+
+    n = next(_sequence)
+    model = AIModel(
+        model_type=fields.pop("model_type", "reference"),
+        model_key=fields.pop("model_key", f"model-{n}"),
+        name=fields.pop("name", f"Model {n}"),
+        **fields,
+    )
+    db.session.add(model)
+    db.session.flush()
+    return model
+
+
+def make_minion(owner, model=None, xp: int = 0, **fields):
+    """A minion whose xp comes from one XP event, so the ledger holds."""
+    from webapp.minions.models import Minion, MinionXpEvent
+    from webapp.minions.xp import level_for_xp
+
+    n = next(_sequence)
+    minion = Minion(
+        owner_user_id=owner.id, model_id=(model or make_ai_model()).id, name=fields.pop("name", f"Minion {n}"),
+        xp=xp, level=level_for_xp(xp), **fields,
+    )
+    db.session.add(minion)
+    db.session.flush()
+    if xp:
+        db.session.add(MinionXpEvent(minion_id=minion.id, delta=xp, reason="quest.completed"))
+        db.session.flush()
+    return minion
+
+
+def make_training_job(owner, status: str = "queued", minion=None, **fields):
+    """A job of ``owner``'s with timestamps that fit its status."""
+    from webapp.training.models import TrainingJob
+
+    n = next(_sequence)
+    now = utcnow()
+    job = TrainingJob(
+        user_id=owner.id, minion_id=minion.id if minion else None,
+        base_model_id=fields.pop("base_model_id", None) or (minion.model_id if minion else make_ai_model().id),
+        name=fields.pop("name", f"Job {n}"), status=status, queued_at=now - timedelta(hours=1),
+        started_at=now - timedelta(minutes=30) if status != "queued" else None,
+        finished_at=now if status in ("succeeded", "failed", "canceled") else None,
+        progress=1.0 if status == "succeeded" else fields.pop("progress", 0.0),
+        hyperparameters=fields.pop("hyperparameters", {"epochs": 3}),
+        **fields,
+    )
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def make_job_runner(name: str | None = None):
+    """A runner and its plain token (only the hash is stored)."""
+    from webapp.training.services import create_runner
+
+    return create_runner(name or f"runner-{next(_sequence)}")

@@ -50,10 +50,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, billing, home, providers, support
+    from webapp import accounts, admin, billing, home, providers, support
 
     for blueprint in (accounts.bp, billing.bp, home.bp, providers.bp, support.bp):
         app.register_blueprint(blueprint)
+    admin.init_app(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

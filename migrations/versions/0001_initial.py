@@ -133,6 +133,12 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_users'))
     )
     op.create_index(op.f('ix_users_current_subscription_id'), 'users', ['current_subscription_id'])
+    if not is_sqlite():
+        # Trigram indexes serve the admin's case-insensitive substring search on PostgreSQL.
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        for column in ("email", "display_name"):
+            op.create_index(f"ix_users_{column}_trgm", "users", [sa.text(f"lower({column}) gin_trgm_ops")],
+                            postgresql_using="gin")
 
     op.create_table('audit_events',
         sa.Column('actor_id', sa.Integer(), nullable=True),

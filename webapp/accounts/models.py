@@ -20,6 +20,10 @@ class UserRole(TimestampMixin, db.Model):
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
     role_id: Mapped[int] = mapped_column(fk("roles.id", "CASCADE"), index=True)
 
+    # The link row as a record of its own (the admin edits it); User.roles covers the same rows.
+    user = relationship("User", overlaps="roles")
+    role = relationship("Role", overlaps="roles")
+
 
 class RolePermission(TimestampMixin, db.Model):
     __tablename__ = "role_permissions"
@@ -27,6 +31,9 @@ class RolePermission(TimestampMixin, db.Model):
 
     role_id: Mapped[int] = mapped_column(fk("roles.id", "CASCADE"), index=True)
     permission_id: Mapped[int] = mapped_column(fk("permissions.id", "CASCADE"), index=True)
+
+    role = relationship("Role", overlaps="permissions")
+    permission = relationship("Permission", overlaps="permissions")
 
 
 class Permission(TimestampMixin, db.Model):
@@ -98,6 +105,24 @@ class User(TimestampMixin, db.Model):
 
 # Case-insensitive uniqueness enforced by the database itself, on both backends.
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
+def trigram_index(column) -> Index:
+    """A GIN trigram index on lower(column): it serves the admin's search, lower(column) LIKE '%term%'.
+
+    PostgreSQL only (the migration creates it there); autogenerate skips expression indexes on SQLite.
+    """
+    label = f"{column.key}_lower"
+    return Index(
+        f"ix_users_{column.key}_trgm",
+        func.lower(column).label(label),
+        postgresql_using="gin",
+        postgresql_ops={label: "gin_trgm_ops"},
+    )
+
+
+trigram_index(User.email)
+trigram_index(User.display_name)
 
 
 class UserSession(TimestampMixin, db.Model):

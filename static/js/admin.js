@@ -1,0 +1,31 @@
+// Flask-Admin behaviours that its templates wire with inline handlers, which the CSP forbids.
+(function () {
+  "use strict";
+
+  // Destructive buttons confirm first: <button data-confirm="Delete this record?">.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) {
+      event.preventDefault();
+    }
+  });
+
+  // Bulk actions in the "With selected" menu: <a data-admin-action="deactivate">.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("[data-admin-action]");
+    if (!link) {
+      return;
+    }
+    event.preventDefault();
+    if (window.modelActions) {
+      window.modelActions.execute(link.getAttribute("data-admin-action"));
+    }
+  });
+
+  // Filter names in the "Add Filter" menu are handled by Flask-Admin's filters script; keep the page still.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("a.filter, a[href='javascript:void(0)']")) {
+      event.preventDefault();
+    }
+  });
+})();

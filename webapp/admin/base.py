@@ -1,0 +1,429 @@
+"""The one secure base for admin views: permissions, safe saves, audit trail, cheap counts, streamed CSV.
+
+Every ModelView declares its domain's permissions once::
+
+    class PlanView(SecureModelView):
+        read_permission = "billing.read"
+        write_permission = "billing.manage"
+
+Reading needs ``admin.access`` and ``read_permission``; creating, editing,
+deleting, bulk actions and ajax lookups also need ``write_permission``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import abort, current_app, flash, g, has_request_context, redirect, stream_with_context, url_for
+from flask_admin import BaseView, expose
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import tools as sqla_tools
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.helpers import get_redirect_target
+from flask_login import current_user
+from sqlalchemy import func, inspect, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.wrappers import Response
+
+from webapp.accounts.access import has_permission, sign_in_redirect
+from webapp.accounts.audit import SECRET_FIELDS, record
+from webapp.accounts.models import AuditEvent
+from webapp.admin.fields import AdminConverter, AdminFilterConverter, AdminForm, LockVersionField
+from webapp.extensions import db
+
+log = logging.getLogger(__name__)
+
+ADMIN_PERMISSION = "admin.access"
+# Columns whose values never leave the database through the admin.
+SECRET_COLUMNS = frozenset(SECRET_FIELDS) - {"password", "token", "api_key"}
+# Columns the database or the app keeps up to date; forms never write them.
+MAINTAINED_COLUMNS = ("id", "created_at", "updated_at", "lock_version")
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+EXPORT_BATCH = 500
+HISTORY_LIMIT = 50
+
+STALE_MESSAGE = (
+    "Someone else saved this record after you opened it, so your changes were not saved. "
+    "Reload the page to see the current values, then make your edit again."
+)
+DEPENDANTS_MESSAGE = (
+    "This record cannot be deleted because other records still refer to it. "
+    "Delete or reassign those first."
+)
+CONFLICT_MESSAGE = (
+    "The record could not be saved: a value conflicts with another record (for example a "
+    "name, code or email already in use) or a required link is missing. Check the values and try again."
+)
+SAVE_FAILED_MESSAGE = "The record could not be saved. Check the values and try again."
+
+
+def may(code: str) -> bool:
+    """True when the signed-in user holds ``code`` (False outside a request)."""
+    return has_request_context() and has_permission(current_user, code)
+
+
+def utc_text(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a string enumeration column."""
+    return [(value, value.replace("_", " ")) for value in values]
+
+
+def choice_filter(column: Any, label: str, values: tuple[str, ...]) -> FilterEqual:
+    """An "equals" filter offering the column's allowed values as a select."""
+    return FilterEqual(column, label, options=choices(values))
+
+
+def lookup(*fields: str) -> dict[str, Any]:
+    """form_ajax_refs options: a searchable select over ``fields`` instead of a dropdown of every row."""
+    return {"fields": fields, "page_size": 10}
+
+
+USER_LOOKUP = lookup("email", "display_name")
+
+
+def admin_action(name: str, text: str, permission: str, confirmation: str | None = None):
+    """A bulk action that needs ``permission`` (checked by SecureModelView.is_action_allowed)."""
+    from flask_admin.actions import action
+
+    def decorator(handler: Callable) -> Callable:
+        handler.required_permission = permission
+        return action(name, text, confirmation)(handler)
+
+    return decorator
+
+
+class SecureAccessMixin:
+    """The admin's one permission check, shared by model views and plain pages."""
+
+    read_permission: str = ADMIN_PERMISSION
+
+    def is_accessible(self) -> bool:
+        return may(ADMIN_PERMISSION) and may(self.read_permission)
+
+    def inaccessible_callback(self, name: str, **kwargs: Any):
+        if not current_user.is_authenticated:
+            return sign_in_redirect()
+        abort(403)
+
+
+class SecureView(SecureAccessMixin, BaseView):
+    """A plain admin page (not a table) behind the same check."""
+
+
+class SecureModelView(SecureAccessMixin, ModelView):
+    write_permission: str = ADMIN_PERMISSION
+    allow_create = True
+    allow_edit = True
+    allow_delete = True
+    # Many-to-many relationships whose members are audited by name (e.g. a user's roles).
+    audited_collections: tuple[str, ...] = ()
+    # Loader options for the list and details queries, so related names cost no query per row.
+    eager: tuple[Any, ...] = ()
+    # Model-specific columns the app maintains (counters, derived values), on top of MAINTAINED_COLUMNS.
+    maintained: tuple[str, ...] = ()
+
+    form_base_class = AdminForm
+    model_form_converter = AdminConverter
+    filter_converter = AdminFilterConverter()
+    list_template = "admin/minion/list.html"
+    details_template = "admin/minion/details.html"
+    can_view_details = True
+    can_set_page_size = True
+    page_size = 20
+    page_size_options = (20, 50, 100)
+    named_filter_urls = True
+    # We count ourselves (get_list), never with Flask-Admin's exact COUNT(*).
+    simple_list_pager = True
+    column_display_pk = True
+    column_editable_list: list[str] = []
+    column_default_sort = ("created_at", True)
+    column_type_formatters = {
+        **ModelView.column_type_formatters,
+        datetime: lambda view, value, name: utc_text(value),
+        dict: lambda view, value, name: view.json_text(value),
+        list: lambda view, value, name: view.json_text(value),
+    }
+    column_type_formatters_export = {
+        datetime: lambda view, value, name: value.astimezone(timezone.utc).isoformat(),
+        type(None): lambda view, value, name: "",
+        bool: lambda view, value, name: "yes" if value else "no",
+    }
+    export_types = ["csv"]
+
+    def __init__(self, model: type, endpoint: str, name: str, category: str, **kwargs: Any) -> None:
+        hidden = set(SECRET_COLUMNS) | set(MAINTAINED_COLUMNS) | set(self.maintained)
+        self.form_excluded_columns = sorted(hidden | set(self.form_excluded_columns or ()))
+        self.column_details_exclude_list = sorted(SECRET_COLUMNS | set(self.column_details_exclude_list or ()))
+        self.column_export_exclude_list = sorted(SECRET_COLUMNS | set(self.column_export_exclude_list or ()))
+        self.column_exclude_list = sorted(SECRET_COLUMNS | set(self.column_exclude_list or ()))
+        for option in ("column_list", "column_details_list", "column_export_list", "form_columns",
+                       "column_searchable_list", "column_filters"):
+            named = {str(getattr(c, "key", c)) for c in (getattr(self, option) or ())}
+            if named & SECRET_COLUMNS:
+                raise ValueError(f"{type(self).__name__}.{option} names a secret column")
+        if self.form_columns:
+            clash = {str(c) for c in self.form_columns} & hidden
+            if clash:
+                raise ValueError(f"{type(self).__name__}.form_columns names maintained columns {sorted(clash)}")
+        super().__init__(model, db, name=name, category=category, endpoint=endpoint,
+                         url=model.__tablename__, **kwargs)
+
+    # --- who may do what -----------------------------------------------------
+
+    def may_write(self) -> bool:
+        return may(ADMIN_PERMISSION) and may(self.write_permission)
+
+    @property
+    def can_create(self) -> bool:
+        return self.allow_create and self.may_write()
+
+    @property
+    def can_edit(self) -> bool:
+        return self.allow_edit and self.may_write()
+
+    @property
+    def can_delete(self) -> bool:
+        return self.allow_delete and self.may_write()
+
+    def is_action_allowed(self, name: str) -> bool:
+        handler = self._actions_data.get(name, (None,))[0]
+        permission = getattr(handler, "required_permission", None)
+        if name == "delete":
+            return self.can_delete
+        return permission is not None and may(ADMIN_PERMISSION) and may(permission)
+
+    @expose("/ajax/lookup/")
+    def ajax_lookup(self):
+        # Lookups only feed the create and edit forms, so they need the write permission.
+        if not self.may_write():
+            abort(403)
+        return super().ajax_lookup()
+
+    # --- queries -------------------------------------------------------------
+
+    def scaffold_auto_joins(self) -> list[Any]:
+        """None: each view names its loads in ``eager`` (Flask-Admin would joinedload every listed relation)."""
+        return []
+
+    def get_query(self):
+        return super().get_query().options(*self.eager)
+
+    def get_one(self, id: Any) -> Any:
+        """The row, found through get_query so any scoping and eager loading applies to it too."""
+        try:
+            key = int(sqla_tools.iterdecode(id))
+        except (TypeError, ValueError):
+            return None
+        return self.get_query().filter(self.model.id == key).one_or_none()
+
+    def get_count_query(self):
+        return db.session.query(func.count()).select_from(self.model)
+
+    def _apply_search(self, query, count_query, joins, count_joins, search):
+        """Case-insensitive substring search as lower(column) LIKE, which the trigram indexes serve."""
+        for term in search.split():
+            pattern = "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions = []
+            for field, path in self._search_fields:
+                query, joins, alias = self._apply_path_joins(query, joins, path, inner_join=False)
+                column = field if alias is None else getattr(alias, field.key)
+                conditions.append(func.lower(column).like(pattern, escape="\\"))
+            query = query.filter(or_(*conditions))
+        return query, count_query, joins, count_joins
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        _, query = super().get_list(page, sort_column, sort_desc, search, filters, execute=False,
+                                    page_size=page_size)
+        count = self.row_count(query, filtered=bool(search or filters))
+        return count, (query.all() if execute else query)
+
+    def row_count(self, query, filtered: bool) -> int:
+        """Rows for the pager, without an exact COUNT(*) over a large table.
+
+        Unfiltered lists of big tables use the planner's estimate; anything else is
+        counted up to the threshold ("more than N"). ``g.admin_count`` tells the pager which.
+        """
+        threshold = current_app.config["COUNT_ESTIMATE_THRESHOLD"]
+        if not filtered:
+            estimate = self.planner_estimate()
+            if estimate is not None and estimate > threshold:
+                g.admin_count = ("estimate", estimate)
+                return estimate
+        ids = query.with_entities(self.model.id).limit(None).offset(None).order_by(None).limit(threshold + 1)
+        counted = db.session.scalar(select(func.count()).select_from(ids.subquery()))
+        g.admin_count = ("more", threshold) if counted > threshold else ("exact", counted)
+        return counted
+
+    def planner_estimate(self) -> int | None:
+        """PostgreSQL's row estimate for the table (None elsewhere, or before the first ANALYZE)."""
+        if db.session.get_bind().dialect.name != "postgresql":
+            return None
+        estimate = db.session.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:table)"),
+            {"table": self.model.__tablename__},
+        )
+        return estimate if estimate is not None and estimate >= 0 else None
+
+    # --- display -------------------------------------------------------------
+
+    def json_text(self, value: Any) -> str:
+        """A JSON column in one short line; a list of related records as their names."""
+        if isinstance(value, list) and value and isinstance(value[0], db.Model):
+            return ", ".join(str(item) for item in value)
+        rendered = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return rendered if len(rendered) <= 120 else rendered[:117] + "..."
+
+    def history(self, model: Any) -> list[AuditEvent]:
+        """The latest audit rows about this record, newest first."""
+        return list(db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.object_type == model.__tablename__, AuditEvent.object_id == model.id)
+            .order_by(AuditEvent.id.desc())
+            .limit(HISTORY_LIMIT)
+        ))
+
+    def filtered_list_url(self, **filters: Any) -> str:
+        """This view's list with named filters applied, e.g. ``status_equals="failed"``."""
+        args = {}
+        for position, (arg, value) in enumerate(filters.items()):
+            if arg not in self._filter_args:
+                raise KeyError(f"{self.endpoint} has no filter {arg!r}")
+            args[f"flt{position}_{arg}"] = value
+        return url_for(f"{self.endpoint}.index_view", **args)
+
+    # --- saving --------------------------------------------------------------
+
+    def get_edit_form(self):
+        class EditForm(super().get_edit_form()):
+            lock_version = LockVersionField()
+
+        return EditForm
+
+    def snapshot(self, model: Any) -> dict[str, Any]:
+        state = inspect(model)
+        values = {attr.key: attr.value for attr in state.attrs if attr.key in state.mapper.column_attrs}
+        for name in self.audited_collections:
+            values[name] = sorted(str(member) for member in getattr(model, name))
+        return values
+
+    def audit_changes(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+        """Each field whose value differs, as [old, new] (a created or deleted row's side is None)."""
+        keys = (before.keys() | after.keys()) - set(MAINTAINED_COLUMNS)
+        return {key: [before.get(key), after.get(key)] for key in sorted(keys) if before.get(key) != after.get(key)}
+
+    def create_model(self, form):
+        model = self.build_new_instance()
+        try:
+            form.populate_obj(model)
+            db.session.add(model)
+            self._on_model_change(form, model, True)
+            db.session.flush()
+            record("admin.create", model, self.audit_changes({}, self.snapshot(model)))
+            db.session.commit()
+        except Exception as error:
+            self.save_failed(error, CONFLICT_MESSAGE)
+            return False
+        self.after_model_change(form, model, True)
+        return model
+
+    def update_model(self, form, model) -> bool:
+        if form.lock_version.data != model.lock_version:
+            flash(STALE_MESSAGE, "error")
+            return False
+        before = self.snapshot(model)
+        try:
+            form.populate_obj(model)
+            self._on_model_change(form, model, False)
+            db.session.flush()
+            changes = self.audit_changes(before, self.snapshot(model))
+            if changes:
+                record("admin.update", model, changes)
+            db.session.commit()
+        except Exception as error:
+            self.save_failed(error, CONFLICT_MESSAGE)
+            return False
+        self.after_model_change(form, model, False)
+        return True
+
+    def delete_model(self, model) -> bool:
+        try:
+            self.on_model_delete(model)
+            record("admin.delete", model, self.audit_changes(self.snapshot(model), {}))
+            db.session.delete(model)
+            db.session.commit()
+        except Exception as error:
+            self.save_failed(error, DEPENDANTS_MESSAGE)
+            return False
+        self.after_model_delete(model)
+        return True
+
+    def save_failed(self, error: Exception, integrity_message: str) -> None:
+        """Roll back and tell the admin in plain words; never the database's own error text."""
+        db.session.rollback()
+        if isinstance(error, StaleDataError):
+            flash(STALE_MESSAGE, "error")
+        elif isinstance(error, IntegrityError):
+            flash(integrity_message, "error")
+        elif isinstance(error, ValueError):
+            flash(f"{SAVE_FAILED_MESSAGE} ({error})", "error")
+        else:
+            log.exception("admin save failed")
+            flash(SAVE_FAILED_MESSAGE, "error")
+
+    def run_bulk(self, ids: list[str], change: Callable[[Any], bool], done: str) -> None:
+        """Apply ``change`` (which audits what it does; False when the row needed nothing) in one transaction."""
+        rows = self.get_query().filter(self.model.id.in_([int(i) for i in ids if i.isdigit()])).all()
+        try:
+            changed = sum(1 for row in rows if change(row))
+            db.session.commit()
+        except Exception as error:
+            self.save_failed(error, CONFLICT_MESSAGE)
+            return
+        flash(done.format(count=changed, skipped=len(rows) - changed), "success")
+
+    # --- export --------------------------------------------------------------
+
+    def get_export_value(self, model: Any, name: Any) -> Any:
+        return spreadsheet_safe(super().get_export_value(model, name))
+
+    @expose("/export/<export_type>/")
+    def export(self, export_type: str):
+        """CSV streamed row by row from a server-side cursor; the table is never loaded whole."""
+        if not self.can_export or export_type != "csv":
+            flash("This list cannot be exported.", "error")
+            return redirect(get_redirect_target() or self.get_url(".index_view"))
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        _, query = ModelView.get_list(self, None, sort[0] if sort else None, view_args.sort_desc,
+                                      view_args.search, view_args.filters, execute=False, page_size=0)
+        columns = self._export_columns
+
+        class Line:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Line())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow([label for _, label in columns])
+            for row in query.yield_per(EXPORT_BATCH):
+                yield writer.writerow([self.get_export_value(row, name) for name, _ in columns])
+
+        filename = f"{self.model.__tablename__}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.csv"
+        return Response(stream_with_context(lines()), mimetype="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename={filename}"})
