@@ -50,9 +50,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, admin, billing, home, providers, support
+    from webapp import accounts, admin, billing, home, minions, providers, support, training
 
-    for blueprint in (accounts.bp, billing.bp, home.bp, providers.bp, support.bp):
+    for blueprint in (accounts.bp, billing.bp, home.bp, providers.bp, support.bp, minions.bp, training.bp, training.api_bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
 
@@ -66,8 +66,12 @@ def register_errorhandlers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from webapp.billing.cli import billing
     from webapp.cli import seed
+    from webapp.minions.cli import minions
     from webapp.providers.cli import providers
+    from webapp.training.cli import runners
 
     app.cli.add_command(billing)
     app.cli.add_command(seed)
+    app.cli.add_command(minions)
+    app.cli.add_command(runners)
     app.cli.add_command(providers)

@@ -1,0 +1,122 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.factories import make_ai_model, make_minion, make_training_job, make_user
+from webapp.minions.models import MinionXpEvent
+from webapp.minions.services import (
+    BoardFilters, award_xp, best_rank_of, leaderboard_page, repair_xp, window_start, xp_mismatches,
+)
+from webapp.minions.xp import level_for_xp
+
+
+def ledger_sum(db_session, minion) -> int:
+    return db_session.scalar(select(func.coalesce(func.sum(MinionXpEvent.delta), 0)).filter_by(minion_id=minion.id))
+
+
+def test_award_xp_keeps_xp_equal_to_the_ledger(db_session):
+    minion = make_minion(make_user(), xp=80)
+    assert award_xp(minion, 50, "daily_challenge")
+    assert minion.xp == 130 == ledger_sum(db_session, minion)
+    assert minion.level == level_for_xp(130) == 2
+
+
+def test_a_job_s_completion_is_awarded_once(db_session):
+    owner = make_user()
+    minion = make_minion(owner)
+    job = make_training_job(owner, status="succeeded", minion=minion)
+    assert award_xp(minion, 150, "training_job.succeeded", job)
+    assert not award_xp(minion, 150, "training_job.succeeded", job)
+    assert minion.xp == 150 == ledger_sum(db_session, minion)
+
+
+def test_verify_finds_and_repairs_mismatches(db_session):
+    good, bad = make_minion(make_user(), xp=100), make_minion(make_user(), xp=100)
+    bad.xp = 999
+    db_session.flush()
+    mismatches = xp_mismatches()
+    assert [(m.minion_id, m.xp, m.ledger) for m in mismatches] == [(bad.id, 999, 100)]
+    repair_xp(mismatches)
+    db_session.flush()
+    assert bad.xp == 100 and bad.level == level_for_xp(100) and xp_mismatches() == []
+    assert good.xp == 100
+
+
+def test_rank_order_and_ties(db_session):
+    model = make_ai_model()
+    owner = make_user()
+    first = make_minion(owner, model, xp=500)
+    tie_older = make_minion(owner, model, xp=300)
+    tie_newer = make_minion(owner, model, xp=300)
+    last = make_minion(owner, model, xp=10)
+    rows, has_next = leaderboard_page(BoardFilters(model_id=model.id), 1, 10)
+    assert [(row.minion.id, row.rank, row.position) for row in rows] == [
+        (first.id, 1, 1), (tie_older.id, 2, 2), (tie_newer.id, 2, 3), (last.id, 4, 4),
+    ]
+    assert not has_next
+    second_page, has_next = leaderboard_page(BoardFilters(model_id=model.id), 2, 2)
+    assert [row.minion.id for row in second_page] == [tie_newer.id, last.id] and not has_next
+
+
+def test_the_search_keeps_the_real_rank(db_session):
+    model = make_ai_model()
+    make_minion(make_user(), model, xp=900, name="Alpha")
+    needle = make_minion(make_user(), model, xp=100, name="Needle 50%")
+    rows, _ = leaderboard_page(BoardFilters(model_id=model.id, query="needle 50%"), 1, 10)
+    assert [(row.minion.id, row.rank) for row in rows] == [(needle.id, 2)]
+    assert leaderboard_page(BoardFilters(model_id=model.id, query="e_5"), 1, 10)[0] == []
+
+
+def test_the_provider_filter(db_session):
+    from webapp.providers.models import Provider
+
+    provider = Provider(slug="p-filter", name="P", default_base_url="https://p.test")
+    db_session.add(provider)
+    db_session.flush()
+    hosted = make_minion(make_user(), make_ai_model(provider_id=provider.id), xp=5)
+    make_minion(make_user(), make_ai_model(), xp=50)
+    rows, _ = leaderboard_page(BoardFilters(provider_id=provider.id), 1, 10)
+    assert [row.minion.id for row in rows] == [hosted.id]
+
+
+@pytest.mark.parametrize("window", ["week", "month"])
+def test_window_gains_equal_the_ledger_and_rank_the_board(db_session, window):
+    model = make_ai_model()
+    owner = make_user()
+    steady, sprinter, idle = (make_minion(owner, model) for _ in range(3))
+    start = window_start(window)
+    before = start - timedelta(days=1)
+    for minion, delta in ((steady, 1000), (idle, 40)):
+        db_session.add(MinionXpEvent(minion_id=minion.id, delta=delta, reason="quest.completed",
+                                     created_at=before, updated_at=before))
+        minion.xp += delta
+    award_xp(steady, 20, "daily_challenge")
+    award_xp(sprinter, 200, "quest.completed")
+    award_xp(sprinter, 25, "daily_challenge")
+    db_session.flush()
+    rows, _ = leaderboard_page(BoardFilters(window=window, model_id=model.id), 1, 10)
+    assert [(row.minion.id, row.rank, row.gained) for row in rows] == [(sprinter.id, 1, 225), (steady.id, 2, 20)]
+    for row in rows:
+        in_window = db_session.scalar(
+            select(func.sum(MinionXpEvent.delta)).where(MinionXpEvent.minion_id == row.minion.id,
+                                                        MinionXpEvent.created_at >= start))
+        assert row.gained == in_window
+
+
+def test_window_starts():
+    now = datetime(2026, 3, 19, 15, 30, tzinfo=timezone.utc)  # a Thursday
+    assert window_start("week", now) == datetime(2026, 3, 16, tzinfo=timezone.utc)
+    assert window_start("month", now) == datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert window_start("all", now) is None
+
+
+def test_best_rank_of_the_owner(db_session):
+    model = make_ai_model()
+    me = make_user()
+    make_minion(make_user(), model, xp=900)
+    mine_low, mine_high = make_minion(me, model, xp=5), make_minion(me, model, xp=400)
+    best = best_rank_of(me.id, BoardFilters(model_id=model.id))
+    assert (best.minion.id, best.rank, best.position) == (mine_high.id, 2, 2)
+    assert best_rank_of(make_user().id, BoardFilters(model_id=model.id)) is None
+    assert mine_low

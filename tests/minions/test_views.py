@@ -1,0 +1,95 @@
+import re
+
+import pytest
+
+from tests.conftest import login
+from tests.factories import make_ai_model, make_minion, make_user
+
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def me(client, db_session):
+    user = make_user(display_name="Me Myself")
+    login(client, user)
+    return user
+
+
+def test_the_board_shows_rank_avatar_owner_level_and_model(client, db_session, me):
+    model = make_ai_model(name="Tiny Llama")
+    make_minion(me, model, xp=650, name="Quill Pen")
+    html = client.get(f"/leaderboard?model={model.id}").get_data(as_text=True)
+    assert "#1" in html and "QP" in html and "Me Myself" in html and "Tiny Llama" in html
+    assert "<td>4</td>" in html  # level_for_xp(650)
+    assert 'hx-trigger="every 30s"' in html and 'hx-push-url="true"' in html
+
+
+def test_my_best_minion_links_to_its_page(client, db_session, me):
+    model = make_ai_model()
+    for xp in range(100, 0, -10):
+        make_minion(make_user(), model, xp=xp)
+    mine = make_minion(me, model, xp=5)
+    html = client.get(f"/leaderboard?model={model.id}&per_page=4").get_data(as_text=True)
+    assert "is ranked <strong>#11</strong>" in html
+    link = re.search(r'href="([^"]+)">Show it on the board', html).group(1).replace("&amp;", "&")
+    assert link.endswith(f"#minion-{mine.id}") and "page=3" in link and "per_page=4" in link
+
+
+def test_load_more_returns_rows_only_with_the_next_trigger(client, db_session, me):
+    model = make_ai_model()
+    for xp in range(10):
+        make_minion(make_user(), model, xp=xp + 1)
+    page = client.get(f"/leaderboard?model={model.id}&per_page=4").get_data(as_text=True)
+    assert 'hx-trigger="revealed"' in page
+    more = client.get(f"/leaderboard?model={model.id}&per_page=4&page=2",
+                      headers={**HTMX, "HX-Target": "leaderboard-more"}).get_data(as_text=True)
+    assert more.lstrip().startswith("<tr") and more.count('<tr id="minion-') == 4 and "revealed" in more
+    last = client.get(f"/leaderboard?model={model.id}&per_page=4&page=3",
+                      headers={**HTMX, "HX-Target": "leaderboard-more"}).get_data(as_text=True)
+    assert last.count('<tr id="minion-') == 2 and "revealed" not in last
+
+
+def test_the_refresh_keeps_the_filters(client, db_session, me):
+    model = make_ai_model()
+    fragment = client.get(f"/leaderboard?window=week&model={model.id}&q=ab", headers=HTMX).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<section id="leaderboard"')
+    assert f'hx-get="/leaderboard?window=week&amp;model={model.id}&amp;q=ab"' in fragment
+
+
+def test_the_board_and_a_deep_page_run_a_constant_number_of_queries(client, db_session, me, count_queries):
+    model = make_ai_model()
+
+    def add(count):
+        for index in range(count):
+            make_minion(make_user(), model, xp=index * 7)
+
+    add(8)
+    make_minion(me, model, xp=3)
+    urls = [f"/leaderboard?model={model.id}&per_page=3", f"/leaderboard?model={model.id}&per_page=3&page=2",
+            f"/leaderboard?model={model.id}&window=week&per_page=3"]
+    small = []
+    for url in urls:
+        with count_queries() as counter:
+            assert client.get(url).status_code == 200
+        small.append(counter.count)
+    add(40)
+    large = []
+    for url in [urls[0], urls[1].replace("page=2", "page=12"), urls[2]]:
+        with count_queries() as counter:
+            assert client.get(url).status_code == 200
+        large.append(counter.count)
+    assert large == small
+
+
+def test_verify_xp_command(app, db_session):
+    minion = make_minion(make_user(), xp=100)
+    minion.xp = 7
+    db_session.flush()
+    runner = app.test_cli_runner()
+    found = runner.invoke(args=["minions", "verify-xp"])
+    assert found.exit_code == 1 and f"#{minion.id}" in found.output and "ledger 100" in found.output
+    repaired = runner.invoke(args=["minions", "verify-xp", "--repair"])
+    assert repaired.exit_code == 0 and "Repaired 1" in repaired.output
+    db_session.expire_all()
+    assert minion.xp == 100
+    assert runner.invoke(args=["minions", "verify-xp"]).exit_code == 0

@@ -1,0 +1,120 @@
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_minion, make_training_job, make_user
+from webapp.accounts.models import AuditEvent
+from webapp.training.models import Dataset, TrainingJob, TrainingJobDataset
+from webapp.training.services import (
+    TRANSITIONS, IllegalTransition, JobError, JobFilters, cancel_job, job_for, job_list_statement, retry_job,
+    transition,
+)
+
+LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in targets]
+ILLEGAL = [
+    (source, target) for source in TRANSITIONS for target in TRANSITIONS
+    if target not in TRANSITIONS[source] and target != source
+]
+
+
+def test_the_state_machine_allows_exactly_the_documented_transitions():
+    assert set(LEGAL) == {
+        ("queued", "running"), ("queued", "canceled"), ("queued", "failed"),
+        ("running", "succeeded"), ("running", "failed"), ("running", "canceled"),
+    }
+
+
+@pytest.mark.parametrize(("source", "target"), LEGAL)
+def test_legal_transitions_stamp_the_timeline(db_session, source, target):
+    job = make_training_job(make_user(), status=source)
+    transition(job, target)
+    assert job.status == target
+    assert (job.started_at is not None) == ("running" in (source, target))
+    assert (job.finished_at is not None) == (target in ("succeeded", "failed", "canceled"))
+
+
+@pytest.mark.parametrize(("source", "target"), ILLEGAL)
+def test_illegal_transitions_are_refused_with_a_clear_message(db_session, source, target):
+    job = make_training_job(make_user(), status=source)
+    with pytest.raises(IllegalTransition, match=f"is {source} and cannot become {target}"):
+        transition(job, target)
+    assert job.status == source
+
+
+def test_job_for_scopes_to_the_owner_unless_the_user_may_see_all(db_session):
+    owner, stranger, admin = make_user(), make_user(), make_user(role="admin")
+    job = make_training_job(owner)
+    assert job_for(owner, job.id) is job
+    assert job_for(stranger, job.id) is None
+    assert job_for(stranger, job.id, "jobs.manage") is None
+    assert job_for(admin, job.id, "jobs.manage") is job
+
+
+def test_the_list_shows_a_user_only_their_jobs_and_filters(db_session):
+    ada, grace = make_user(), make_user()
+    running = make_training_job(ada, status="running", job_type="internal")
+    make_training_job(ada, status="failed")
+    make_training_job(grace, status="running")
+    mine = db_session.scalars(job_list_statement(ada, JobFilters())).unique().all()
+    assert {job.user_id for job in mine} == {ada.id} and len(mine) == 2
+    assert db_session.scalars(job_list_statement(ada, JobFilters(status="running"))).unique().all() == [running]
+
+
+def test_staff_filter_the_list_by_owner_email(db_session):
+    ada, admin = make_user(email="ada-filter@example.test"), make_user(role="admin")
+    job = make_training_job(ada)
+    make_training_job(make_user())
+    found = db_session.scalars(job_list_statement(admin, JobFilters(owner_email="ADA-filter@example.test"))).all()
+    assert found == [job]
+
+
+def test_cancel_is_audited_and_refused_once_finished(db_session):
+    owner = make_user()
+    job = make_training_job(owner, status="running")
+    cancel_job(job, owner)
+    assert job.status == "canceled"
+    audit = db_session.scalars(select(AuditEvent).filter_by(action="training_job.cancel", object_id=job.id)).one()
+    assert audit.changes == {"status": ["running", "canceled"]}
+    with pytest.raises(IllegalTransition):
+        cancel_job(job, owner)
+
+
+def test_retry_copies_the_inputs_and_links_the_original_once(db_session):
+    owner = make_user()
+    minion = make_minion(owner)
+    job = make_training_job(owner, status="failed", minion=minion, hyperparameters={"epochs": 5})
+    dataset = Dataset(name="D", slug="d", uri="s3://d", owner_user_id=owner.id)
+    db_session.add(dataset)
+    db_session.flush()
+    db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="validation"))
+    db_session.flush()
+    db_session.refresh(job)
+
+    retry, created = retry_job(job, owner)
+    assert created and retry.retry_of_id == job.id and retry.status == "queued"
+    assert (retry.minion_id, retry.base_model_id, retry.hyperparameters) == (minion.id, job.base_model_id, {"epochs": 5})
+    assert [(link.dataset_id, link.split) for link in retry.datasets] == [(dataset.id, "validation")]
+
+    again, created_again = retry_job(job, owner)
+    assert again is retry and not created_again
+    assert db_session.scalars(select(TrainingJob).filter_by(retry_of_id=job.id)).all() == [retry]
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "succeeded"])
+def test_only_failed_or_canceled_jobs_can_be_retried(db_session, status):
+    owner = make_user()
+    with pytest.raises(JobError, match="only failed or canceled"):
+        retry_job(make_training_job(owner, status=status), owner)
+
+
+def test_runners_create_prints_a_token_stored_only_hashed(app, db_session):
+    from webapp.security import hash_token
+    from webapp.training.models import JobRunner
+    from webapp.training.services import runner_for_token
+
+    result = app.test_cli_runner().invoke(args=["runners", "create", "gpu-box-1"])
+    assert result.exit_code == 0
+    token = result.output.strip().splitlines()[-1]
+    runner = db_session.scalars(select(JobRunner).filter_by(name="gpu-box-1")).one()
+    assert runner.token_hash == hash_token(token) and token not in runner.token_hash
+    assert runner_for_token(token).id == runner.id
+    assert app.test_cli_runner().invoke(args=["runners", "create", "gpu-box-1"]).exit_code == 1
