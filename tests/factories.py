@@ -195,3 +195,14 @@ def make_job_runner(name: str | None = None):
     from webapp.training.services import create_runner
 
     return create_runner(name or f"runner-{next(_sequence)}")
+
+
+def make_session(user, ip_address: str = "198.51.100.1", user_agent: str = "Test browser"):
+    """A live server-side session of ``user``; the raw token is on ``user.session_token``."""
+    from webapp.accounts.models import UserSession
+    from webapp.accounts.sessions import start_session
+    from webapp.security import hash_token
+
+    token = start_session(user, ip_address, user_agent)
+    db.session.flush()
+    return db.session.scalar(select(UserSession).where(UserSession.session_token_hash == hash_token(token)))

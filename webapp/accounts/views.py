@@ -77,7 +77,7 @@ def password_forgot():
     if form.validate_on_submit():
         services.request_password_reset(form.email.data)
         flash(RESET_REQUESTED, "info")
-        return redirect(url_for("accounts.login"))
+        return redirect(url_for("accounts.password_forgot"))
     return render_template("accounts/password_forgot.html", form=form)
 
 
