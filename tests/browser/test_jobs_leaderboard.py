@@ -1,0 +1,147 @@
+"""Ada watches a running job report progress and succeed, finds her minion higher on the
+leaderboard, cancels and retries a job from its page, and reloads a filtered leaderboard."""
+import json
+import re
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.minions.models import Minion
+from webapp.training.models import TrainingJob
+from webapp.training.services import create_runner
+
+pytestmark = pytest.mark.browser
+
+SHOTS = "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def runner_token(live_server):
+    with live_server.app.app_context():
+        _, token = create_runner("browser-test-runner")
+        db.session.commit()
+    return token
+
+
+def demo_job(live_server, name: str) -> tuple[int, str | None]:
+    with live_server.app.app_context():
+        job = db.session.scalars(select(TrainingJob).filter_by(name=name)).one()
+        return job.id, job.minion.name if job.minion else None
+
+
+def report(live_server, token: str, job_id: int, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{live_server.url}/api/runner/jobs/{job_id}/report", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def sign_in(page, base_url: str, email: str) -> None:
+    page.goto(f"{base_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("demo-password-123")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+def board_row(page, minion: str):
+    return page.locator("#leaderboard tbody tr", has=page.locator(".minion-label", has_text=re.compile(f"^{minion}$")))
+
+
+def rank_and_xp(page, minion: str) -> tuple[int, int]:
+    row = board_row(page, minion)
+    expect(row).to_have_count(1)
+    rank = int(row.locator("td.rank").inner_text().lstrip("#"))
+    xp = int(row.locator("td.number").first.inner_text().replace(",", ""))
+    return rank, xp
+
+
+def test_a_running_job_reports_progress_succeeds_and_lifts_the_minion(live_server, page, runner_token, backend):
+    job_id, minion = demo_job(live_server, "Engine Notes distillation (retry)")
+    sign_in(page, live_server.url, "ada@demo.test")
+    page.goto(f"{live_server.url}/leaderboard?q={minion}")
+    rank_before, xp_before = rank_and_xp(page, minion)
+
+    page.goto(f"{live_server.url}/jobs")
+    row = page.locator(f"#job-{job_id}")
+    expect(row).to_have_attribute("hx-trigger", "every 3s")
+    page.screenshot(path=f"{SHOTS}/jobs-list-{backend}.png", full_page=True)
+
+    page.goto(f"{live_server.url}/jobs/{job_id}")
+    live = page.locator("#job-live")
+    expect(live.locator(".progress-value")).to_have_text("40%")
+    report(live_server, runner_token, job_id, {
+        "progress": 0.7, "metrics": {"loss": 0.9},
+        "events": [{"message": "Step 840 of 1200", "progress": 0.7, "metrics": {"loss": 0.9, "eval_loss": 1.0}}],
+    })
+    expect(live.locator(".progress-value")).to_have_text("70%", timeout=8_000)
+    expect(page.locator("#event-log li").first).to_contain_text("Step 840 of 1200")
+    page.screenshot(path=f"{SHOTS}/job-running-{backend}.png", full_page=True)
+
+    result = report(live_server, runner_token, job_id, {
+        "status": "succeeded", "events": [{"message": "Finished; model version registered", "progress": 1}],
+        "output_model_version": {"version": "browser-v1", "artifact_uri": "s3://minion-models/browser-v1"},
+    })
+    assert result["status"] == "succeeded"
+    expect(live.locator("#job-status")).to_have_text("succeeded", timeout=8_000)
+    expect(live.locator(".job-output")).to_contain_text("browser-v1")
+    expect(page.locator("#event-log li").first).to_contain_text("Finished; model version registered")
+    expect(live).not_to_have_attribute("hx-trigger", "every 3s")
+    page.screenshot(path=f"{SHOTS}/job-succeeded-{backend}.png", full_page=True)
+
+    assert "note" in report(live_server, runner_token, job_id, {"status": "succeeded"})
+    page.goto(f"{live_server.url}/leaderboard?q={minion}")
+    rank_after, xp_after = rank_and_xp(page, minion)
+    assert xp_after == xp_before + 150
+    assert rank_after < rank_before or rank_before == 1
+    page.goto(f"{live_server.url}/leaderboard")
+    expect(page.locator("#my-rank")).to_contain_text("Your best minion")
+    page.screenshot(path=f"{SHOTS}/leaderboard-{backend}.png", full_page=True)
+
+
+def test_cancel_and_retry_from_the_job_page(live_server, page, backend):
+    job_id, _ = demo_job(live_server, "Poetry Assistant v4")
+    sign_in(page, live_server.url, "ada@demo.test")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{live_server.url}/jobs/{job_id}")
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator("#job-status")).to_have_text("canceled")
+    expect(page.get_by_text(f"Job #{job_id} was canceled.")).to_be_visible()
+
+    page.get_by_role("button", name="Retry job").click()
+    expect(page).not_to_have_url(re.compile(rf"/jobs/{job_id}$"))
+    expect(page.locator("#job-status")).to_have_text("queued")
+    expect(page.get_by_text(f"was queued again as job #")).to_be_visible()
+    expect(page.get_by_role("link", name=f"job #{job_id}")).to_be_visible()
+    page.screenshot(path=f"{SHOTS}/job-retried-{backend}.png", full_page=True)
+
+    page.goto(f"{live_server.url}/jobs/{job_id}")
+    expect(page.get_by_role("link", name=re.compile(r"Retried as job #"))).to_be_visible()
+    with live_server.app.app_context():
+        assert len(db.session.scalars(select(TrainingJob).filter_by(retry_of_id=job_id)).all()) == 1
+
+
+def test_leaderboard_filters_survive_a_reload(live_server, page, backend):
+    sign_in(page, live_server.url, "grace@demo.test")
+    page.goto(f"{live_server.url}/leaderboard")
+    page.get_by_label("Window").select_option("month")
+    expect(page).to_have_url(re.compile(r"window=month"))
+    page.get_by_label("Provider").select_option(label="OpenAI")
+    expect(page).to_have_url(re.compile(r"provider=\d+"))
+    page.get_by_label("Minion name").fill("o")
+    expect(page).to_have_url(re.compile(r"q=o"))
+    shown = page.locator("#leaderboard tbody tr").all_inner_texts()
+    page.reload()
+    expect(page.get_by_label("Window")).to_have_value("month")
+    expect(page.get_by_label("Provider").locator("option:checked")).to_have_text("OpenAI")
+    expect(page.get_by_label("Minion name")).to_have_value("o")
+    assert page.locator("#leaderboard tbody tr").all_inner_texts() == shown
+    with live_server.app.app_context():
+        hosted = db.session.scalars(select(Minion.name)).all()
+    assert hosted
+    page.screenshot(path=f"{SHOTS}/leaderboard-filtered-{backend}.png", full_page=True)
