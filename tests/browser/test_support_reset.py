@@ -1,0 +1,69 @@
+"""Support sends Grace a reset link; Grace follows it from the captured mail, sets a new password and signs in."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from webapp.mail import outbox
+
+pytestmark = pytest.mark.browser
+
+SHOTS = "test-artifacts"
+NEW_PASSWORD = "grace's new passphrase 42"
+
+
+def sign_in(page, base_url: str, email: str, password: str = "demo-password-123") -> None:
+    page.goto(f"{base_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+def test_support_sends_a_reset_link_and_the_user_sets_a_new_password(live_server, page, backend):
+    sent = outbox(live_server.app)
+    sign_in(page, live_server.url, "support@demo.test")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Support").click()
+    expect(page.get_by_role("heading", name="Find a user", level=1)).to_be_visible()
+
+    page.get_by_label("Email or name").press_sequentially("grace", delay=40)
+    results = page.locator("#user-results")
+    expect(results.get_by_role("link", name="Grace Hopper")).to_be_visible()
+    expect(results.get_by_text("ada@demo.test")).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"q=grace"))
+    page.screenshot(path=f"{SHOTS}/support-search-{backend}.png", full_page=True)
+
+    results.get_by_role("link", name="Grace Hopper").click()
+    expect(page.get_by_role("heading", name="Grace Hopper", level=1)).to_be_visible()
+    page.evaluate("window.noFullReload = true")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Send password reset link").click()
+    expect(page.get_by_role("status").filter(has_text="reset link was mailed")).to_be_visible()
+    assert dialogs == ["Mail grace@demo.test a link to choose a new password?"]
+    assert page.evaluate("window.noFullReload") is True, "the panel was swapped, not the page reloaded"
+    expect(page.locator("#user-panel").get_by_text("password_reset.issue")).to_be_visible()
+    page.screenshot(path=f"{SHOTS}/support-user-{backend}.png", full_page=True)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+
+    (message,) = [m for m in sent if m["To"] == "grace@demo.test" and "Reset" in m["Subject"]]
+    (link,) = re.findall(re.escape(live_server.url) + r"/password/reset/\S+", message.get_content())
+    assert link.split("/")[-1] not in page.content()
+    page.goto(link)
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    page.get_by_label("Repeat the new password").fill(NEW_PASSWORD)
+    page.screenshot(path=f"{SHOTS}/support-reset-form-{backend}.png", full_page=True)
+    page.get_by_role("button", name="Save the new password").click()
+    expect(page.get_by_text("Your password is changed")).to_be_visible()
+
+    sign_in(page, live_server.url, "grace@demo.test", NEW_PASSWORD)
+    page.goto(f"{live_server.url}/account")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    expect(page.get_by_text("this device")).to_be_visible()
+    page.screenshot(path=f"{SHOTS}/support-reset-account-{backend}.png", full_page=True)
+
+    page.goto(link)
+    expect(page.get_by_role("heading", name="This link no longer works")).to_be_visible()
