@@ -1,11 +1,11 @@
 """Error pages, and a 503 with Retry-After when the database is unreachable."""
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from webapp.extensions import db
+from webapp.extensions import db, login_manager
 
 TITLES = {
     400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
@@ -17,7 +17,7 @@ MESSAGES = {
     404: "There is nothing here. It may have been removed, or the link is wrong.",
     429: "Too many attempts. Wait a minute and try again.",
     500: "An unexpected error happened on our side. It has been logged.",
-    503: "The database cannot be reached right now. Nothing you typed was sent; try again in a moment.",
+    503: "The database cannot be reached right now, so nothing was saved. Try again in a moment.",
 }
 
 
@@ -52,6 +52,9 @@ def handle_database_unavailable(error: DBAPIError):
     if isinstance(error, OperationalError) or error.connection_invalidated:
         current_app.logger.error("database unavailable: %s", error.__class__.__name__)
         db.session.rollback()
+        # When loading the signed-in user was what failed, the error page must not try again
+        # (Flask-Login keeps the request's user in g._login_user).
+        g.setdefault("_login_user", login_manager.anonymous_user())
         return error_response(503)
     raise error
 

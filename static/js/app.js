@@ -11,7 +11,11 @@
   }
 
   function messageFor(xhr) {
-    if (xhr && xhr.responseText && xhr.responseText.indexOf("banner") !== -1) return xhr.responseText;
+    // The server's own banner fragment (errors/_banner.html) says best what went wrong; use its text only.
+    if (xhr && xhr.responseText) {
+      var fragment = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector("[data-error-code]");
+      if (fragment) return fragment.innerHTML;
+    }
     var status = xhr ? xhr.status : 0;
     if (status === 503) return "<strong>Temporarily unavailable.</strong> The database cannot be reached. What you typed is still here; try again in a moment.";
     if (status === 403) return "<strong>Not allowed.</strong> Your account cannot do that.";
@@ -20,7 +24,7 @@
   }
 
   document.body.addEventListener("htmx:responseError", function (event) {
-    // Validation errors (422) come back as fragments meant to be swapped in place.
+    // Validation errors and refusals (422) come back as fragments meant to be swapped in place.
     if (event.detail.xhr.status === 422) return;
     showBanner(messageFor(event.detail.xhr));
   });
@@ -35,5 +39,13 @@
   });
   document.body.addEventListener("htmx:afterRequest", function (event) {
     if (event.detail.successful && banner) banner.hidden = true;
+  });
+
+  // <button data-dismiss="#selector">: empties that element (closing a confirmation without a request).
+  document.body.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-dismiss]");
+    if (!button) return;
+    var target = document.querySelector(button.getAttribute("data-dismiss"));
+    if (target) target.innerHTML = "";
   });
 })();

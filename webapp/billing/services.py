@@ -22,7 +22,7 @@ from webapp.pagination import Page, paginate
 from webapp.training.models import TrainingJob
 
 PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
-# Quota key -> the usage metrics whose sums count against it.
+# Quota key -> the usage metrics whose sums count against it; training_jobs and minions are counted.
 METERED_QUOTAS = {
     "tokens": ("input_tokens", "output_tokens"),
     "requests": ("requests",),
@@ -154,19 +154,17 @@ def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
     quotas = subscription.plan.quotas or {}
     totals = usage_totals(user, start, end) if any(key in METERED_QUOTAS for key in quotas) else {}
     meters = []
-    for key, limit in quotas.items():
+    # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
+    for key in (key for key in QUOTA_LABELS if key in quotas):
         if key in METERED_QUOTAS:
             used = sum(totals.get(metric, 0) for metric in METERED_QUOTAS[key])
         elif key == "training_jobs":
             used = _count(select(func.count(TrainingJob.id)).where(
                 TrainingJob.user_id == user.id, TrainingJob.queued_at >= start, TrainingJob.queued_at < end))
-        elif key == "minions":
+        else:
             used = _count(select(func.count(Minion.id)).where(
                 Minion.owner_user_id == user.id, Minion.status != "retired"))
-        else:
-            continue
-        meters.append(Meter(key=key, label=QUOTA_LABELS.get(key, key.replace("_", " ").capitalize()),
-                            used=used, limit=int(limit)))
+        meters.append(Meter(key=key, label=QUOTA_LABELS[key], used=used, limit=int(quotas[key])))
     return meters
 
 

@@ -1,0 +1,32 @@
+"""The home page summarises the signed-in user's plan, usage, running jobs and best minion, and only theirs."""
+from __future__ import annotations
+
+from tests.conftest import login
+from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
+
+
+def test_home_shows_plan_usage_running_jobs_and_best_minion(client, db_session):
+    user, other = make_user(), make_user()
+    make_subscription(user, make_plan(name="Starter", quotas={"tokens": 1000}))
+    make_usage(user, "input_tokens", 300)
+    make_training_job(user, status="running", name="Mine running")
+    make_training_job(user, status="succeeded", name="Mine finished")
+    make_training_job(other, status="running", name="Theirs running")
+    make_minion(user, name="Low", xp=10)
+    make_minion(user, name="High", xp=900)
+    make_minion(user, name="Old hero", xp=5000, status="retired")
+    make_minion(other, name="Their hero", xp=9000)
+    login(client, user)
+
+    html = client.get("/").get_data(as_text=True)
+
+    assert "Starter" in html and "300 of 1,000" in html
+    assert "Mine running" in html and "Mine finished" not in html and "Theirs running" not in html
+    assert "High" in html and "Old hero" not in html and "Their hero" not in html
+
+
+def test_home_without_subscription_jobs_or_minions_shows_empty_states(client, db_session):
+    login(client, make_user())
+    html = client.get("/").get_data(as_text=True)
+    assert "No running subscription" in html and "No training jobs are running" in html
+    assert "You have no minions yet" in html
