@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import selectinload
 
 from webapp.accounts.audit import record
@@ -156,15 +156,20 @@ def ranked_statement(filters: BoardFilters, now: datetime | None = None) -> Sele
 
 def leaderboard_page(filters: BoardFilters, page: int, per_page: int) -> tuple[list[BoardRow], bool]:
     """One page of the board and whether another follows; a constant number of queries."""
-    ranked = ranked_statement(filters).subquery()
-    statement = select(ranked.c.minion_id, ranked.c.rank, ranked.c.position, ranked.c.gained)
+    ranked = ranked_statement(filters)
     if filters.query:
+        inner = ranked.subquery()
         names = select(Minion.id).where(Minion.name.ilike(f"%{escape_like(filters.query)}%", escape="\\"))
-        statement = statement.where(ranked.c.minion_id.in_(names.scalar_subquery()))
-    rows = db.session.execute(
-        # Ordered by the subquery's own window order so PostgreSQL can stop after the page.
-        statement.order_by(ranked.c.gained.desc(), ranked.c.minion_id.asc()).limit(per_page + 1).offset((page - 1) * per_page)
-    ).all()
+        statement = (
+            select(inner.c.minion_id, inner.c.rank, inner.c.position, inner.c.gained)
+            .where(inner.c.minion_id.in_(names.scalar_subquery()))
+            .order_by(inner.c.gained.desc(), inner.c.minion_id.asc())
+        )
+    else:
+        # Ordered like the window itself, at the same level, so PostgreSQL walks the
+        # (xp DESC, id) index and stops after the page instead of ranking every minion.
+        statement = ranked.order_by(ranked.selected_columns.gained.desc(), Minion.id.asc())
+    rows = db.session.execute(statement.limit(per_page + 1).offset((page - 1) * per_page)).all()
     minions = {
         minion.id: minion for minion in db.session.scalars(
             select(Minion).where(Minion.id.in_([row.minion_id for row in rows[:per_page]]))
@@ -177,6 +182,8 @@ def leaderboard_page(filters: BoardFilters, page: int, per_page: int) -> tuple[l
 
 def best_rank_of(owner_id: int, filters: BoardFilters) -> BoardRow | None:
     """The owner's best-placed minion on the board as filtered (ignoring the name search), if any."""
+    if window_start(filters.window) is None:
+        return best_all_time_rank(owner_id, filters)
     ranked = ranked_statement(filters).subquery()
     row = db.session.execute(
         select(ranked.c.minion_id, ranked.c.rank, ranked.c.position, ranked.c.gained)
@@ -186,6 +193,26 @@ def best_rank_of(owner_id: int, filters: BoardFilters) -> BoardRow | None:
     if row is None:
         return None
     return BoardRow(db.session.get(Minion, row.minion_id), row.rank, row.position, int(row.gained or 0))
+
+
+def best_all_time_rank(owner_id: int, filters: BoardFilters) -> BoardRow | None:
+    """The same rank as RANK() over xp, from two indexed queries instead of ranking every minion."""
+    scope = []
+    if filters.model_id:
+        scope.append(Minion.model_id == filters.model_id)
+    if filters.provider_id:
+        scope.append(Minion.model_id.in_(select(AIModel.id).where(AIModel.provider_id == filters.provider_id)))
+    best = db.session.scalars(
+        select(Minion).where(Minion.owner_user_id == owner_id, *scope).order_by(Minion.xp.desc(), Minion.id).limit(1)
+    ).first()
+    if best is None:
+        return None
+    above, tied_before = db.session.execute(
+        select(func.count().filter(Minion.xp > best.xp),
+               func.count().filter(and_(Minion.xp == best.xp, Minion.id < best.id)))
+        .where(Minion.xp >= best.xp, *scope)
+    ).one()
+    return BoardRow(best, above + 1, above + tied_before + 1, best.xp)
 
 
 def escape_like(text: str) -> str:
