@@ -22,10 +22,12 @@
     }
   });
 
-  // Filter names in the "Add Filter" menu are handled by Flask-Admin's filters script; keep the page still.
+  // Menu toggles and filter names are handled by Bootstrap and Flask-Admin's scripts; their
+  // javascript: hrefs must not navigate (the CSP refuses it). Capture runs before Bootstrap
+  // stops the click from bubbling.
   document.addEventListener("click", function (event) {
     if (event.target.closest("a.filter, a[href='javascript:void(0)']")) {
       event.preventDefault();
     }
-  });
+  }, true);
 })();

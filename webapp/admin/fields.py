@@ -28,13 +28,16 @@ class UTCDateTimeField(admin_form.DateTimeField):
     """A date and time typed in UTC, handed to the model as an aware datetime."""
 
     def __init__(self, label: str | None = None, validators: Any = None, **kwargs: Any) -> None:
-        kwargs.setdefault("description", "UTC, as YYYY-MM-DD HH:MM:SS")
+        kwargs["description"] = kwargs.get("description") or "UTC, as YYYY-MM-DD HH:MM:SS"
         super().__init__(label, validators, format=DATETIME_FORMAT, **kwargs)
 
     def process_formdata(self, valuelist: Any) -> None:
         super().process_formdata(valuelist)
         if self.data is not None and self.data.tzinfo is None:
             self.data = self.data.replace(tzinfo=timezone.utc)
+        # The form shows whole seconds: an untouched value keeps its stored microseconds.
+        if self.data is not None and self.object_data is not None and self.data == self.object_data.replace(microsecond=0):
+            self.data = self.object_data
 
     def _value(self) -> str:
         if self.raw_data:
@@ -47,7 +50,7 @@ class CheckedJSONField(admin_form.JSONField):
 
     def __init__(self, label: str | None = None, validators: Any = None, shape: type = dict, **kwargs: Any) -> None:
         self.shape = shape
-        kwargs.setdefault("description", f"JSON {'object' if shape is dict else 'list'}")
+        kwargs["description"] = kwargs.get("description") or f"JSON {'object' if shape is dict else 'list'}"
         super().__init__(label, validators, **kwargs)
 
     def process_formdata(self, valuelist: Any) -> None:

@@ -1,0 +1,52 @@
+"""An admin creates a plan and edits a user through Flask-Admin's forms, then finds both in the audit trail."""
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.helpers import sign_in
+
+pytestmark = pytest.mark.browser
+
+SHOTS = "test-artifacts"
+
+
+def test_admin_creates_a_plan_edits_a_user_and_finds_both_in_the_audit_trail(live_server, page, backend):
+    csp_errors = []
+    page.on("console", lambda message: csp_errors.append((page.url, message.text[:200]))
+            if "Content Security Policy" in message.text else None)
+    sign_in(page, live_server.url, "admin@demo.test")
+
+    page.goto(f"{live_server.url}/admin/")
+    expect(page.get_by_text("New users this week")).to_be_visible()
+    page.screenshot(path=f"{SHOTS}/admin-home-{backend}.png", full_page=True)
+
+    page.goto(f"{live_server.url}/admin/plans/new/")
+    page.get_by_label("Code").fill("starter")
+    page.get_by_label("Name").fill("Starter")
+    page.get_by_label("Price Cents").fill("900")
+    page.get_by_label("Quotas").fill('{"tokens": 250000}')
+    page.get_by_label("Features").fill('["1 minion"]')
+    page.locator("input[type=submit][value=Save]").click()
+    expect(page.get_by_text("Record was successfully created.")).to_be_visible()
+    expect(page.locator("table.model-list")).to_contain_text("Starter")
+    page.screenshot(path=f"{SHOTS}/admin-plans-{backend}.png", full_page=True)
+
+    page.goto(f"{live_server.url}/admin/users/?search=grace")
+    page.locator("a[title='Edit Record']").first.click()
+    page.get_by_label("Display Name").fill("Grace B. Hopper")
+    page.screenshot(path=f"{SHOTS}/admin-user-edit-{backend}.png", full_page=True)
+    page.locator("input[type=submit][value=Save]").click()
+    expect(page.get_by_text("Record was successfully saved.")).to_be_visible()
+    expect(page.locator("table.model-list")).to_contain_text("Grace B. Hopper")
+
+    page.goto(f"{live_server.url}/admin/audit_events/")
+    trail = page.locator("table.model-list")
+    expect(trail).to_contain_text("admin.create")
+    expect(trail).to_contain_text('"code": [null, "starter"]')
+    expect(trail).to_contain_text("admin.update")
+    expect(trail).to_contain_text('"display_name": ["Grace Hopper", "Grace B. Hopper"]')
+    expect(trail).not_to_contain_text("email_verified_at")
+    page.screenshot(path=f"{SHOTS}/admin-audit-{backend}.png", full_page=True)
+
+    page.get_by_role("link", name="Add Filter").click()
+    page.screenshot(path=f"{SHOTS}/admin-audit-filters-{backend}.png", full_page=True)
+    assert csp_errors == []
