@@ -1,3 +1,65 @@
+"""``flask seed ...``: thin commands over webapp.seed."""
+from __future__ import annotations
+
+import secrets
+
 import click
+from flask import current_app
 from flask.cli import AppGroup
-seed = AppGroup("seed")
+
+from webapp.seed import SeedError
+
+seed = AppGroup("seed", help="Fill the database with demo or benchmark data.")
+
+
+@seed.command("demo")
+@click.option("--password", help="Password of the demo accounts created now [default: DEMO_PASSWORD, else random].")
+def seed_demo_command(password: str | None) -> None:
+    """Create the demo data set; running it again adds nothing."""
+    from webapp.seed.demo import seed_demo
+
+    generated = not (password or current_app.config.get("DEMO_PASSWORD"))
+    password = password or current_app.config.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
+    if len(password) < current_app.config["PASSWORD_MIN_LENGTH"]:
+        raise click.BadParameter(
+            f"use at least {current_app.config['PASSWORD_MIN_LENGTH']} characters", param_hint="--password"
+        )
+    created = seed_demo(password)
+    for table, count in created.items():
+        if count:
+            click.echo(f"{table:>24}  +{count}")
+    if not any(created.values()):
+        click.echo("Demo data already complete; nothing created.")
+    elif created["users"] and generated:
+        click.echo(f"Demo accounts (admin@demo.test, ada@demo.test, ...) have the password: {password}")
+
+
+@seed.command("scale")
+@click.option("--users", default=100_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--usage", default=1_000_000, show_default=True, type=click.IntRange(min=0), help="Usage records.")
+@click.option("--minions", default=100_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--jobs", default=50_000, show_default=True, type=click.IntRange(min=0), help="Training jobs.")
+@click.option("--events", default=200_000, show_default=True, type=click.IntRange(min=0), help="Training job events.")
+@click.option("--batch", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="Rows per insert batch and progress step.")
+def seed_scale_command(users: int, usage: int, minions: int, jobs: int, events: int, batch: int) -> None:
+    """Bulk-load benchmark data on top of the demo data (run `flask seed demo` first).
+
+    Scale users sign in with DEMO_PASSWORD when it is set; otherwise nobody knows their password.
+    """
+    from webapp.seed.scale import planned_rows, seed_scale
+
+    sizes = {"users": users, "usage": usage, "minions": minions, "jobs": jobs, "events": events}
+    with click.progressbar(length=sum(planned_rows(**sizes).values()), label="Loading") as bar:
+        try:
+            summary = seed_scale(
+                **sizes, batch=batch, password=current_app.config.get("DEMO_PASSWORD"), progress=bar.update
+            )
+        except SeedError as error:
+            raise click.ClickException(str(error)) from error
+    for table, count in summary["rows"].items():
+        click.echo(f"{table:>24}  {count:>10,}")
+    click.echo(
+        f"{summary['total_rows']:,} rows in {summary['seconds']:.1f} s: "
+        f"{summary['rows_per_second']:,.0f} rows/s"
+    )
