@@ -37,7 +37,12 @@
       event.detail.isError = false;
     }
   });
+  // Screen readers hear that a region is being updated, and when it is done.
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.target) event.detail.target.setAttribute("aria-busy", "true");
+  });
   document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.target) event.detail.target.removeAttribute("aria-busy");
     if (event.detail.successful && banner) banner.hidden = true;
   });
 
