@@ -59,9 +59,10 @@ def test_change_plan_cancel_and_resume_without_a_full_page_load(live_server, pag
 def test_a_refused_change_shows_its_reason_in_place(live_server, page):
     sign_in(page, live_server.url, "grace@demo.test")
     page.goto(f"{live_server.url}/account/subscription")
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Cancel subscription").click()
-    expect(current_plan(page)).to_contain_text("Ends on")
-    # The plan cards still offer changes; the server refuses them while the subscription is ending.
     page.get_by_role("link", name="Downgrade to Pro").click()
-    expect(page.locator("#billing-notice").get_by_role("alert")).to_contain_text("resume it before changing plan")
+    page.locator("#plan-change-dialog").get_by_role("button", name="Schedule the move").click()
+    expect(current_plan(page)).to_contain_text("Moves to Pro on")
+    # Free is still offered; the server refuses a second scheduled move and says why.
+    page.get_by_role("link", name="Downgrade to Free").click()
+    expect(page.locator("#billing-notice").get_by_role("alert")).to_contain_text("call it off first")
+    expect(current_plan(page)).to_contain_text("Moves to Pro on")
