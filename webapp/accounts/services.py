@@ -67,16 +67,20 @@ def is_staff_locked(user: User) -> bool:
 # --- password reset ------------------------------------------------------------
 
 
-def send_password_reset(user: User, issued_by: User | None = None) -> None:
-    """Mail ``user`` a single-use reset link; staff who start it never see the link."""
-    raw = issue_token(user, PASSWORD_RESET, issued_by=issued_by)
-    record("password_reset.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by)
+def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, issued_by: User | None) -> None:
+    """Issue a token, audit it, commit, then mail ``user`` the link (template ``mail/<token_type>.txt``)."""
+    raw = issue_token(user, token_type, issued_by=issued_by)
+    record(f"{token_type}.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by)
     db.session.commit()
     send_mail(
-        user.email, "Reset your Minion Console password", "password_reset",
-        user=user, link=absolute_url("accounts.password_reset", token=raw),
-        minutes=current_app.config["TOKEN_TTL_MINUTES"][PASSWORD_RESET],
+        user.email, subject, token_type, user=user, link=absolute_url(endpoint, token=raw),
+        minutes=current_app.config["TOKEN_TTL_MINUTES"][token_type],
     )
+
+
+def send_password_reset(user: User, issued_by: User | None = None) -> None:
+    """Mail ``user`` a single-use reset link; staff who start it never see the link."""
+    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by)
 
 
 def request_password_reset(email: str) -> None:
@@ -128,14 +132,7 @@ def change_password(user: User, current_password: str, new_password: str, keep_s
 
 
 def send_verification(user: User, issued_by: User | None = None) -> None:
-    raw = issue_token(user, EMAIL_VERIFICATION, issued_by=issued_by)
-    record("email_verification.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by)
-    db.session.commit()
-    send_mail(
-        user.email, "Confirm your email address", "email_verification",
-        user=user, link=absolute_url("accounts.email_verify", token=raw),
-        hours=current_app.config["TOKEN_TTL_MINUTES"][EMAIL_VERIFICATION] // 60,
-    )
+    mail_token_link(user, EMAIL_VERIFICATION, "accounts.email_verify", "Confirm your email address", issued_by)
 
 
 def verify_email(raw_token: str) -> User | None:
