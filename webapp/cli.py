@@ -16,14 +16,14 @@ seed = AppGroup("seed", help="Fill the database with demo or benchmark data.")
 @click.option("--password", help="Password of the demo accounts created now [default: DEMO_PASSWORD, else random].")
 def seed_demo_command(password: str | None) -> None:
     """Create the demo data set; running it again adds nothing."""
+    from webapp.accounts.passwords import password_problem
     from webapp.seed.demo import seed_demo
 
     generated = not (password or current_app.config.get("DEMO_PASSWORD"))
     password = password or current_app.config.get("DEMO_PASSWORD") or secrets.token_urlsafe(12)
-    if len(password) < current_app.config["PASSWORD_MIN_LENGTH"]:
-        raise click.BadParameter(
-            f"use at least {current_app.config['PASSWORD_MIN_LENGTH']} characters", param_hint="--password"
-        )
+    problem = password_problem(password)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--password")
     created = seed_demo(password)
     for table, count in created.items():
         if count:
