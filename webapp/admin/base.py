@@ -21,7 +21,6 @@ from typing import Any
 from flask import abort, current_app, flash, g, has_request_context, redirect, stream_with_context, url_for
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla import tools as sqla_tools
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
@@ -226,7 +225,7 @@ class SecureModelView(SecureAccessMixin, ModelView):
     def get_one(self, id: Any) -> Any:
         """The row, found through get_query so any scoping and eager loading applies to it too."""
         try:
-            key = int(sqla_tools.iterdecode(id))
+            key = int(id)
         except (TypeError, ValueError):
             return None
         return self.get_query().filter(self.model.id == key).one_or_none()
