@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import re
 import shutil
@@ -100,7 +99,7 @@ def load_database(name: str, fraction: float, reuse: bool) -> dict:
     if match:
         summary.update(rows=int(match[1].replace(",", "")), seconds=float(match[2]),
                        rows_per_second=int(match[3].replace(",", "")))
-    psql_env = f'VACUUM ANALYZE'
+    psql_env = 'VACUUM ANALYZE'
     subprocess.run(["psql", "-h", "localhost", "-U", "postgres", "-d", name, "-qc", psql_env], check=True)
     return summary
 

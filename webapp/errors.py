@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from webapp.extensions import db, login_manager
@@ -14,6 +15,8 @@ TITLES = {
 }
 MESSAGES = {
     403: "Your account does not have permission to open this page.",
+    409: "Someone else changed this record at the same time, so your change was not saved. "
+         "Reload to see their version, then make your change again.",
     404: "There is nothing here. It may have been removed, or the link is wrong.",
     429: "Too many attempts. Wait a minute and try again.",
     500: "An unexpected error happened on our side. It has been logged.",
@@ -59,6 +62,12 @@ def handle_database_unavailable(error: DBAPIError):
     raise error
 
 
+def handle_concurrent_edit(error: StaleDataError):
+    """Two writers raced on one row: the lock_version check refused the second one."""
+    db.session.rollback()
+    return error_response(409)
+
+
 def handle_unexpected(error: Exception):
     current_app.logger.exception("unhandled error")
     return error_response(500)
@@ -67,5 +76,6 @@ def handle_unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(StaleDataError, handle_concurrent_edit)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

@@ -116,7 +116,7 @@ def test_cancel_and_retry_from_the_job_page(live_server, page, backend):
     page.get_by_role("button", name="Retry job").click()
     expect(page).not_to_have_url(re.compile(rf"/jobs/{job_id}$"))
     expect(page.locator("#job-status")).to_have_text("queued")
-    expect(page.get_by_text(f"was queued again as job #")).to_be_visible()
+    expect(page.get_by_text("was queued again as job #")).to_be_visible()
     expect(page.get_by_role("link", name=f"job #{job_id}")).to_be_visible()
     page.screenshot(path=f"{SHOTS}/job-retried-{backend}.png", full_page=True)
 

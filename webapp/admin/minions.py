@@ -1,28 +1,16 @@
 """Minions and their XP ledger."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from webapp.accounts.audit import record
 from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
 from webapp.admin.catalog import MODEL_LOOKUP
-from webapp.extensions import db
 from webapp.minions.models import MINION_STATUSES, Minion, MinionXpEvent
-from webapp.minions.xp import level_for_xp
+from webapp.minions.services import recompute_xp
 from webapp.providers.models import ModelVersion
 
 CATEGORY = "Minions"
-
-
-def recompute_xp(minion: Minion) -> dict[str, list[int]]:
-    """Set xp and level from the minion's ledger; the changed fields as [old, new]."""
-    total = db.session.scalar(
-        select(func.coalesce(func.sum(MinionXpEvent.delta), 0)).where(MinionXpEvent.minion_id == minion.id)
-    )
-    before = {"xp": minion.xp, "level": minion.level}
-    minion.xp, minion.level = total, level_for_xp(total)
-    return {key: [old, getattr(minion, key)] for key, old in before.items() if old != getattr(minion, key)}
 
 
 class MinionsView(SecureModelView):

@@ -74,6 +74,16 @@ def xp_mismatches() -> list[XpMismatch]:
     return [XpMismatch(minion_id, name, xp, int(total)) for minion_id, name, xp, total in rows]
 
 
+def recompute_xp(minion: Minion) -> dict[str, list[int]]:
+    """Set xp and level from the minion's ledger; the changed fields as [old, new]."""
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(MinionXpEvent.delta), 0)).where(MinionXpEvent.minion_id == minion.id)
+    )
+    before = {"xp": minion.xp, "level": minion.level}
+    minion.xp, minion.level = total, level_for_xp(total)
+    return {key: [old, getattr(minion, key)] for key, old in before.items() if old != getattr(minion, key)}
+
+
 def repair_xp(mismatches: list[XpMismatch]) -> None:
     """Set each minion's xp (and level) to its ledger sum, audited."""
     for mismatch in mismatches:

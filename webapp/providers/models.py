@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, LargeBinary, String, Text, true
+from sqlalchemy import CheckConstraint, LargeBinary, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk
