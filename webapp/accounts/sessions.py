@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from webapp.accounts.models import User, UserSession
+from webapp.accounts.models import Permission, RolePermission, User, UserRole, UserSession
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.security import hash_token, new_token
@@ -33,12 +33,24 @@ def start_session(user: User, ip_address: str | None, user_agent: str | None) ->
 
 
 def active_session_row(token: str):
-    """(session, user) for an active session token, or None."""
-    return db.session.execute(
-        select(UserSession, User)
+    """(session, user) for an active session token, or None.
+
+    The user's permission codes come back in the same round-trip (one row per
+    code) and are kept on the user, since nearly every page checks one.
+    """
+    rows = db.session.execute(
+        select(UserSession, User, Permission.code)
         .join(User, User.id == UserSession.user_id)
+        .outerjoin(UserRole, UserRole.user_id == User.id)
+        .outerjoin(RolePermission, RolePermission.role_id == UserRole.role_id)
+        .outerjoin(Permission, Permission.id == RolePermission.permission_id)
         .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
-    ).first()
+    ).all()
+    if not rows:
+        return None
+    session_row, user, _code = rows[0]
+    user._permission_codes = frozenset(code for _s, _u, code in rows if code is not None)
+    return session_row, user
 
 
 def resume_session(token: str) -> User | None:
