@@ -388,7 +388,7 @@ class _DemoSeed:
                 current_period_start=start,
                 current_period_end=start + BILLING_PERIOD,
                 canceled_at=self.ago(canceled_days_ago) if canceled_days_ago is not None else None,
-                cancel_at_period_end=pending is not None,
+                cancel_at_period_end=False,  # a scheduled downgrade is not a cancellation
                 pending_plan_id=self.plans[pending].id if pending else None,
                 created_at=start,
                 updated_at=start,
