@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from tests.browser.helpers import sign_in
 from webapp.extensions import db
 from webapp.minions.models import Minion
 from webapp.training.models import TrainingJob
@@ -39,14 +40,6 @@ def report(live_server, token: str, job_id: int, body: dict) -> dict:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
-
-
-def sign_in(page, base_url: str, email: str) -> None:
-    page.goto(f"{base_url}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill("demo-password-123")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
 
 
 def board_row(page, minion: str):

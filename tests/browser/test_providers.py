@@ -1,9 +1,8 @@
 """Ada adds a provider key, sees it masked, tests it against a local fake provider, replaces and deletes it."""
-import re
-
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.helpers import sign_in
 from tests.providers.fake_provider import GOOD_KEY, FakeProvider
 
 pytestmark = pytest.mark.browser
@@ -16,14 +15,6 @@ SHOTS = "test-artifacts"
 def fake_provider():
     with FakeProvider() as provider:
         yield provider
-
-
-def sign_in(page, base_url: str, email: str) -> None:
-    page.goto(f"{base_url}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill("demo-password-123")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
 
 
 def test_add_test_replace_and_delete_a_provider_key(live_server, page, fake_provider, backend):
