@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import re
 import shutil
@@ -296,6 +297,13 @@ ADMIN_LISTS = [
 ]
 
 
+def export_memory(database: str, rows: int) -> dict:
+    """Peak RSS of a CSV export of about ``rows`` usage records, each in a fresh process."""
+    out = subprocess.run([sys.executable, "-m", "bench.export_memory", database, str(rows)],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else 0.0
 
@@ -354,6 +362,12 @@ def render_report(runs: dict, args) -> str:
     lines.append(f"| throughput our usage_records list / stock ModelView | {speedup:.1f}x | ≥ 5x |")
     if speedup < 5:
         misses.append(f"usage_records list only {speedup:.1f}x the stock ModelView (target 5x)")
+    small_export, large_export = runs["export"][10_000], runs["export"][100_000]
+    growth_mb = large_export["rss_peak_mb"] - small_export["rss_peak_mb"]
+    lines.append(f"| CSV export memory growth, {small_export['rows']:,} → {large_export['rows']:,} usage_records "
+                 f"| {growth_mb:.1f} MB | < 50 MB |")
+    if growth_mb >= 50:
+        misses.append(f"CSV export grew {growth_mb:.1f} MB from 10k to 100k rows (target < 50 MB)")
     seed = runs["100%"]["seed"]
     if "rows_per_second" in seed:
         lines.append(f"| scale seed rows/s | {seed['rows_per_second']:,} | ≥ 50,000 |")
@@ -391,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   {target.name:<40} p50 {m.p50_ms:7.1f} ms  p95 {m.p95_ms:7.1f} ms  "
                       f"{m.rps:8.1f} req/s  queries {m.queries}", flush=True)
         runs[label] = {"seed": seed, "results": results}
+    runs["export"] = {rows: export_memory(database, rows) for rows in (10_000, 100_000)}
     report = render_report(runs, args)
     path = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.md"
     path.write_text(report)
