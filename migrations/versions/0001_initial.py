@@ -30,6 +30,12 @@ DEFERRED_FOREIGN_KEYS = [
 ]
 
 
+TRIGRAM_SEARCH_COLUMNS = [
+    ("payments", "provider_ref"), ("payments", "description"),
+    ("training_jobs", "name"), ("training_jobs", "external_job_id"),
+]
+
+
 def is_sqlite() -> bool:
     return op.get_bind().dialect.name == "sqlite"
 
@@ -133,6 +139,7 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_users'))
     )
     op.create_index(op.f('ix_users_current_subscription_id'), 'users', ['current_subscription_id'])
+    op.create_index('ix_users_created_at_id', 'users', ['created_at', 'id'])
     if not is_sqlite():
         # Trigram indexes serve the admin's case-insensitive substring search on PostgreSQL.
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
@@ -354,6 +361,7 @@ def upgrade():
         sa.UniqueConstraint('provider_ref', name=op.f('uq_payments_provider_ref'))
     )
     op.create_index('ix_payments_status_created_at', 'payments', ['status', 'created_at'])
+    op.create_index('ix_payments_created_at_id', 'payments', ['created_at', 'id'])
     op.create_index(op.f('ix_payments_subscription_id'), 'payments', ['subscription_id'])
     op.create_index(op.f('ix_payments_user_id'), 'payments', ['user_id'])
     op.create_index('ix_payments_user_id_created_at', 'payments', ['user_id', 'created_at'])
@@ -374,7 +382,7 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_records'))
     )
     op.create_index(op.f('ix_usage_records_model_id'), 'usage_records', ['model_id'])
-    op.create_index('ix_usage_records_occurred_at', 'usage_records', ['occurred_at'])
+    op.create_index('ix_usage_records_occurred_at_id', 'usage_records', ['occurred_at', 'id'])
     op.create_index(op.f('ix_usage_records_subscription_id'), 'usage_records', ['subscription_id'])
     op.create_index('ix_usage_records_user_id_occurred_at', 'usage_records', ['user_id', 'occurred_at'])
 
@@ -439,6 +447,7 @@ def upgrade():
     op.create_index(op.f('ix_training_jobs_retry_of_id'), 'training_jobs', ['retry_of_id'])
     op.create_index('ix_training_jobs_status_created_at', 'training_jobs', ['status', 'created_at'])
     op.create_index('ix_training_jobs_user_id_created_at', 'training_jobs', ['user_id', 'created_at'])
+    op.create_index('ix_training_jobs_queued_at_id', 'training_jobs', ['queued_at', 'id'])
 
     op.create_table('minion_xp_events',
         sa.Column('minion_id', sa.Integer(), nullable=False),
@@ -488,6 +497,10 @@ def upgrade():
     op.create_index("ix_minions_xp_id", "minions", [sa.text("xp DESC"), sa.text("id ASC")])
 
     if not is_sqlite():
+        # The admin searches these with lower(column) LIKE '%term%' (users' are created with the table).
+        for table, column in TRIGRAM_SEARCH_COLUMNS:
+            op.create_index(f"ix_{table}_{column}_trgm", table, [sa.text(f"lower({column}) gin_trgm_ops")],
+                            postgresql_using="gin")
         for name, table, column, target in DEFERRED_FOREIGN_KEYS:
             op.create_foreign_key(name, table, target, [column], ["id"], ondelete="SET NULL")
 

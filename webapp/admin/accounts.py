@@ -48,6 +48,7 @@ class UserView(AccountsView):
     maintained = ("password_hash", "failed_login_count", "last_login_at", "current_subscription")
     audited_collections = ("roles",)
     eager = (selectinload(User.roles), joinedload(User.current_subscription))
+    list_eager = (joinedload(User.roles),)
 
     def get_create_form(self):
         class CreateForm(super().get_create_form()):

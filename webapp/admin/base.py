@@ -24,8 +24,9 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
-from sqlalchemy import func, inspect, or_, select, text
+from sqlalchemy import any_, func, inspect, or_, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import MANYTOONE
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
@@ -131,8 +132,11 @@ class SecureModelView(SecureAccessMixin, ModelView):
     allow_delete = True
     # Many-to-many relationships whose members are audited by name (e.g. a user's roles).
     audited_collections: tuple[str, ...] = ()
-    # Loader options for the list and details queries, so related names cost no query per row.
+    # Loader options for the list, details and export queries, so related names cost no query per row.
     eager: tuple[Any, ...] = ()
+    # The list page's loader options when they differ from eager's: a collection joined here costs
+    # no query of its own (the page's rows are loaded by id, without LIMIT), even on an empty page.
+    list_eager: tuple[Any, ...] | None = None
     # Model-specific columns the app maintains (counters, derived values), on top of MAINTAINED_COLUMNS.
     maintained: tuple[str, ...] = ()
 
@@ -234,22 +238,80 @@ class SecureModelView(SecureAccessMixin, ModelView):
         return db.session.query(func.count()).select_from(self.model)
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        """Case-insensitive substring search as lower(column) LIKE, which the trigram indexes serve."""
+        """Case-insensitive substring search as lower(column) LIKE, which the trigram indexes serve.
+
+        A column of a related row (``user.email``) is matched through the foreign key,
+        ``user_id = ANY(ARRAY(SELECT id FROM users WHERE ...))``, so every alternative is a
+        condition on this table's own indexes and PostgreSQL combines them in one BitmapOr
+        instead of joining and filtering the whole table.
+        """
         for term in search.split():
             pattern = "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             conditions = []
             for field, path in self._search_fields:
+                pair = self.foreign_key_for(path)
+                if pair is not None:
+                    local, remote = pair
+                    matches = select(remote).where(func.lower(field).like(pattern, escape="\\"))
+                    conditions.append(self.in_subquery(local, matches))
+                    continue
                 query, joins, alias = self._apply_path_joins(query, joins, path, inner_join=False)
                 column = field if alias is None else getattr(alias, field.key)
                 conditions.append(func.lower(column).like(pattern, escape="\\"))
             query = query.filter(or_(*conditions))
         return query, count_query, joins, count_joins
 
+    def foreign_key_for(self, path) -> tuple[Any, Any] | None:
+        """(this table's column, the related table's column) when ``path`` is one many-to-one hop, else None."""
+        if not path or len(path) != 1 or not hasattr(path[0], "property"):
+            return None
+        relation = path[0].property
+        pairs = relation.local_remote_pairs
+        if relation.direction is not MANYTOONE or len(pairs) != 1 or pairs[0][0].table is not self.model.__table__:
+            return None
+        return pairs[0]
+
+    @staticmethod
+    def in_subquery(column, matches) -> Any:
+        """column = ANY(ARRAY(subquery)) on PostgreSQL, which an index scan can serve inside an OR."""
+        if db.session.get_bind().dialect.name == "postgresql":
+            return column == any_(func.array(matches.scalar_subquery()))
+        return column.in_(matches)
+
     def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
         _, query = super().get_list(page, sort_column, sort_desc, search, filters, execute=False,
                                     page_size=page_size)
         count = self.row_count(query, filtered=bool(search or filters))
-        return count, (query.all() if execute else query)
+        if not execute:
+            return count, query
+        return count, self.page_rows(query, sort_column, sort_desc)
+
+    def page_rows(self, page_query, sort_column, sort_desc) -> list[Any]:
+        """The page's rows by late row lookup, so a deep page costs about what the first one does.
+
+        The ids come from the list's filters, order and offset alone (an index-only scan of
+        the (sort column, id) index skips the offset), then only those rows are loaded, with
+        their eager loads and in the same order. Collections can be joined-loaded here
+        (the outer query has no LIMIT to wrap), so the query count never depends on the page.
+        """
+        ids = page_query.with_entities(self.model.id).subquery()
+        eager = self.eager if self.list_eager is None else self.list_eager
+        rows = super().get_query().options(*eager).filter(self.model.id.in_(select(ids.c.id)))
+        rows, _ = self._apply_sorting(rows, {}, sort_column, sort_desc)
+        return rows.all()
+
+    def _apply_sorting(self, query, joins, sort_column, sort_desc):
+        """The chosen order, then id in the same direction: pages never overlap and (column, id) indexes serve it."""
+        query, joins = super()._apply_sorting(query, joins, sort_column, sort_desc)
+        if sort_column is None:
+            order = list(self._get_default_order())
+            fields = [field for field, _, _ in order]
+            sort_desc = order[-1][2] if order else False
+        else:
+            fields = [self._sortable_columns.get(sort_column)]
+        if not any(field is self.model.id for field in fields):
+            query = query.order_by(self.model.id.desc() if sort_desc else self.model.id)
+        return query, joins
 
     def row_count(self, query, filtered: bool) -> int:
         """Rows for the pager, without an exact COUNT(*) over a large table.

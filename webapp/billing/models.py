@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from webapp.db import TimestampMixin, choice_check, fk, non_negative
+from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
 
 BILLING_INTERVALS = ("month", "year")
@@ -83,6 +83,8 @@ class Payment(TimestampMixin, db.Model):
         non_negative("amount_cents"),
         Index("ix_payments_user_id_created_at", "user_id", "created_at"),
         Index("ix_payments_status_created_at", "status", "created_at"),
+        # The admin list's default order (newest first, id breaking ties), read one page at a time.
+        Index("ix_payments_created_at_id", "created_at", "id"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
@@ -103,13 +105,18 @@ class Payment(TimestampMixin, db.Model):
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
 
 
+trigram_index(Payment.provider_ref)
+trigram_index(Payment.description)
+
+
 class UsageRecord(TimestampMixin, db.Model):
     __tablename__ = "usage_records"
     __table_args__ = (
         choice_check("metric", USAGE_METRICS),
         non_negative("quantity"),
         Index("ix_usage_records_user_id_occurred_at", "user_id", "occurred_at"),
-        Index("ix_usage_records_occurred_at", "occurred_at"),
+        # Time ranges, and the admin list's order (occurred_at, id): a deep page's ids come from this index alone.
+        Index("ix_usage_records_occurred_at_id", "occurred_at", "id"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))

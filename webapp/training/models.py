@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, Float, Index, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from webapp.db import TimestampMixin, choice_check, fk, non_negative
+from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
 
 DATASET_VISIBILITIES = ("public", "private")
@@ -68,6 +68,8 @@ class TrainingJob(TimestampMixin, db.Model):
         ),
         Index("ix_training_jobs_status_created_at", "status", "created_at"),
         Index("ix_training_jobs_user_id_created_at", "user_id", "created_at"),
+        # The admin list's default order (latest queued first, id breaking ties).
+        Index("ix_training_jobs_queued_at_id", "queued_at", "id"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
@@ -102,6 +104,10 @@ class TrainingJob(TimestampMixin, db.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.name}"
+
+
+trigram_index(TrainingJob.name)
+trigram_index(TrainingJob.external_job_id)
 
 
 class TrainingJobDataset(TimestampMixin, db.Model):
