@@ -152,20 +152,19 @@ def make_ai_model(**fields):
 
 
 def make_minion(owner, model=None, xp: int = 0, **fields):
-    """A minion whose xp comes from one XP event, so the ledger holds."""
-    from webapp.minions.models import Minion, MinionXpEvent
-    from webapp.minions.xp import level_for_xp
+    """A minion whose xp comes from one XP award, so the ledger and the window gains hold."""
+    from webapp.minions.models import Minion
+    from webapp.minions.services import award_xp
 
     n = next(_sequence)
     minion = Minion(
         owner_user_id=owner.id, model_id=(model or make_ai_model()).id, name=fields.pop("name", f"Minion {n}"),
-        xp=xp, level=level_for_xp(xp), **fields,
+        xp=0, level=1, **fields,
     )
     db.session.add(minion)
     db.session.flush()
     if xp:
-        db.session.add(MinionXpEvent(minion_id=minion.id, delta=xp, reason="quest.completed"))
-        db.session.flush()
+        award_xp(minion, xp, "quest.completed")
     return minion
 
 

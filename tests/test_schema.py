@@ -18,7 +18,8 @@ EXPECTED_TABLES = {
     "users", "roles", "permissions", "user_roles", "role_permissions", "sessions", "tokens",
     "audit_events", "plans", "user_subscriptions", "payments", "usage_records", "providers",
     "user_provider_configs", "models", "model_versions", "datasets", "training_jobs",
-    "training_job_datasets", "training_job_events", "minions", "minion_xp_events",
+    "training_job_datasets", "training_job_events", "training_job_status_counts", "minions", "minion_xp_events",
+    "minion_xp_gains",
     "migration_log", "job_runners",
 }
 

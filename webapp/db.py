@@ -25,6 +25,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern written with ``escape="\\"``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC timestamps on both databases.
 

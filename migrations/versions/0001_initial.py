@@ -448,6 +448,22 @@ def upgrade():
     op.create_index('ix_training_jobs_status_created_at', 'training_jobs', ['status', 'created_at'])
     op.create_index('ix_training_jobs_user_id_created_at', 'training_jobs', ['user_id', 'created_at'])
     op.create_index('ix_training_jobs_queued_at_id', 'training_jobs', ['queued_at', 'id'])
+    op.create_index('ix_training_jobs_created_at_id', 'training_jobs', ['created_at', 'id'])
+    op.create_index('ix_training_jobs_finished_at', 'training_jobs', ['finished_at'])
+
+    op.create_table('training_job_status_counts',
+        sa.Column('status', sa.String(length=16), nullable=False),
+        sa.Column('count', sa.Integer(), server_default='0', nullable=False),
+        *standard_columns(),
+        sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')", name=op.f('ck_training_job_status_counts_status_valid')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_training_job_status_counts')),
+        sa.UniqueConstraint('status', name=op.f('uq_training_job_status_counts_status'))
+    )
+    op.bulk_insert(
+        sa.table('training_job_status_counts', sa.column('status', sa.String), sa.column('count', sa.Integer)),
+        [{'status': status, 'count': 0} for status in JOB_STATUSES],
+    )
+    create_job_count_triggers()
 
     op.create_table('minion_xp_events',
         sa.Column('minion_id', sa.Integer(), nullable=False),
@@ -463,6 +479,19 @@ def upgrade():
     op.create_index('ix_minion_xp_events_created_at_minion_id', 'minion_xp_events', ['created_at', 'minion_id'])
     op.create_index(op.f('ix_minion_xp_events_minion_id'), 'minion_xp_events', ['minion_id'])
     op.create_index(op.f('ix_minion_xp_events_training_job_id'), 'minion_xp_events', ['training_job_id'])
+
+    op.create_table('minion_xp_gains',
+        sa.Column('minion_id', sa.Integer(), nullable=False),
+        sa.Column('period', sa.String(length=8), nullable=False),
+        sa.Column('period_start', TIMESTAMP, nullable=False),
+        sa.Column('gained', sa.Integer(), server_default='0', nullable=False),
+        *standard_columns(),
+        sa.CheckConstraint("period IN ('week', 'month')", name=op.f('ck_minion_xp_gains_period_valid')),
+        sa.ForeignKeyConstraint(['minion_id'], ['minions.id'], name=op.f('fk_minion_xp_gains_minion_id_minions'), ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_minion_xp_gains')),
+        sa.UniqueConstraint('period', 'period_start', 'minion_id', name=op.f('uq_minion_xp_gains_period_period_start_minion_id'))
+    )
+    op.create_index(op.f('ix_minion_xp_gains_minion_id'), 'minion_xp_gains', ['minion_id'])
 
     op.create_table('training_job_datasets',
         sa.Column('training_job_id', sa.Integer(), nullable=False),
@@ -495,6 +524,8 @@ def upgrade():
     # Expression indexes, which autogenerate does not render.
     op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True)
     op.create_index("ix_minions_xp_id", "minions", [sa.text("xp DESC"), sa.text("id ASC")])
+    op.create_index("ix_minion_xp_gains_board", "minion_xp_gains",
+                    ["period", "period_start", sa.text("gained DESC"), sa.text("minion_id ASC")])
 
     if not is_sqlite():
         # The admin searches these with lower(column) LIKE '%term%' (users' are created with the table).
@@ -505,8 +536,63 @@ def upgrade():
             op.create_foreign_key(name, table, target, [column], ["id"], ondelete="SET NULL")
 
 
+JOB_STATUSES = ('queued', 'running', 'succeeded', 'failed', 'canceled')
+
+# training_job_status_counts follows every insert, status change and delete of a
+# training job, whoever makes it (the ORM, COPY, ON DELETE CASCADE). PostgreSQL
+# nets each statement's changes per status from its transition tables, so a COPY
+# costs one update and a write that keeps the status locks no counter row.
+POSTGRESQL_JOB_COUNT_FUNCTION = """
+CREATE FUNCTION training_job_status_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE training_job_status_counts AS counts SET count = counts.count + changes.delta
+        FROM (SELECT status, count(*) AS delta FROM new_rows GROUP BY status) AS changes
+        WHERE counts.status = changes.status;
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE training_job_status_counts AS counts SET count = counts.count - changes.delta
+        FROM (SELECT status, count(*) AS delta FROM old_rows GROUP BY status) AS changes
+        WHERE counts.status = changes.status;
+    ELSE
+        UPDATE training_job_status_counts AS counts SET count = counts.count + changes.delta
+        FROM (
+            SELECT status, sum(delta) AS delta FROM (
+                SELECT status, 1 AS delta FROM new_rows UNION ALL SELECT status, -1 FROM old_rows
+            ) AS moves GROUP BY status HAVING sum(delta) <> 0
+        ) AS changes
+        WHERE counts.status = changes.status;
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+POSTGRESQL_JOB_COUNT_TRIGGERS = {
+    "insert": "AFTER INSERT ON training_jobs REFERENCING NEW TABLE AS new_rows",
+    "update": "AFTER UPDATE ON training_jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    "delete": "AFTER DELETE ON training_jobs REFERENCING OLD TABLE AS old_rows",
+}
+SQLITE_JOB_COUNT_TRIGGERS = {
+    "insert": "AFTER INSERT ON training_jobs BEGIN {plus}; END",
+    "update": "AFTER UPDATE OF status ON training_jobs WHEN OLD.status <> NEW.status BEGIN {minus}; {plus}; END",
+    "delete": "AFTER DELETE ON training_jobs BEGIN {minus}; END",
+}
+
+
+def create_job_count_triggers():
+    if is_sqlite():
+        plus = "UPDATE training_job_status_counts SET count = count + 1 WHERE status = NEW.status"
+        minus = "UPDATE training_job_status_counts SET count = count - 1 WHERE status = OLD.status"
+        for event, body in SQLITE_JOB_COUNT_TRIGGERS.items():
+            op.execute(f"CREATE TRIGGER training_jobs_count_{event} {body.format(plus=plus, minus=minus)}")
+        return
+    op.execute(POSTGRESQL_JOB_COUNT_FUNCTION)
+    for event, timing in POSTGRESQL_JOB_COUNT_TRIGGERS.items():
+        op.execute(f"CREATE TRIGGER training_jobs_count_{event} {timing}"
+                   " FOR EACH STATEMENT EXECUTE FUNCTION training_job_status_counts_apply()")
+
+
 # Tables in creation order; downgrade drops them in reverse (indexes go with them).
-TABLES = ['job_runners', 'migration_log', 'permissions', 'plans', 'providers', 'roles', 'users', 'audit_events', 'datasets', 'models', 'role_permissions', 'sessions', 'tokens', 'user_provider_configs', 'user_roles', 'user_subscriptions', 'model_versions', 'payments', 'usage_records', 'minions', 'training_jobs', 'minion_xp_events', 'training_job_datasets', 'training_job_events']
+TABLES = ['job_runners', 'migration_log', 'permissions', 'plans', 'providers', 'roles', 'users', 'audit_events', 'datasets', 'models', 'role_permissions', 'sessions', 'tokens', 'user_provider_configs', 'user_roles', 'user_subscriptions', 'model_versions', 'payments', 'usage_records', 'minions', 'training_jobs', 'training_job_status_counts', 'minion_xp_events', 'minion_xp_gains', 'training_job_datasets', 'training_job_events']
 
 
 def downgrade():
@@ -515,3 +601,5 @@ def downgrade():
             op.drop_constraint(name, table, type_="foreignkey")
     for table in reversed(TABLES):
         op.drop_table(table)
+    if not is_sqlite():
+        op.execute("DROP FUNCTION training_job_status_counts_apply()")

@@ -6,7 +6,7 @@ from sqlalchemy.orm import joinedload
 from webapp.accounts.audit import record
 from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
 from webapp.admin.catalog import MODEL_LOOKUP
-from webapp.minions.models import MINION_STATUSES, Minion, MinionXpEvent
+from webapp.minions.models import MINION_STATUSES, Minion, MinionXpEvent, MinionXpGain
 from webapp.minions.services import recompute_xp
 from webapp.providers.models import ModelVersion
 
@@ -52,8 +52,19 @@ class MinionXpEventView(MinionsView):
     eager = (joinedload(MinionXpEvent.minion), joinedload(MinionXpEvent.training_job))
 
 
+class MinionXpGainView(MinionsView):
+    """The leaderboard's week and month gains, kept with the ledger by award_xp: read-only."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "minion", "period", "period_start", "gained")
+    column_searchable_list = ("minion.name",)
+    column_filters = ("period", "period_start", "minion.name")
+    eager = (joinedload(MinionXpGain.minion),)
+
+
 def views() -> list[SecureModelView]:
     return [
         MinionView(Minion, "admin_minions", "Minions", CATEGORY),
         MinionXpEventView(MinionXpEvent, "admin_minion_xp_events", "XP ledger", CATEGORY),
+        MinionXpGainView(MinionXpGain, "admin_minion_xp_gains", "XP per week and month", CATEGORY),
     ]

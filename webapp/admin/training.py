@@ -8,7 +8,7 @@ from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice
 from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.training.models import (
     DATASET_VISIBILITIES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, Dataset, JobRunner, TrainingJob,
-    TrainingJobDataset, TrainingJobEvent,
+    TrainingJobDataset, TrainingJobEvent, TrainingJobStatusCount,
 )
 from webapp.training.services import JobError, cancel_job
 
@@ -94,6 +94,14 @@ class JobRunnerView(TrainingView):
     maintained = ("last_seen_at",)
 
 
+class TrainingJobStatusCountView(TrainingView):
+    """Jobs per status, kept by database triggers: read-only."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("status", "count", "updated_at")
+    column_filters = ("status", "updated_at")
+
+
 def views() -> list[SecureModelView]:
     return [
         DatasetView(Dataset, "admin_datasets", "Datasets", CATEGORY),
@@ -101,4 +109,6 @@ def views() -> list[SecureModelView]:
         TrainingJobDatasetView(TrainingJobDataset, "admin_training_job_datasets", "Job datasets", CATEGORY),
         TrainingJobEventView(TrainingJobEvent, "admin_training_job_events", "Job events", CATEGORY),
         JobRunnerView(JobRunner, "admin_job_runners", "Runners", CATEGORY),
+        TrainingJobStatusCountView(TrainingJobStatusCount, "admin_training_job_status_counts", "Jobs per status",
+                                   CATEGORY),
     ]

@@ -1,6 +1,7 @@
 """Minions and their XP ledger."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Index, String
@@ -10,6 +11,7 @@ from webapp.db import TimestampMixin, choice_check, fk, non_negative
 from webapp.extensions import db
 
 MINION_STATUSES = ("idle", "training", "active", "retired")
+XP_PERIODS = ("week", "month")
 
 
 class Minion(TimestampMixin, db.Model):
@@ -62,3 +64,32 @@ class MinionXpEvent(TimestampMixin, db.Model):
 
     minion: Mapped[Minion] = relationship()
     training_job = relationship("TrainingJob", foreign_keys=[training_job_id])
+
+
+class MinionXpGain(TimestampMixin, db.Model):
+    """XP a minion gained in one week or month: the leaderboard's windows, rolled up as XP arrives.
+
+    ``award_xp`` adds each delta here in the same transaction as the ledger row,
+    so a window's board reads one indexed range instead of summing the ledger.
+    """
+
+    __tablename__ = "minion_xp_gains"
+    __table_args__ = (
+        choice_check("period", XP_PERIODS),
+        db.UniqueConstraint("period", "period_start", "minion_id"),
+    )
+
+    minion_id: Mapped[int] = mapped_column(fk("minions.id", "CASCADE"), index=True)
+    period: Mapped[str] = mapped_column(String(8))
+    # UTC Monday 00:00 for a week, the 1st 00:00 for a month (minions.services.window_start).
+    period_start: Mapped[datetime]
+    gained: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    minion: Mapped[Minion] = relationship()
+
+
+# Serves a window's board: one period's rows by gain, ties broken by the older minion.
+Index(
+    "ix_minion_xp_gains_board", MinionXpGain.period, MinionXpGain.period_start,
+    MinionXpGain.gained.desc(), MinionXpGain.minion_id.asc(),
+)

@@ -1,9 +1,10 @@
 """The XP ledger and the leaderboard.
 
-Ranks come from the database: ``RANK() OVER (ORDER BY score DESC)``, where the
-score is the minion's xp (all time) or the XP it gained in the window (this week,
-this month). Minions with equal scores share a displayed rank; rows are listed
-by score, then by id (the older minion first), so every page is deterministic.
+Ranks are ``RANK() OVER (ORDER BY score DESC)``, where the score is the minion's
+xp (all time) or the XP it gained in the window (this week, this month, rolled up
+in minion_xp_gains as XP arrives). Minions with equal scores share a displayed
+rank; rows are listed by score, then by id (the older minion first), so every
+page is deterministic.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from webapp.accounts.audit import record
-from webapp.db import utcnow
+from webapp.db import escape_like, utcnow
 from webapp.extensions import db
-from webapp.minions.models import Minion, MinionXpEvent
+from webapp.minions.models import XP_PERIODS, Minion, MinionXpEvent, MinionXpGain
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, Provider
 
@@ -34,7 +37,7 @@ WINDOWS = {"all": "All time", "month": "This month", "week": "This week"}
 
 
 def award_xp(minion: Minion, delta: int, reason: str, training_job: Any = None) -> bool:
-    """Add an XP event and the same delta to ``minion.xp``, in the caller's transaction.
+    """Add an XP event and the same delta to ``minion.xp`` and its week and month gains, in the caller's transaction.
 
     Returns False (nothing changed) when this (minion, reason, job) was already awarded;
     the unique constraint on minion_xp_events backs the check under concurrency.
@@ -44,11 +47,43 @@ def award_xp(minion: Minion, delta: int, reason: str, training_job: Any = None) 
         select(MinionXpEvent.id).filter_by(minion_id=minion.id, reason=reason, training_job_id=job_id)
     ):
         return False
-    db.session.add(MinionXpEvent(minion_id=minion.id, delta=delta, reason=reason, training_job_id=job_id))
+    now = utcnow()
+    db.session.add(MinionXpEvent(minion_id=minion.id, delta=delta, reason=reason, training_job_id=job_id,
+                                 created_at=now, updated_at=now))
     minion.xp += delta
     minion.level = level_for_xp(minion.xp)
     db.session.flush()
+    add_gains([{"minion_id": minion.id, "period": period, "period_start": window_start(period, now), "gained": delta}
+               for period in XP_PERIODS])
     return True
+
+
+def add_gains(rows: list[dict[str, Any]]) -> None:
+    """Add each row's ``gained`` to its (period, period_start, minion_id) rollup row, creating it if needed.
+
+    One upsert, so concurrent awards to the same minion add up instead of colliding.
+    """
+    if not rows:
+        return
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(MinionXpGain).values(rows)
+    gains = MinionXpGain.__table__.c
+    db.session.execute(statement.on_conflict_do_update(
+        index_elements=[gains.period, gains.period_start, gains.minion_id],
+        set_={"gained": gains.gained + statement.excluded.gained, "updated_at": utcnow()},
+    ))
+
+
+def gains_from_events(events: Any) -> list[dict[str, Any]]:
+    """The rollup rows for ``events`` given as (minion_id, delta, created_at): what a seed writes with its ledger."""
+    totals: dict[tuple[str, datetime, int], int] = {}
+    for minion_id, delta, created_at in events:
+        for period in XP_PERIODS:
+            key = (period, window_start(period, created_at), minion_id)
+            totals[key] = totals.get(key, 0) + delta
+    return [{"period": period, "period_start": start, "minion_id": minion_id, "gained": gained}
+            for (period, start, minion_id), gained in totals.items()]
 
 
 @dataclass
@@ -137,96 +172,111 @@ def window_start(window: str, now: datetime | None = None) -> datetime | None:
     return None
 
 
-def ranked_statement(filters: BoardFilters, now: datetime | None = None) -> Select:
-    """Minion ids with rank, position and window gain, ordered for the board, before the name search."""
+def board_columns(window: str) -> tuple[Any, Any]:
+    """(minion id, score) of the board's rows: minions by xp for all time, else the window's rollup rows."""
+    if window_start(window) is None:
+        return Minion.id, Minion.xp
+    return MinionXpGain.minion_id, MinionXpGain.gained
+
+
+def scoped(statement: Select, filters: BoardFilters, owner_id: int | None = None, now: datetime | None = None) -> Select:
+    """``statement`` (over ``board_columns``) limited to the window, model, provider and owner asked for."""
     start = window_start(filters.window, now)
-    if start is None:
-        score = Minion.xp
-        statement = select(Minion.id.label("minion_id"), score.label("gained"))
-    else:
-        gains = (
-            select(MinionXpEvent.minion_id, func.sum(MinionXpEvent.delta).label("gained"))
-            .where(MinionXpEvent.created_at >= start).group_by(MinionXpEvent.minion_id).subquery()
-        )
-        score = gains.c.gained
-        statement = select(Minion.id.label("minion_id"), score.label("gained")).join(
-            gains, gains.c.minion_id == Minion.id
-        )
+    if start is not None:
+        statement = statement.where(MinionXpGain.period == filters.window, MinionXpGain.period_start == start)
+        if filters.model_id or filters.provider_id or owner_id:
+            statement = statement.join(Minion, Minion.id == MinionXpGain.minion_id)
     if filters.model_id:
         statement = statement.where(Minion.model_id == filters.model_id)
     if filters.provider_id:
-        statement = statement.join(AIModel, AIModel.id == Minion.model_id).where(
-            AIModel.provider_id == filters.provider_id
+        statement = statement.where(
+            Minion.model_id.in_(select(AIModel.id).where(AIModel.provider_id == filters.provider_id))
         )
-    return statement.add_columns(
+    if owner_id:
+        statement = statement.where(Minion.owner_user_id == owner_id)
+    return statement
+
+
+def ranked_statement(filters: BoardFilters, now: datetime | None = None) -> Select:
+    """Minion ids with rank, position and window gain, before the name search."""
+    key, score = board_columns(filters.window)
+    return scoped(select(key.label("minion_id"), score.label("gained")), filters, now=now).add_columns(
         func.rank().over(order_by=score.desc()).label("rank"),
-        func.row_number().over(order_by=(score.desc(), Minion.id.asc())).label("position"),
+        func.row_number().over(order_by=(score.desc(), key.asc())).label("position"),
     )
 
 
 def leaderboard_page(filters: BoardFilters, page: int, per_page: int) -> tuple[list[BoardRow], bool]:
     """One page of the board and whether another follows; a constant number of queries."""
-    ranked = ranked_statement(filters)
     if filters.query:
-        inner = ranked.subquery()
+        inner = ranked_statement(filters).subquery()
         names = select(Minion.id).where(Minion.name.ilike(f"%{escape_like(filters.query)}%", escape="\\"))
-        statement = (
+        rows = db.session.execute(
             select(inner.c.minion_id, inner.c.rank, inner.c.position, inner.c.gained)
             .where(inner.c.minion_id.in_(names.scalar_subquery()))
             .order_by(inner.c.gained.desc(), inner.c.minion_id.asc())
-        )
+            .limit(per_page + 1).offset((page - 1) * per_page)
+        ).all()
+        ranked = [(row.minion_id, row.rank, row.position, row.gained) for row in rows]
     else:
-        # Ordered like the window itself, at the same level, so PostgreSQL walks the
-        # (xp DESC, id) index and stops after the page instead of ranking every minion.
-        statement = ranked.order_by(ranked.selected_columns.gained.desc(), Minion.id.asc())
-    rows = db.session.execute(statement.limit(per_page + 1).offset((page - 1) * per_page)).all()
+        ranked = ranked_page(filters, (page - 1) * per_page, per_page + 1)
     minions = {
         minion.id: minion for minion in db.session.scalars(
-            select(Minion).where(Minion.id.in_([row.minion_id for row in rows[:per_page]]))
+            select(Minion).where(Minion.id.in_([row[0] for row in ranked[:per_page]]))
             .options(selectinload(Minion.owner), selectinload(Minion.model))
         )
     }
-    board = [BoardRow(minions[row.minion_id], row.rank, row.position, int(row.gained or 0)) for row in rows[:per_page]]
-    return board, len(rows) > per_page
+    board = [BoardRow(minions[minion_id], rank, position, int(gained or 0))
+             for minion_id, rank, position, gained in ranked[:per_page]]
+    return board, len(ranked) > per_page
+
+
+def ranked_page(filters: BoardFilters, offset: int, limit: int) -> list[tuple[int, int, int, int]]:
+    """(minion id, rank, position, score) for ``limit`` rows from ``offset``, without ranking the rows before.
+
+    The rows come from walking the (score DESC, id) index, reading only ids and
+    scores up to the page (no window function over every row above it). Equal
+    scores share the rank of the first of them, so the first row's rank is its
+    position less the ties listed before it, counted in its own index range; each
+    later row on the page either ties the row above or starts a rank at its position.
+    """
+    key, score = board_columns(filters.window)
+    rows = db.session.execute(
+        scoped(select(key, score), filters).order_by(score.desc(), key.asc()).limit(limit).offset(offset)
+    ).all()
+    if not rows:
+        return []
+    first_id, first_score = rows[0]
+    ties_before = db.session.scalar(
+        scoped(select(func.count()).select_from(key.table), filters).where(score == first_score, key < first_id)
+    )
+    ranked, rank = [], offset + 1 - ties_before
+    for number, (minion_id, value) in enumerate(rows):
+        position = offset + number + 1
+        if number and value != rows[number - 1][1]:
+            rank = position
+        ranked.append((minion_id, rank, position, value))
+    return ranked
 
 
 def best_rank_of(owner_id: int, filters: BoardFilters) -> BoardRow | None:
-    """The owner's best-placed minion on the board as filtered (ignoring the name search), if any."""
-    if window_start(filters.window) is None:
-        return best_all_time_rank(owner_id, filters)
-    ranked = ranked_statement(filters).subquery()
-    row = db.session.execute(
-        select(ranked.c.minion_id, ranked.c.rank, ranked.c.position, ranked.c.gained)
-        .join(Minion, Minion.id == ranked.c.minion_id)
-        .where(Minion.owner_user_id == owner_id).order_by(ranked.c.position).limit(1)
-    ).first()
-    if row is None:
-        return None
-    return BoardRow(db.session.get(Minion, row.minion_id), row.rank, row.position, int(row.gained or 0))
+    """The owner's best-placed minion on the board as filtered (ignoring the name search), if any.
 
-
-def best_all_time_rank(owner_id: int, filters: BoardFilters) -> BoardRow | None:
-    """The same rank as RANK() over xp, from two indexed queries instead of ranking every minion."""
-    scope = []
-    if filters.model_id:
-        scope.append(Minion.model_id == filters.model_id)
-    if filters.provider_id:
-        scope.append(Minion.model_id.in_(select(AIModel.id).where(AIModel.provider_id == filters.provider_id)))
-    best = db.session.scalars(
-        select(Minion).where(Minion.owner_user_id == owner_id, *scope).order_by(Minion.xp.desc(), Minion.id).limit(1)
+    The same rank as RANK() over the score, from indexed queries instead of ranking every minion.
+    """
+    key, score = board_columns(filters.window)
+    best = db.session.execute(
+        scoped(select(key, score), filters, owner_id=owner_id).order_by(score.desc(), key.asc()).limit(1)
     ).first()
     if best is None:
         return None
+    best_id, best_score = best
     above, tied_before = db.session.execute(
-        select(func.count().filter(Minion.xp > best.xp),
-               func.count().filter(and_(Minion.xp == best.xp, Minion.id < best.id)))
-        .where(Minion.xp >= best.xp, *scope)
+        scoped(select(func.count().filter(score > best_score),
+                      func.count().filter(and_(score == best_score, key < best_id))).select_from(key.table), filters)
+        .where(score >= best_score)
     ).one()
-    return BoardRow(best, above + 1, above + tied_before + 1, best.xp)
-
-
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return BoardRow(db.session.get(Minion, best_id), above + 1, above + tied_before + 1, best_score)
 
 
 def filter_choices() -> tuple[list[AIModel], list[Provider]]:

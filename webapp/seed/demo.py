@@ -25,6 +25,7 @@ from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, Usa
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.minions.models import Minion, MinionXpEvent
+from webapp.minions.services import add_gains, gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
@@ -310,6 +311,7 @@ class _DemoSeed:
         self.datasets: dict[tuple[str | None, str], Dataset] = {}
         self.minions: dict[tuple[str, str], Minion] = {}
         self.new_minions: list[Minion] = []
+        self.new_xp_events: list[MinionXpEvent] = []
         self.jobs: dict[tuple[str, str], TrainingJob] = {}
         self.live_subscriptions: dict[str, tuple[UserSubscription, bool]] = {}
 
@@ -645,6 +647,10 @@ class _DemoSeed:
                 else:
                     self.add_xp(minion.id, rng.choice((10, 20, 25, 50)), "daily_challenge", at)
         db.session.flush()
+        # The leaderboard's week and month gains, rolled up from the new events like award_xp does.
+        add_gains(gains_from_events(
+            (event.minion_id, event.delta, event.created_at) for event in self.new_xp_events
+        ))
         ids = [minion.id for minion in self.minions.values()]
         totals = dict(db.session.execute(
             select(MinionXpEvent.minion_id, func.sum(MinionXpEvent.delta))
@@ -656,10 +662,12 @@ class _DemoSeed:
             minion.level = level_for_xp(minion.xp)
 
     def add_xp(self, minion_id: int, delta: int, reason: str, at: datetime, job_id: int | None = None) -> None:
-        db.session.add(MinionXpEvent(
+        event = MinionXpEvent(
             minion_id=minion_id, delta=delta, reason=reason, training_job_id=job_id,
             created_at=at, updated_at=at,
-        ))
+        )
+        db.session.add(event)
+        self.new_xp_events.append(event)
 
     # --- operations: runner, tokens, audit trail -----------------------------
 

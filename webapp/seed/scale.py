@@ -31,6 +31,7 @@ from webapp.accounts.passwords import hash_password
 from webapp.billing.models import USAGE_METRICS, Plan
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.minions.services import gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel
 from webapp.seed import SeedError
@@ -86,6 +87,7 @@ COLUMNS = {
     "minion_xp_events": ("id", "minion_id", "delta", "reason", "training_job_id", "created_at", "updated_at"),
     "training_job_events": ("id", "training_job_id", "level", "message", "progress", "metrics", "created_at",
                             "updated_at"),
+    "minion_xp_gains": ("id", "minion_id", "period", "period_start", "gained", "created_at", "updated_at"),
 }
 
 
@@ -104,7 +106,11 @@ def xp_event_count(minion_index: int) -> int:
 
 
 def planned_rows(users: int, usage: int, minions: int, jobs: int, events: int) -> dict[str, int]:
-    """The rows ``seed_scale`` will insert per table, known before it starts."""
+    """The rows ``seed_scale`` will insert per table, known before it starts.
+
+    Leaves out minion_xp_gains, the leaderboard's rollup of the XP events, whose
+    row count depends on the drawn dates.
+    """
     subscriptions = subscriptions_before(users)
     return {
         "users": users,
@@ -156,6 +162,7 @@ def seed_scale(
             rows["training_jobs"] = loader.load("training_jobs", data.training_jobs())
             rows["minion_xp_events"] = loader.load("minion_xp_events", data.xp_events())
             rows["training_job_events"] = loader.load("training_job_events", data.job_events())
+            rows["minion_xp_gains"] = loader.load("minion_xp_gains", data.xp_gains())
         loader.finish(rows)
         db.session.commit()
     except Exception:
@@ -371,6 +378,13 @@ class _ScaleData:
 
     def xp_events(self) -> Iterator[tuple]:
         return iter(self.planned_xp_events)
+
+    def xp_gains(self) -> Iterator[tuple]:
+        """The leaderboard's week and month gains of the XP events, as award_xp keeps them."""
+        gains = gains_from_events((event[1], event[2], event[5]) for event in self.planned_xp_events)
+        for row_id, gain in zip(self.ids("minion_xp_gains", len(gains)), gains):
+            yield (row_id, gain["minion_id"], gain["period"], gain["period_start"], gain["gained"],
+                   self.now, self.now)
 
     def job_events(self) -> Iterator[tuple]:
         """``events`` log lines shared out evenly over the jobs, in time order within each job."""

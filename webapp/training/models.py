@@ -70,6 +70,10 @@ class TrainingJob(TimestampMixin, db.Model):
         Index("ix_training_jobs_user_id_created_at", "user_id", "created_at"),
         # The admin list's default order (latest queued first, id breaking ties).
         Index("ix_training_jobs_queued_at_id", "queued_at", "id"),
+        # The staff list (every user's jobs, newest or oldest first) reads one page of it.
+        Index("ix_training_jobs_created_at_id", "created_at", "id"),
+        # The staff summary's "finished in the last 24 hours" reads only that day.
+        Index("ix_training_jobs_finished_at", "finished_at"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
@@ -108,6 +112,21 @@ class TrainingJob(TimestampMixin, db.Model):
 
 trigram_index(TrainingJob.name)
 trigram_index(TrainingJob.external_job_id)
+
+
+class TrainingJobStatusCount(TimestampMixin, db.Model):
+    """How many training jobs have each status, for the staff summary.
+
+    Kept by database triggers on training_jobs (migration 0001), so every way a
+    job is written, moved or deleted (the ORM, bulk loads, cascades) counts, and
+    reading the counts costs the same however many jobs there are.
+    """
+
+    __tablename__ = "training_job_status_counts"
+    __table_args__ = (choice_check("status", JOB_STATUSES),)
+
+    status: Mapped[str] = mapped_column(String(16), unique=True)
+    count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class TrainingJobDataset(TimestampMixin, db.Model):
