@@ -144,6 +144,8 @@ class SecureModelView(SecureAccessMixin, ModelView):
     model_form_converter = AdminConverter
     filter_converter = AdminFilterConverter()
     list_template = "admin/minion/list.html"
+    # Stands for the row's id in the row buttons the list renders once per page (templates/admin/minion/list.html).
+    ROW_ID_SLOT = "0ROWID0"
     details_template = "admin/minion/details.html"
     can_view_details = True
     can_set_page_size = True
