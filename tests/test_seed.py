@@ -36,6 +36,26 @@ def minions_whose_xp_is_not_their_events_sum() -> list[str]:
     return list(db.session.scalars(sa.select(Minion.name).where(Minion.xp != events_sum)))
 
 
+def window_gains_unlike_the_ledger() -> list[tuple]:
+    """(period, minion id, rollup, ledger) wherever this week's or month's rollup differs from the XP events."""
+    from webapp.minions.models import MinionXpEvent, MinionXpGain
+    from webapp.minions.services import window_start
+
+    differences = []
+    for period in ("week", "month"):
+        start = window_start(period)
+        ledger = dict(db.session.execute(
+            sa.select(MinionXpEvent.minion_id, sa.func.sum(MinionXpEvent.delta))
+            .where(MinionXpEvent.created_at >= start).group_by(MinionXpEvent.minion_id)
+        ).all())
+        rollup = dict(db.session.execute(
+            sa.select(MinionXpGain.minion_id, MinionXpGain.gained).filter_by(period=period, period_start=start)
+        ).all())
+        differences += [(period, minion_id, rollup.get(minion_id), ledger.get(minion_id))
+                        for minion_id in set(ledger) | set(rollup) if rollup.get(minion_id) != ledger.get(minion_id)]
+    return differences
+
+
 def test_demo_fills_every_table_and_a_second_run_adds_nothing(app, demo):
     from webapp.seed.demo import seed_demo
 
@@ -59,6 +79,7 @@ def test_demo_minion_xp_is_the_sum_of_its_events(demo):
     minions = db.session.scalars(sa.select(Minion)).all()
     assert len(minions) >= 20
     assert minions_whose_xp_is_not_their_events_sum() == []
+    assert window_gains_unlike_the_ledger() == []
     assert all(minion.level == level_for_xp(minion.xp) for minion in minions)
 
 
@@ -118,6 +139,7 @@ def test_scale_loads_the_planned_rows_consistently(demo):
     assert {table: after[table] - before[table] for table in summary["rows"]} == summary["rows"]
     assert summary["total_rows"] == sum(summary["rows"].values()) and summary["seconds"] > 0
     assert minions_whose_xp_is_not_their_events_sum() == []
+    assert window_gains_unlike_the_ledger() == []
     subscribed = db.session.scalar(
         sa.select(sa.func.count()).where(User.email.like("%@scale.test"), User.current_subscription_id.is_not(None))
     )

@@ -138,3 +138,24 @@ def test_leaderboard_filters_survive_a_reload(live_server, page, backend):
         hosted = db.session.scalars(select(Minion.name)).all()
     assert hosted
     page.screenshot(path=f"{SHOTS}/leaderboard-filtered-{backend}.png", full_page=True)
+
+
+def test_rows_added_by_load_more_survive_the_refresh(live_server, page, backend):
+    sign_in(page, live_server.url, "grace@demo.test")
+    page.set_viewport_size({"width": 1000, "height": 500})
+    page.goto(f"{live_server.url}/leaderboard?per_page=4")
+    rows = page.locator("#leaderboard tbody tr[id^=minion-]")
+    page.locator("#leaderboard-more").scroll_into_view_if_needed()
+    page.wait_for_load_state("networkidle")
+    shown = rows.all_inner_texts()
+    assert len(shown) > 4
+    loaded_pages = -(-len(shown) // 4)
+    expect(page.locator("#leaderboard-poll")).to_have_attribute("hx-get", re.compile(f"through={loaded_pages}"))
+    # What the 30 s poll does, without waiting 30 s; rows counted right after the swap,
+    # before a revealed "load more" could add any back.
+    refreshed = page.evaluate("""async () => {
+        const poll = document.getElementById('leaderboard-poll');
+        await htmx.ajax('GET', poll.getAttribute('hx-get'), {target: '#leaderboard', swap: 'outerHTML'});
+        return [...document.querySelectorAll('#leaderboard tbody tr[id^=minion-]')].map(row => row.innerText);
+    }""")
+    assert refreshed == shown

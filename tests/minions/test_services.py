@@ -120,3 +120,29 @@ def test_best_rank_of_the_owner(db_session):
     assert (best.minion.id, best.rank, best.position) == (mine_high.id, 2, 2)
     assert best_rank_of(make_user().id, BoardFilters(model_id=model.id)) is None
     assert mine_low
+
+
+def test_award_xp_rolls_up_the_week_and_month_gains(db_session):
+    from webapp.minions.models import MinionXpGain
+
+    minion = make_minion(make_user(), xp=40)
+    award_xp(minion, 25, "daily_challenge")
+    gains = dict(db_session.execute(
+        select(MinionXpGain.period, MinionXpGain.gained).where(MinionXpGain.minion_id == minion.id)
+    ).all())
+    assert gains == {"week": 65, "month": 65}
+    for period in ("week", "month"):
+        assert db_session.scalar(select(MinionXpGain.period_start).filter_by(minion_id=minion.id, period=period)) \
+            == window_start(period)
+
+
+def test_a_deep_page_ranks_ties_like_rank_over_the_whole_board(db_session):
+    model = make_ai_model()
+    for xp in (50, 40, 40, 40, 30, 30, 20):
+        make_minion(make_user(), model, xp=xp)
+    everything, _ = leaderboard_page(BoardFilters(model_id=model.id), 1, 10)
+    for page in (2, 3, 4):
+        rows, _ = leaderboard_page(BoardFilters(model_id=model.id), page, 2)
+        assert [(row.rank, row.position) for row in rows] == \
+            [(row.rank, row.position) for row in everything[(page - 1) * 2:page * 2]]
+    assert [row.rank for row in everything] == [1, 2, 2, 2, 5, 5, 7]

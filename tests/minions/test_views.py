@@ -93,3 +93,32 @@ def test_verify_xp_command(app, db_session):
     db_session.expire_all()
     assert minion.xp == 100
     assert runner.invoke(args=["minions", "verify-xp"]).exit_code == 0
+
+
+def test_load_more_moves_the_refresh_to_cover_every_loaded_page(client, db_session, me):
+    model = make_ai_model()
+    for xp in range(10):
+        make_minion(make_user(), model, xp=xp + 1)
+    more = client.get(f"/leaderboard?model={model.id}&per_page=3&page=2",
+                      headers={**HTMX, "HX-Target": "leaderboard-more"}).get_data(as_text=True)
+    poll = re.search(r'<template>\s*<div id="leaderboard-poll"[^>]*hx-swap-oob="true"', more).group(0)
+    refresh = re.search(r'hx-get="([^"]+)"', poll).group(1).replace("&amp;", "&")
+    assert "through=2" in refresh and "page=" not in refresh.replace("per_page=", "")
+    assert "page=3" in re.search(r'id="leaderboard-more" hx-get="([^"]+)"', more).group(1)
+
+    board = client.get(refresh, headers=HTMX).get_data(as_text=True)
+    assert board.count('<tr id="minion-') == 6 and "<template>" not in board
+    assert f'hx-get="/leaderboard?model={model.id}&amp;per_page=3&amp;page=3"' in board
+
+
+def test_load_more_from_a_deep_page_keeps_its_first_page(client, db_session, me):
+    model = make_ai_model()
+    for xp in range(10):
+        make_minion(make_user(), model, xp=xp + 1)
+    board = client.get(f"/leaderboard?model={model.id}&per_page=2&page=2").get_data(as_text=True)
+    next_url = re.search(r'id="leaderboard-more" hx-get="([^"]+)"', board).group(1).replace("&amp;", "&")
+    assert "page=3" in next_url and "start=2" in next_url
+    more = client.get(next_url, headers={**HTMX, "HX-Target": "leaderboard-more"}).get_data(as_text=True)
+    refresh = re.search(r'id="leaderboard-poll" hidden hx-get="([^"]+)"', more).group(1).replace("&amp;", "&")
+    assert "page=2" in refresh and "through=3" in refresh
+    assert client.get(refresh, headers=HTMX).get_data(as_text=True).count('<tr id="minion-') == 4

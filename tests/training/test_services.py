@@ -1,8 +1,9 @@
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 
 from tests.factories import make_minion, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
+from webapp.extensions import db
 from webapp.training.models import Dataset, TrainingJob, TrainingJobDataset
 from webapp.training.services import (
     TRANSITIONS, IllegalTransition, JobError, JobFilters, cancel_job, job_for, job_list_statement, retry_job,
@@ -118,3 +119,34 @@ def test_runners_create_prints_a_token_stored_only_hashed(app, db_session):
     assert runner.token_hash == hash_token(token) and token not in runner.token_hash
     assert runner_for_token(token).id == runner.id
     assert app.test_cli_runner().invoke(args=["runners", "create", "gpu-box-1"]).exit_code == 1
+
+
+def status_counts() -> dict[str, int]:
+    from webapp.training.models import TrainingJobStatusCount
+
+    return dict(db.session.execute(select(TrainingJobStatusCount.status, TrainingJobStatusCount.count)).all())
+
+
+def live_counts() -> dict[str, int]:
+    return {status: db.session.scalar(select(func.count()).where(TrainingJob.status == status))
+            for status in TRANSITIONS}
+
+
+def test_the_status_counts_follow_every_insert_change_and_delete(db_session):
+    """Kept by triggers: the ORM, a bulk UPDATE and a cascade from a deleted owner all count."""
+    from webapp.accounts.models import User
+    from webapp.training.services import staff_summary
+
+    owner, other = make_user(), make_user()
+    jobs = [make_training_job(owner, status="queued") for _ in range(3)]
+    make_training_job(other, status="failed")
+    assert status_counts() == live_counts()
+    transition(jobs[0], "running")
+    jobs[1].progress = 0.5  # a write that keeps the status
+    db_session.flush()
+    assert status_counts() == live_counts()
+    db_session.execute(update(TrainingJob).where(TrainingJob.id == jobs[2].id).values(status="canceled"))
+    assert status_counts() == live_counts()
+    db_session.execute(delete(User).where(User.id == owner.id))
+    assert status_counts() == live_counts()
+    assert staff_summary().counts == live_counts()

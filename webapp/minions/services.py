@@ -206,8 +206,9 @@ def ranked_statement(filters: BoardFilters, now: datetime | None = None) -> Sele
     )
 
 
-def leaderboard_page(filters: BoardFilters, page: int, per_page: int) -> tuple[list[BoardRow], bool]:
-    """One page of the board and whether another follows; a constant number of queries."""
+def leaderboard_page(filters: BoardFilters, page: int, per_page: int, pages: int = 1) -> tuple[list[BoardRow], bool]:
+    """``pages`` pages of the board from ``page`` and whether another follows; a constant number of queries."""
+    offset, per_page = (page - 1) * per_page, per_page * pages
     if filters.query:
         inner = ranked_statement(filters).subquery()
         names = select(Minion.id).where(Minion.name.ilike(f"%{escape_like(filters.query)}%", escape="\\"))
@@ -215,11 +216,11 @@ def leaderboard_page(filters: BoardFilters, page: int, per_page: int) -> tuple[l
             select(inner.c.minion_id, inner.c.rank, inner.c.position, inner.c.gained)
             .where(inner.c.minion_id.in_(names.scalar_subquery()))
             .order_by(inner.c.gained.desc(), inner.c.minion_id.asc())
-            .limit(per_page + 1).offset((page - 1) * per_page)
+            .limit(per_page + 1).offset(offset)
         ).all()
         ranked = [(row.minion_id, row.rank, row.position, row.gained) for row in rows]
     else:
-        ranked = ranked_page(filters, (page - 1) * per_page, per_page + 1)
+        ranked = ranked_page(filters, offset, per_page + 1)
     minions = {
         minion.id: minion for minion in db.session.scalars(
             select(Minion).where(Minion.id.in_([row[0] for row in ranked[:per_page]]))

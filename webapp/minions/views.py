@@ -13,6 +13,8 @@ from webapp.minions.services import (
 from webapp.pagination import page_args
 
 LOAD_MORE_TARGET = "leaderboard-more"
+# A refresh re-renders at most this many loaded pages (the rest come back with "load more").
+MAX_REFRESH_PAGES = 10
 
 
 def board_filters() -> BoardFilters:
@@ -35,27 +37,48 @@ def board_args(filters: BoardFilters) -> dict[str, str | int]:
 @bp.get("/leaderboard")
 @login_required
 def leaderboard():
+    """The board from ``page`` through ``through``; "load more" asks for one page after it.
+
+    Each "load more" answer also moves the 30 s refresh out of band to a URL that
+    covers every page shown, so a refresh keeps the rows loaded so far.
+    """
     filters = board_filters()
     page, per_page = page_args()
-    rows, has_next = leaderboard_page(filters, page, per_page)
     args = board_args(filters)
     if "per_page" in request.args:
         args["per_page"] = per_page
-    context = {
-        "rows": rows, "filters": filters, "windows": WINDOWS, "page": page,
-        "next_url": url_for("minions.leaderboard", **args, page=page + 1) if has_next else None,
-    }
     if is_htmx() and request.headers.get("HX-Target") == LOAD_MORE_TARGET:
-        return render_template("minions/_leaderboard_rows.html", **context)
+        start = min(max(request.args.get("start", 1, type=int) or 1, 1), page)
+        rows, has_next = leaderboard_page(filters, page, per_page)
+        return render_template(
+            "minions/_leaderboard_rows.html", rows=rows, filters=filters,
+            next_url=has_next and more_url(args, start, page + 1) or None,
+            moved_poll_url=board_url(args, start, page),
+        )
+    through = min(max(request.args.get("through", page, type=int) or page, page), page + MAX_REFRESH_PAGES - 1)
+    rows, has_next = leaderboard_page(filters, page, per_page, pages=through - page + 1)
     mine = best_rank_of(current_user.id, BoardFilters(filters.window, filters.model_id, filters.provider_id))
     models, providers = ([], []) if is_htmx() else filter_choices()
     return render_page_or_block(
         "minions/leaderboard.html", "leaderboard",
-        **context, mine=mine, models=models, providers=providers,
-        refresh_url=url_for("minions.leaderboard", **args, page=page if page > 1 else None),
+        rows=rows, filters=filters, windows=WINDOWS, page=page,
+        next_url=more_url(args, page, through + 1) if has_next else None,
+        mine=mine, models=models, providers=providers,
+        poll_url=board_url(args, page, through),
         top_url=url_for("minions.leaderboard", **args),
         mine_url=mine and url_for(
             "minions.leaderboard", **{**args, "q": None}, page=(mine.position - 1) // per_page + 1,
             _anchor=f"minion-{mine.minion.id}",
         ),
     )
+
+
+def board_url(args: dict, start: int, through: int) -> str:
+    """The board from page ``start`` through page ``through``, as the refresh asks for it."""
+    return url_for("minions.leaderboard", **args, page=start if start > 1 else None,
+                   through=through if through > start else None)
+
+
+def more_url(args: dict, start: int, page: int) -> str:
+    """One more page for "load more", remembering the first page shown."""
+    return url_for("minions.leaderboard", **args, page=page, start=start if start > 1 else None)
