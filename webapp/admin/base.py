@@ -24,7 +24,7 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
-from sqlalchemy import any_, func, inspect, or_, select, text
+from sqlalchemy import BigInteger, any_, case, func, inspect, literal_column, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import MANYTOONE
 from sqlalchemy.orm.exc import StaleDataError
@@ -316,31 +316,31 @@ class SecureModelView(SecureAccessMixin, ModelView):
         return query, joins
 
     def row_count(self, query, filtered: bool) -> int:
-        """Rows for the pager, without an exact COUNT(*) over a large table.
+        """Rows for the pager, without an exact COUNT(*) over a large table, in one query whatever the size.
 
         Unfiltered lists of big tables use the planner's estimate; anything else is
         counted up to the threshold ("more than N"). ``g.admin_count`` tells the pager which.
         """
         threshold = current_app.config["COUNT_ESTIMATE_THRESHOLD"]
-        if not filtered:
-            estimate = self.planner_estimate()
-            if estimate is not None and estimate > threshold:
-                g.admin_count = ("estimate", estimate)
-                return estimate
         ids = query.with_entities(self.model.id).limit(None).offset(None).order_by(None).limit(threshold + 1)
-        counted = db.session.scalar(select(func.count()).select_from(ids.subquery()))
+        counted = select(func.count()).select_from(ids.subquery()).scalar_subquery()
+        if filtered or db.session.get_bind().dialect.name != "postgresql":
+            estimate, counted = None, db.session.scalar(select(counted))
+        else:
+            # PostgreSQL runs the capped count only when the estimate is small (or missing before ANALYZE).
+            estimate = self.planner_estimate()
+            estimate, counted = db.session.execute(select(
+                estimate, case((func.coalesce(estimate, -1) > threshold, None), else_=counted))).one()
+        if counted is None:
+            g.admin_count = ("estimate", estimate)
+            return estimate
         g.admin_count = ("more", threshold) if counted > threshold else ("exact", counted)
         return counted
 
-    def planner_estimate(self) -> int | None:
-        """PostgreSQL's row estimate for the table (None elsewhere, or before the first ANALYZE)."""
-        if db.session.get_bind().dialect.name != "postgresql":
-            return None
-        estimate = db.session.scalar(
-            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:table)"),
-            {"table": self.model.__tablename__},
-        )
-        return estimate if estimate is not None and estimate >= 0 else None
+    def planner_estimate(self) -> Any:
+        """PostgreSQL's row estimate for the table, as a scalar subquery (NULL or -1 before the first ANALYZE)."""
+        return (select(literal_column("reltuples").cast(BigInteger)).select_from(table("pg_class"))
+                .where(literal_column("oid") == func.to_regclass(self.model.__tablename__)).scalar_subquery())
 
     # --- display -------------------------------------------------------------
 
