@@ -7,6 +7,7 @@ Both run in the same gunicorn workers as the console, so the ratios compare like
 """
 from __future__ import annotations
 
+import gc
 import os
 
 from flask import Flask
@@ -43,3 +44,4 @@ application = DispatcherMiddleware(console, {
     "/bare": bare_app(),
     "/stock": stock_admin_app(console.config["SQLALCHEMY_DATABASE_URI"]),
 })
+gc.freeze()  # as app.py does, for all three apps alike
