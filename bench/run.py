@@ -61,8 +61,12 @@ def run(cmd: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, check=True, text=True, capture_output=True, cwd=ROOT, **kwargs)
 
 
-def psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "localhost", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
+def psql(sql: str, database: str = "postgres") -> str:
+    """Run ``sql`` on the local server; the output, unaligned and without headers."""
+    return subprocess.run(
+        ["psql", "-h", "localhost", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qtAc", sql],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
 
 
 def database_env(name: str) -> dict:
@@ -85,9 +89,7 @@ def load_database(name: str, fraction: float, reuse: bool) -> dict:
     sizes = {k: max(1, int(v * fraction)) for k, v in DEFAULT_SIZES.items()}
     flask = [sys.executable, "-m", "flask"]
     if reuse:
-        probe = subprocess.run(["psql", "-h", "localhost", "-U", "postgres", "-tAc",
-                                f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], capture_output=True, text=True)
-        if probe.stdout.strip() == "1":
+        if psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1":
             return {"reused": True, "sizes": sizes}
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     psql(f'CREATE DATABASE "{name}"')
@@ -100,8 +102,7 @@ def load_database(name: str, fraction: float, reuse: bool) -> dict:
     if match:
         summary.update(rows=int(match[1].replace(",", "")), seconds=float(match[2]),
                        rows_per_second=int(match[3].replace(",", "")))
-    psql_env = 'VACUUM ANALYZE'
-    subprocess.run(["psql", "-h", "localhost", "-U", "postgres", "-d", name, "-qc", psql_env], check=True)
+    psql("VACUUM ANALYZE", database=name)
     return summary
 
 
@@ -254,11 +255,10 @@ def targets(lookup: dict) -> list[Target]:
     ]
 
 
-def discover(server: Server, database: str) -> dict:
+def discover(database: str) -> dict:
     """Ids and URLs that depend on the loaded data."""
     def scalar(sql: str) -> str:
-        return subprocess.run(["psql", "-h", "localhost", "-U", "postgres", "-d", database, "-tAc", sql],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return psql(sql, database=database)
 
     job_id = scalar("SELECT j.id FROM training_jobs j JOIN users u ON u.id = j.user_id"
                     " WHERE u.email = 'ada@demo.test' ORDER BY j.id LIMIT 1")
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   seeded: {seed.get('output', 'reused')}", flush=True)
         with Server(database) as server:
             cookies = {role: sign_in(server, email) for role, email in ROLE_EMAILS.items()}
-            lookup = discover(server, database)
+            lookup = discover(database)
             results = []
             for target in targets(lookup):
                 results.append(measure(server, target, cookies, args))
