@@ -12,7 +12,6 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -252,10 +251,6 @@ def page(browser, request):
     with contextlib.suppress(Exception):
         page.screenshot(path=os.path.join(ARTIFACTS, f"{name}-final.png"), full_page=True)
     context.close()
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).netloc
 
 
 def login(client, user_or_email, password: str | None = None, remember: bool = False):
