@@ -84,6 +84,9 @@ def from_environment(instance_path: str) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         # The CSRF token lives as long as the session, so a page left open all day still works.
         "WTF_CSRF_TIME_LIMIT": None,
+        # The one artifact store (datasets, trained models): a folder, or any fsspec URL.
+        "ARTIFACT_STORE_URL": env("ARTIFACT_STORE_URL") or os.path.join(instance_path, "artifacts"),
+        "DATASET_MAX_ROW_CHARS": _int("DATASET_MAX_ROW_CHARS", 32_000),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),

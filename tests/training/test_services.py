@@ -4,7 +4,8 @@ from sqlalchemy import delete, func, select, update
 from tests.factories import make_minion, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.extensions import db
-from webapp.training.models import Dataset, TrainingJob, TrainingJobDataset
+from webapp.datasets.models import Dataset
+from webapp.training.models import TrainingJob, TrainingJobDataset
 from webapp.training.services import (
     TRANSITIONS, IllegalTransition, JobError, JobFilters, cancel_job, job_for, job_list_statement, retry_job,
     transition,

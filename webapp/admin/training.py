@@ -6,9 +6,10 @@ from sqlalchemy.orm import joinedload
 
 from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
 from webapp.admin.catalog import MODEL_LOOKUP
+from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
 from webapp.training.models import (
-    DATASET_VISIBILITIES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, Dataset, JobRunner, TrainingJob,
-    TrainingJobDataset, TrainingJobEvent, TrainingJobStatusCount,
+    EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent,
+    TrainingJobStatusCount,
 )
 from webapp.training.services import JobError, cancel_job
 

@@ -29,7 +29,8 @@ from webapp.minions.services import add_gains, gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
-from webapp.training.models import Dataset, JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent
+from webapp.datasets.models import Dataset
+from webapp.training.models import JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent
 
 # Users are named below by the part of their email before the "@".
 # (email, display name, role, joined days ago, email verified)

@@ -1,0 +1,1 @@
+"""Datasets: uploads validated row by row and kept in the artifact store."""
