@@ -177,7 +177,8 @@ def make_training_job(owner, status: str = "queued", minion=None, **fields):
     job = TrainingJob(
         user_id=owner.id, minion_id=minion.id if minion else None,
         base_model_id=fields.pop("base_model_id", None) or (minion.model_id if minion else make_ai_model().id),
-        name=fields.pop("name", f"Job {n}"), status=status, queued_at=now - timedelta(hours=1),
+        name=fields.pop("name", f"Job {n}"), status=status,
+        queued_at=fields.pop("queued_at", now - timedelta(hours=1)),
         started_at=now - timedelta(minutes=30) if status != "queued" else None,
         finished_at=now if status in ("succeeded", "failed", "canceled") else None,
         progress=1.0 if status == "succeeded" else fields.pop("progress", 0.0),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from webapp.accounts.audit import record
@@ -17,22 +17,12 @@ from webapp.billing.gateway import PaymentGateway, default_gateway
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.minions.models import Minion
 from webapp.pagination import Page, paginate
-from webapp.training.models import TrainingJob
+# A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
+from webapp import quotas
 
 PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
-# Quota key -> the usage metrics whose sums count against it; training_jobs and minions are counted.
-METERED_QUOTAS = {
-    "tokens": ("input_tokens", "output_tokens"),
-    "requests": ("requests",),
-    "training_minutes": ("training_minutes",),
-}
 MAX_REFERENCE_LENGTH = 60
-QUOTA_LABELS = {
-    "tokens": "Tokens", "requests": "Requests", "training_minutes": "Training minutes",
-    "training_jobs": "Training jobs", "minions": "Minions",
-}
 
 
 class PlanChangeError(Exception):
@@ -144,27 +134,20 @@ def usage_totals(user: User, start: datetime, end: datetime) -> dict[str, int]:
     return {metric: int(total) for metric, total in rows}
 
 
-def _count(statement: Select) -> int:
-    return db.session.scalar(statement) or 0
-
-
 def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
     """One meter per quota of the plan, for the subscription's current period."""
-    start, end = subscription.current_period_start, subscription.current_period_end
-    quotas = subscription.plan.quotas or {}
-    totals = usage_totals(user, start, end) if any(key in METERED_QUOTAS for key in quotas) else {}
+    limits = subscription.plan.quotas or {}
+    terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
+    totals = (usage_totals(user, terms.period_start, terms.period_end)
+              if any(key in quotas.METERED_QUOTAS for key in limits) else {})
     meters = []
     # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
-    for key in (key for key in QUOTA_LABELS if key in quotas):
-        if key in METERED_QUOTAS:
-            used = sum(totals.get(metric, 0) for metric in METERED_QUOTAS[key])
-        elif key == "training_jobs":
-            used = _count(select(func.count(TrainingJob.id)).where(
-                TrainingJob.user_id == user.id, TrainingJob.queued_at >= start, TrainingJob.queued_at < end))
+    for key in (key for key in quotas.QUOTA_LABELS if key in limits):
+        if key in quotas.METERED_QUOTAS:
+            used = sum(totals.get(metric, 0) for metric in quotas.METERED_QUOTAS[key])
         else:
-            used = _count(select(func.count(Minion.id)).where(
-                Minion.owner_user_id == user.id, Minion.status != "retired"))
-        meters.append(Meter(key=key, label=QUOTA_LABELS[key], used=used, limit=int(quotas[key])))
+            used = quotas.used(user, key, terms)
+        meters.append(Meter(key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=int(limits[key])))
     return meters
 
 

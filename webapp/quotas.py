@@ -1,0 +1,125 @@
+"""The one place that decides quotas: may this user create or start this now?
+
+A plan's ``quotas`` maps a key to a limit (a missing key means unlimited), plus
+options such as ``minions_count_archived``. A user without a live subscription is
+held to the plan a new account starts on (``SIGNUP_PLAN``). The services that
+create minions, datasets and jobs call :func:`require` in the transaction that
+inserts the row: it first locks the owner's user row, so concurrent requests of
+one user are counted one after another and a quota of 2 leaves exactly 2.
+
+It reads the models of the domains it counts and imports none of their services,
+so every service may import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import joinedload
+
+from webapp.accounts.models import User
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Plan, UsageRecord, UserSubscription
+from webapp.datasets.models import Dataset
+from webapp.db import utcnow
+from webapp.extensions import db
+from webapp.minions.models import Minion
+from webapp.training.models import ACTIVE_JOB_STATUSES, TrainingJob
+
+# Quota key -> the usage metrics whose sums count against it in the current period.
+METERED_QUOTAS = {
+    "tokens": ("input_tokens", "output_tokens"),
+    "requests": ("requests",),
+    "training_minutes": ("training_minutes",),
+}
+QUOTA_LABELS = {
+    "tokens": "Tokens", "requests": "Requests", "training_minutes": "Training minutes",
+    "training_jobs": "Training jobs", "concurrent_jobs": "Jobs at once", "minions": "Minions",
+    "datasets": "Datasets",
+}
+# Where a plan has no period of its own (no live subscription), periods are this long from the account's start.
+FALLBACK_PERIOD = timedelta(days=30)
+
+
+class QuotaExceeded(Exception):
+    """Creating or starting this would go past the plan's limit; nothing was changed."""
+
+    def __init__(self, key: str, limit: int) -> None:
+        self.key, self.limit = key, limit
+        super().__init__(f"Your plan allows {limit:,} {QUOTA_LABELS.get(key, key).lower()}; "
+                         f"choose a larger plan to go further.")
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What the user's plan allows, and the period that period-bound quotas count in."""
+
+    quotas: dict[str, Any]
+    period_start: datetime
+    period_end: datetime
+
+    def limit(self, key: str) -> int | None:
+        value = self.quotas.get(key)
+        return None if value is None else int(value)
+
+
+def allowance(user: User, now: datetime | None = None) -> Allowance:
+    now = now or utcnow()
+    subscription = db.session.scalars(
+        select(UserSubscription).options(joinedload(UserSubscription.plan))
+        .where(UserSubscription.user_id == user.id, UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES))
+    ).first()
+    if subscription is not None:
+        return Allowance(subscription.plan.quotas or {}, subscription.current_period_start,
+                         subscription.current_period_end)
+    plan = db.session.scalars(select(Plan).where(Plan.code == current_app.config["SIGNUP_PLAN"])).first()
+    periods = (now - user.created_at) // FALLBACK_PERIOD
+    start = user.created_at + periods * FALLBACK_PERIOD
+    return Allowance(plan.quotas if plan else {}, start, start + FALLBACK_PERIOD)
+
+
+def used(user: User, key: str, terms: Allowance) -> int:
+    """How much of quota ``key`` the user has used: counted rows, or metered usage this period."""
+    if key in METERED_QUOTAS:
+        statement = select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
+            UsageRecord.user_id == user.id, UsageRecord.metric.in_(METERED_QUOTAS[key]),
+            UsageRecord.occurred_at >= terms.period_start, UsageRecord.occurred_at < terms.period_end)
+    elif key == "minions":
+        statement = select(func.count(Minion.id)).where(Minion.owner_user_id == user.id)
+        if not terms.quotas.get("minions_count_archived", False):
+            statement = statement.where(Minion.status != "retired")
+    elif key == "datasets":
+        statement = select(func.count(Dataset.id)).where(Dataset.owner_user_id == user.id)
+    elif key == "training_jobs":
+        statement = select(func.count(TrainingJob.id)).where(
+            TrainingJob.user_id == user.id, TrainingJob.queued_at >= terms.period_start,
+            TrainingJob.queued_at < terms.period_end)
+    elif key == "concurrent_jobs":
+        statement = select(func.count(TrainingJob.id)).where(
+            TrainingJob.user_id == user.id, TrainingJob.status.in_(ACTIVE_JOB_STATUSES))
+    else:
+        raise KeyError(f"no way to count quota {key!r}")
+    return int(db.session.scalar(statement) or 0)
+
+
+def lock_owner(user: User) -> None:
+    """Hold the user's row until this transaction ends, so quota checks of one user queue up.
+
+    PostgreSQL locks the row; SQLite takes its database write lock with a no-op update.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    else:
+        db.session.execute(text("UPDATE users SET id = id WHERE id = :id"), {"id": user.id})
+
+
+def require(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
+    """Lock the owner, then raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit."""
+    lock_owner(user)
+    terms = allowance(user, now)
+    limit = terms.limit(key)
+    if limit is not None and used(user, key, terms) + adding > limit:
+        raise QuotaExceeded(key, limit)
+    return terms
