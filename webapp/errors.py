@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from webapp.db import ValueOutOfRange
 from webapp.extensions import db, login_manager
 
 TITLES = {
@@ -62,6 +63,21 @@ def handle_database_unavailable(error: DBAPIError):
     raise error
 
 
+def handle_value_out_of_range(error: ValueOutOfRange):
+    """A value a column cannot hold, caught before the database saw it; the message names the field."""
+    db.session.rollback()
+    return error_response(422, str(error))
+
+
+def handle_data_error(error: DataError):
+    """A value the boundary should have refused reached the database: a bug to fix, but the client's error."""
+    db.session.rollback()
+    current_app.logger.error("bug: an unchecked value reached the database on %s %s: %s",
+                             request.method, request.path, str(error.orig).splitlines()[0] if error.orig else error)
+    return error_response(400, "A value in the request cannot be stored (too long, out of range or malformed). "
+                               "Nothing was saved.")
+
+
 def handle_concurrent_edit(error: StaleDataError):
     """Two writers raced on one row: the lock_version check refused the second one."""
     db.session.rollback()
@@ -76,6 +92,8 @@ def handle_unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(DataError, handle_data_error)
+    app.register_error_handler(ValueOutOfRange, handle_value_out_of_range)
     app.register_error_handler(StaleDataError, handle_concurrent_edit)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

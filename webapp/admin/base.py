@@ -44,6 +44,8 @@ SECRET_COLUMNS = frozenset(SECRET_FIELDS) - {"password", "token", "api_key"}
 # Columns the database or the app keeps up to date; forms never write them.
 MAINTAINED_COLUMNS = ("id", "created_at", "updated_at", "lock_version")
 FORMULA_PREFIXES = ("=", "+", "-", "@")
+# Spreadsheets also run a formula after leading whitespace, and treat tab and CR as cell starts (OWASP).
+FORMULA_LEADS = ("\t", "\r")
 EXPORT_BATCH = 500
 HISTORY_LIMIT = 50
 
@@ -73,7 +75,7 @@ def utc_text(value: datetime) -> str:
 
 def spreadsheet_safe(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and (value.startswith(FORMULA_LEADS) or value.lstrip().startswith(FORMULA_PREFIXES)):
         return "'" + value
     return value
 
