@@ -1,4 +1,4 @@
-"""Hostile walk: every named filter of each admin list (Flask-Admin reads them by iterating the query string)."""
+"""Hostile walk: each admin list's named filters (read by iterating the query string) and each create form's fields."""
 from __future__ import annotations
 
 from flask import current_app
@@ -17,4 +17,6 @@ def extra_fields(world: World) -> dict[tuple[str, str], Fields]:
             for rule in (f"{view.url}/", f"{view.url}/export/<export_type>/"):
                 extra[("GET", rule)] = Fields(query=("page", "page_size", "sort", "desc", "search") + filters)
             extra[("GET", f"{view.url}/ajax/lookup/")] = Fields(query=("name", "query", "offset", "limit"))
+            if view.allow_create:
+                extra[("POST", f"{view.url}/new/")] = Fields(form=tuple(view._create_form_class()._fields))
     return extra
