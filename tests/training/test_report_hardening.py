@@ -5,7 +5,10 @@ import json
 import threading
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from tests.conftest import make_test_app
 from tests.factories import make_job_runner, make_minion, make_training_job, make_user
@@ -127,6 +130,30 @@ def test_an_oversized_body_is_413_json_and_stores_nothing(app, client, db_sessio
     response = raw_report(client, job.id, runner_token, json.dumps({"events": [{"message": padding}]}))
     assert response.status_code == 413 and response.is_json
     assert snapshot(db_session, job) == before
+
+
+def test_the_answer_needs_no_query_after_the_commit(app, client, db_session, runner_token):
+    """A database that fails right after the commit cannot turn an applied report into an error."""
+    job = make_training_job(make_user(), status="running")
+    committed = []
+
+    def note_commit(session) -> None:
+        committed.append(True)
+
+    def fail_after_commit(conn, cursor, statement, parameters, context, executemany) -> None:
+        if committed and statement.lstrip().upper().startswith("SELECT"):
+            raise OperationalError(statement, parameters, Exception("the database went away"))
+
+    connection = db._app_engines[app][None]
+    sa.event.listen(Session, "after_commit", note_commit)
+    sa.event.listen(connection, "before_cursor_execute", fail_after_commit)
+    try:
+        response = report(client, job.id, runner_token, {"report_id": "r-1", "progress": 0.7})
+    finally:
+        sa.event.remove(connection, "before_cursor_execute", fail_after_commit)
+        sa.event.remove(Session, "after_commit", note_commit)
+    assert committed and response.status_code == 200
+    assert response.json == {"job": job.id, "status": "running", "progress": 0.7, "output_model_version_id": None}
 
 
 def test_last_seen_is_kept_without_the_runner_s_lock_version(client, db_session):
