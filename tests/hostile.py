@@ -15,7 +15,7 @@ argument whose converter it cannot fill.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -63,14 +63,3 @@ RAW_JSON_BODIES: tuple[str, ...] = (
     '"\\ud800"', '{"\\u0000": 1}', '{"a": "\\u0000"}', deep_json_text(), '{"a": ' * DEEP + "1" + "}" * DEEP,
     '{"a": 1, "a": 2}', "\ufeff{}", '{"a": "' + "x" * 200_000 + '"}',
 )
-
-
-@dataclass
-class Hostile:
-    """One hostile request: where each field's value goes."""
-
-    path: str
-    query: list[tuple[str, str]] = field(default_factory=list)
-    form: list[tuple[str, str]] | None = None
-    json_text: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import pytest
 import sqlalchemy as sa
 from flask import Request
 from werkzeug.datastructures import ImmutableMultiDict
@@ -119,7 +118,7 @@ def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
     return parts.path, parse_qsl(parts.query, keep_blank_values=True)
 
 
-def path_with(app, route: Route, value: str) -> str:
+def path_with(route: Route, value: str) -> str:
     """The route's path with every argument of its rule replaced by ``value``."""
     path, _ = split_url(route.url)
     rule_parts, path_parts = route.rule.split("/"), path.split("/")
@@ -258,7 +257,7 @@ class Walk:
         shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
         if "<" in route.rule:
             self.request(role, route.method, route.rule, f"path argument {shown}",
-                         path=path_with(self.app, route, value), query=query, form=form,
+                         path=path_with(route, value), query=query, form=form,
                          json_text=json_text, headers=headers)
         if fields.query or fields.form or fields.json:
             query = [(k, v) for k, v in query if k not in fields.query] + [(k, value) for k in fields.query]

@@ -61,7 +61,7 @@ def test_an_id_beyond_the_column_is_404(admin_client, url):
 
 
 @pytest.mark.parametrize("url", [
-    f"/jobs?page={10**20}", f"/leaderboard?model=-999999999999", f"/support/users?q=a&page={2**31}",
+    f"/jobs?page={10**20}", "/leaderboard?model=-999999999999", f"/support/users?q=a&page={2**31}",
     "/admin/users/?page=-1", "/admin/users/?page_size=-5", "/admin/users/ajax/lookup/?name=roles&query=a&offset=-1",
     "/admin/users/ajax/lookup/?name=roles&query=a&limit=-1",
 ])
