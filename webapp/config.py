@@ -93,4 +93,12 @@ def from_environment(instance_path: str) -> dict:
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),
         "QUERY_COUNT_HEADER": _bool("QUERY_COUNT_HEADER", False),
+        # Input limits: a larger body is refused with 413 before anything reads it.
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
+        "JSON_MAX_DEPTH": _int("JSON_MAX_DEPTH", 32),
+        "RUNNER_MAX_EVENTS_PER_REPORT": _int("RUNNER_MAX_EVENTS_PER_REPORT", 1_000),
+        "RUNNER_MAX_EVENT_MESSAGE_LENGTH": _int("RUNNER_MAX_EVENT_MESSAGE_LENGTH", 4_000),
+        "RUNNER_MAX_METRIC_KEYS": _int("RUNNER_MAX_METRIC_KEYS", 100),
+        "RUNNER_MAX_METRIC_KEY_LENGTH": _int("RUNNER_MAX_METRIC_KEY_LENGTH", 100),
+        "JOB_MAX_STORED_METRICS": _int("JOB_MAX_STORED_METRICS", 200),
     }

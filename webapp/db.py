@@ -118,6 +118,37 @@ def trigram_index(column: Any) -> sa.Index:
     )
 
 
+class ValueOutOfRange(ValueError):
+    """A value its column cannot hold, found before the database sees it; the message names the field."""
+
+
+INTEGER_RANGES = {sa.SmallInteger: 2**15, sa.BigInteger: 2**63, sa.Integer: 2**31}
+
+
+def column_problem(column: sa.Column, value: Any) -> str | None:
+    """Why ``value`` does not fit ``column`` (length, integer range), or None."""
+    kind = column.type
+    if isinstance(value, str) and isinstance(kind, sa.String) and kind.length and len(value) > kind.length:
+        return f"{column.key} is {len(value)} characters long; at most {kind.length} fit."
+    if isinstance(value, int) and not isinstance(value, bool) and isinstance(kind, sa.Integer):
+        bound = next(b for t, b in INTEGER_RANGES.items() if isinstance(kind, t))
+        if not -bound <= value < bound:
+            return f"{column.key} is out of range for a whole number column."
+    return None
+
+
+@sa.event.listens_for(sa.orm.Session, "before_flush")
+def _check_column_values(session, _context, _instances) -> None:
+    """Lengths and integer ranges checked on both databases (SQLite would store anything)."""
+    for instance in list(session.new) + list(session.dirty):
+        mapper = sa.inspect(instance).mapper
+        for attribute in mapper.column_attrs:
+            column = attribute.columns[0]
+            problem = column_problem(column, instance.__dict__.get(attribute.key))
+            if problem:
+                raise ValueOutOfRange(f"{mapper.class_.__name__} {problem}")
+
+
 @sa.event.listens_for(sa.engine.Engine, "connect")
 def _configure_sqlite(dbapi_connection, _record) -> None:
     if type(dbapi_connection).__module__ != "sqlite3":

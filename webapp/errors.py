@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from webapp.db import ValueOutOfRange
 from webapp.extensions import db, login_manager
 
 TITLES = {
@@ -18,6 +19,7 @@ MESSAGES = {
     409: "Someone else changed this record at the same time, so your change was not saved. "
          "Reload to see their version, then make your change again.",
     404: "There is nothing here. It may have been removed, or the link is wrong.",
+    413: "The request is larger than this console accepts, so nothing was saved.",
     429: "Too many attempts. Wait a minute and try again.",
     500: "An unexpected error happened on our side. It has been logged.",
     503: "The database cannot be reached right now, so nothing was saved. Try again in a moment.",
@@ -45,7 +47,7 @@ def error_response(code: int, detail: str | None = None):
 def handle_http_error(error: HTTPException):
     if error.code is None or error.code < 400:
         return error
-    response = error_response(error.code, error.description if error.code in (400, 409, 422) else None)
+    response = error_response(error.code, error.description if error.code in (400, 409, 413, 422) else None)
     if error.code == 405 and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response
@@ -62,6 +64,25 @@ def handle_database_unavailable(error: DBAPIError):
     raise error
 
 
+def handle_value_out_of_range(error: ValueOutOfRange):
+    """A value a column cannot hold, caught before the database saw it; the message names the field."""
+    db.session.rollback()
+    return error_response(422, str(error))
+
+
+def handle_data_error(error: DataError | OverflowError):
+    """A value the boundary should have refused reached the database: a bug to fix, but the client's error.
+
+    OverflowError is SQLite's way to refuse an integer beyond 64 bits.
+    """
+    db.session.rollback()
+    cause = getattr(error, "orig", None) or error
+    current_app.logger.error("bug: an unchecked value reached the database on %s %s: %s",
+                             request.method, request.path, str(cause).splitlines()[0] if str(cause) else repr(cause))
+    return error_response(400, "A value in the request cannot be stored (too long, out of range or malformed). "
+                               "Nothing was saved.")
+
+
 def handle_concurrent_edit(error: StaleDataError):
     """Two writers raced on one row: the lock_version check refused the second one."""
     db.session.rollback()
@@ -76,6 +97,9 @@ def handle_unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(DataError, handle_data_error)
+    app.register_error_handler(OverflowError, handle_data_error)
+    app.register_error_handler(ValueOutOfRange, handle_value_out_of_range)
     app.register_error_handler(StaleDataError, handle_concurrent_edit)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

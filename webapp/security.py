@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from flask import Flask, g, request
@@ -56,6 +57,23 @@ def add_security_headers(response):
     return response
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def redirect_without_control_characters(app: Flask):
+    """Flask's redirect, with control characters in the target percent-encoded.
+
+    A ``next`` or ``url`` parameter holding a newline must become a harmless URL, not a
+    header that cannot be sent (Werkzeug refuses it, which would be a 500).
+    """
+    redirect = app.redirect
+
+    def safe_redirect(location: str, code: int = 302):
+        return redirect(CONTROL_CHARACTERS.sub(lambda m: f"%{ord(m.group()):02X}", location), code)
+
+    return safe_redirect
+
+
 def untrusted_host(error: SecurityError):
     # No URL can be built for a host outside TRUSTED_HOSTS, so no templated error page either.
     return "Bad request: this host is not served here.", 400, {"Content-Type": "text/plain; charset=utf-8"}
@@ -63,6 +81,7 @@ def untrusted_host(error: SecurityError):
 
 def init_app(app: Flask) -> None:
     app.after_request(add_security_headers)
+    app.redirect = redirect_without_control_characters(app)
     app.register_error_handler(SecurityError, untrusted_host)
     app.jinja_env.globals.update(
         csp_nonce=csp_nonce, htmx_cdn_url=HTMX_CDN_URL, htmx_sri=HTMX_SRI, htmx_version=HTMX_VERSION

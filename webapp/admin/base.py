@@ -35,6 +35,7 @@ from webapp.accounts.audit import SECRET_FIELDS, record
 from webapp.accounts.models import AuditEvent
 from webapp.admin.fields import AdminConverter, AdminFilterConverter, AdminForm, LockVersionField
 from webapp.extensions import db
+from webapp.inputs import INT32_MAX
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ SECRET_COLUMNS = frozenset(SECRET_FIELDS) - {"password", "token", "api_key"}
 # Columns the database or the app keeps up to date; forms never write them.
 MAINTAINED_COLUMNS = ("id", "created_at", "updated_at", "lock_version")
 FORMULA_PREFIXES = ("=", "+", "-", "@")
+# Spreadsheets also run a formula after leading whitespace, and treat tab and CR as cell starts (OWASP).
+FORMULA_LEADS = ("\t", "\r")
 EXPORT_BATCH = 500
 HISTORY_LIMIT = 50
 
@@ -73,9 +76,18 @@ def utc_text(value: datetime) -> str:
 
 def spreadsheet_safe(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and (value.startswith(FORMULA_LEADS) or value.lstrip().startswith(FORMULA_PREFIXES)):
         return "'" + value
     return value
+
+
+def row_id(raw: Any) -> int | None:
+    """A record id from a form or query string, or None when it is no id an id column can hold."""
+    text = str(raw).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    key = int(text)
+    return key if key <= INT32_MAX else None
 
 
 def choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -230,11 +242,8 @@ class SecureModelView(SecureAccessMixin, ModelView):
 
     def get_one(self, id: Any) -> Any:
         """The row, found through get_query so any scoping and eager loading applies to it too."""
-        try:
-            key = int(id)
-        except (TypeError, ValueError):
-            return None
-        return self.get_query().filter(self.model.id == key).one_or_none()
+        key = row_id(id)
+        return None if key is None else self.get_query().filter(self.model.id == key).one_or_none()
 
     def get_count_query(self):
         return db.session.query(func.count()).select_from(self.model)
@@ -450,7 +459,8 @@ class SecureModelView(SecureAccessMixin, ModelView):
 
     def run_bulk(self, ids: list[str], change: Callable[[Any], bool], done: str) -> None:
         """Apply ``change`` (which audits what it does; False when the row needed nothing) in one transaction."""
-        rows = self.get_query().filter(self.model.id.in_([int(i) for i in ids if i.isdigit()])).all()
+        keys = [key for key in map(row_id, ids) if key is not None]
+        rows = self.get_query().filter(self.model.id.in_(keys)).all()
         try:
             changed = sum(1 for row in rows if change(row))
             db.session.commit()

@@ -5,6 +5,7 @@ import json
 from datetime import timezone
 from typing import Any
 
+from flask import current_app
 from flask_admin import form as admin_form
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.contrib.sqla.form import AdminModelConverter
@@ -58,9 +59,12 @@ class CheckedJSONField(admin_form.JSONField):
             self.data = self.shape()
             return
         try:
-            self.data = json.loads(valuelist[0])
-        except ValueError as error:
+            # The app's JSON reader: finite numbers and bounded nesting, as for every JSON body.
+            self.data = current_app.json.loads(valuelist[0])
+        except json.JSONDecodeError as error:
             raise ValueError(f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).") from error
+        except ValueError as error:
+            raise ValueError(f"Not accepted JSON: {error}") from error
         if not isinstance(self.data, self.shape):
             raise ValueError(f"Enter a JSON {'object {...}' if self.shape is dict else 'list [...]'}.")
 

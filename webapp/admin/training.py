@@ -8,8 +8,8 @@ from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice
 from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
 from webapp.training.models import (
-    EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent,
-    TrainingJobStatusCount,
+    EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset,
+    TrainingJobEvent, TrainingJobStatusCount,
 )
 from webapp.training.services import JobError, cancel_job
 
@@ -95,6 +95,16 @@ class JobRunnerView(TrainingView):
     maintained = ("last_seen_at",)
 
 
+class JobRunnerReportView(TrainingView):
+    """Idempotency keys of applied runner reports: read-only, written by the runner API."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "runner", "report_id", "training_job", "created_at")
+    column_searchable_list = ("report_id",)
+    column_filters = ("created_at",)
+    eager = (joinedload(JobRunnerReport.runner), joinedload(JobRunnerReport.training_job))
+
+
 class TrainingJobStatusCountView(TrainingView):
     """Jobs per status, kept by database triggers: read-only."""
 
@@ -110,6 +120,7 @@ def views() -> list[SecureModelView]:
         TrainingJobDatasetView(TrainingJobDataset, "admin_training_job_datasets", "Job datasets", CATEGORY),
         TrainingJobEventView(TrainingJobEvent, "admin_training_job_events", "Job events", CATEGORY),
         JobRunnerView(JobRunner, "admin_job_runners", "Runners", CATEGORY),
+        JobRunnerReportView(JobRunnerReport, "admin_job_runner_reports", "Runner reports", CATEGORY),
         TrainingJobStatusCountView(TrainingJobStatusCount, "admin_training_job_status_counts", "Jobs per status",
                                    CATEGORY),
     ]

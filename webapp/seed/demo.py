@@ -30,7 +30,7 @@ from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
 from webapp.datasets.models import Dataset
-from webapp.training.models import JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent
+from webapp.training.models import JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset, TrainingJobEvent
 
 # Users are named below by the part of their email before the "@".
 # (email, display name, role, joined days ago, email verified)
@@ -673,8 +673,15 @@ class _DemoSeed:
     # --- operations: runner, tokens, audit trail -----------------------------
 
     def seed_operations(self) -> None:
-        _ensure(JobRunner, {"name": "demo-runner"}, token_hash=_unusable_token_hash(),
-                last_seen_at=self.ago(minutes=1))
+        runner, _ = _ensure(JobRunner, {"name": "demo-runner"}, token_hash=_unusable_token_hash(),
+                            last_seen_at=self.ago(minutes=1))
+        reported = db.session.scalars(
+            select(TrainingJob).where(TrainingJob.status == "running").order_by(TrainingJob.id).limit(1)).first()
+        if reported is not None:
+            _ensure(JobRunnerReport, {"runner_id": runner.id, "report_id": f"demo-job-{reported.id}-progress"},
+                    training_job_id=reported.id,
+                    response={"job": reported.id, "status": reported.status, "progress": reported.progress,
+                              "output_model_version_id": None})
         admin, support, grace = self.users["admin"], self.users["support"], self.users["grace"]
         issued = self.ago(2, hours=1)
         token, _ = _ensure(

@@ -1,14 +1,23 @@
 """The job list's filters, read from the query string so a filtered list can be linked."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, EmailField, SelectChoice, SelectField
-from wtforms.validators import Length, Optional
+from wtforms.validators import Length, Optional, ValidationError
 
 from webapp.training.models import JOB_STATUSES, JOB_TYPES
 from webapp.training.services import SORTS, JobFilters
+
+
+# Dates the filters accept: "To" adds a day, so the last day of year 9999 would overflow.
+EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
+
+
+def within_supported_dates(form, field) -> None:
+    if field.data is not None and not EARLIEST <= field.data <= LATEST:
+        raise ValidationError(f"Pick a date from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}.")
 
 
 def choices(blank: str, values: tuple[str, ...]) -> list[SelectChoice]:
@@ -21,8 +30,8 @@ class JobFilterForm(FlaskForm):
 
     status = SelectField("Status", choices=choices("Any status", JOB_STATUSES), validators=[Optional()])
     job_type = SelectField("Type", choices=choices("Any type", JOB_TYPES), validators=[Optional()])
-    since = DateField("From", validators=[Optional()])
-    until = DateField("To", validators=[Optional()])
+    since = DateField("From", validators=[Optional(), within_supported_dates])
+    until = DateField("To", validators=[Optional(), within_supported_dates])
     owner = EmailField("Owner email", validators=[Optional(), Length(max=255)])
     sort = SelectField("Sort by", choices=[SelectChoice(key, key.capitalize()) for key in SORTS], default="newest",
                        validators=[Optional()])

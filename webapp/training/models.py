@@ -138,3 +138,26 @@ class JobRunner(TimestampMixin, db.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class JobRunnerReport(TimestampMixin, db.Model):
+    """A report applied under its idempotency key, so a runner's retry is recognised and answered alike.
+
+    Written in the report's own transaction: the unique key makes a concurrent retry fail
+    to commit instead of applying the report twice.
+    """
+
+    __tablename__ = "job_runner_reports"
+    __table_args__ = (db.UniqueConstraint("runner_id", "report_id"),)
+
+    runner_id: Mapped[int] = mapped_column(fk("job_runners.id", "CASCADE"))
+    report_id: Mapped[str] = mapped_column(String(64))
+    training_job_id: Mapped[int] = mapped_column(fk("training_jobs.id", "CASCADE"), index=True)
+    # The 200 answer's body, replayed to a retry.
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    runner = relationship("JobRunner")
+    training_job = relationship("TrainingJob")
+
+    def __str__(self) -> str:
+        return f"{self.report_id} (job #{self.training_job_id})"

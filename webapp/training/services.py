@@ -1,11 +1,13 @@
 """Training jobs: the one status state machine, scoped look-ups, the list, actions and runner reports."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from flask import current_app
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from webapp.accounts.audit import record
@@ -17,7 +19,7 @@ from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
 from webapp.providers.models import ModelVersion
 from webapp.security import hash_token, new_token
 from webapp.training.models import (
-    ACTIVE_JOB_STATUSES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, JobRunner, TrainingJob,
+    ACTIVE_JOB_STATUSES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, JobRunner, JobRunnerReport, TrainingJob,
     TrainingJobDataset, TrainingJobEvent, TrainingJobStatusCount,
 )
 
@@ -286,6 +288,30 @@ def runner_for_token(token: str | None) -> JobRunner | None:
 
 
 @dataclass
+class ReportLimits:
+    """How much one report may carry (configurable; see the README)."""
+
+    events: int
+    message_length: int
+    metric_keys: int
+    metric_key_length: int
+    stored_metrics: int
+
+    @classmethod
+    def from_config(cls) -> ReportLimits:
+        config = current_app.config
+        return cls(events=config["RUNNER_MAX_EVENTS_PER_REPORT"],
+                   message_length=config["RUNNER_MAX_EVENT_MESSAGE_LENGTH"],
+                   metric_keys=config["RUNNER_MAX_METRIC_KEYS"],
+                   metric_key_length=config["RUNNER_MAX_METRIC_KEY_LENGTH"],
+                   stored_metrics=config["JOB_MAX_STORED_METRICS"])
+
+
+class ReportTooLarge(InvalidReport):
+    status = 413
+
+
+@dataclass
 class Report:
     """A runner's report, validated before anything is changed."""
 
@@ -295,35 +321,59 @@ class Report:
     events: list[dict[str, Any]]
     error: str | None
     output_version: dict[str, Any]
+    report_id: str | None = None
 
 
-def parse_report(body: Any) -> Report:
+REPORT_FIELDS = {"status", "progress", "metrics", "events", "error", "output_model_version", "report_id"}
+
+
+def column_length(column: Any) -> int:
+    return column.property.columns[0].type.length
+
+
+def checked_text(value: Any, field: str, max_length: int, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidReport(f"{field} must be a{' non-empty' if required else ''} string.")
+    if len(value) > max_length:
+        raise InvalidReport(f"{field} is {len(value)} characters long; at most {max_length} are allowed.")
+    return value
+
+
+def parse_report(body: Any, limits: ReportLimits) -> Report:
     """Check the JSON body field by field; InvalidReport names the first problem."""
     if not isinstance(body, dict):
         raise InvalidReport("The body must be a JSON object.")
-    unknown = set(body) - {"status", "progress", "metrics", "events", "error", "output_model_version"}
+    unknown = set(body) - REPORT_FIELDS
     if unknown:
-        raise InvalidReport(f"Unknown fields: {', '.join(sorted(unknown))}.")
+        raise InvalidReport(f"Unknown fields: {', '.join(sorted(unknown))[:300]}.")
     status = body.get("status")
     if status is not None and status not in JOB_STATUSES:
         raise InvalidReport(f"status must be one of {', '.join(JOB_STATUSES)}.")
     events = body.get("events", [])
     if not isinstance(events, list):
         raise InvalidReport("events must be a list.")
-    error = body.get("error")
-    if error is not None and not isinstance(error, str):
-        raise InvalidReport("error must be a string.")
+    if len(events) > limits.events:
+        raise ReportTooLarge(f"events holds {len(events)} events; at most {limits.events} fit in one report.")
+    error = checked_text(body.get("error"), "error", limits.message_length)
     output_version = body.get("output_model_version") or {}
-    if not isinstance(output_version, dict) or not isinstance(output_version.get("version", ""), str) \
-            or not isinstance(output_version.get("artifact_uri", ""), str):
+    if not isinstance(output_version, dict):
         raise InvalidReport("output_model_version must be an object with string version and artifact_uri.")
+    version = checked_text(output_version.get("version"), "output_model_version.version",
+                           column_length(ModelVersion.version))
+    artifact_uri = checked_text(output_version.get("artifact_uri"), "output_model_version.artifact_uri",
+                                column_length(ModelVersion.artifact_uri))
     return Report(
         status=status,
         progress=checked_progress(body.get("progress"), "progress"),
-        metrics=checked_metrics(body.get("metrics"), "metrics"),
-        events=[checked_event(event, index) for index, event in enumerate(events)],
+        metrics=checked_metrics(body.get("metrics"), "metrics", limits),
+        events=[checked_event(event, index, limits) for index, event in enumerate(events)],
         error=error,
-        output_version={**output_version, "metrics": checked_metrics(output_version.get("metrics"), "output metrics")},
+        output_version={"version": version, "artifact_uri": artifact_uri,
+                        "metrics": checked_metrics(output_version.get("metrics"), "output metrics", limits)},
+        report_id=checked_text(body.get("report_id"), "report_id", column_length(JobRunnerReport.report_id),
+                               required="report_id" in body),
     )
 
 
@@ -335,36 +385,87 @@ def checked_progress(value: Any, field: str) -> float | None:
     return float(value)
 
 
-def checked_metrics(value: Any, field: str) -> dict[str, float]:
+def checked_metrics(value: Any, field: str, limits: ReportLimits) -> dict[str, float]:
+    """An object of at most ``limits.metric_keys`` finite numbers under short names."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value.values()
     ):
-        raise InvalidReport(f"{field} must be an object of numbers.")
+        raise InvalidReport(f"{field} must be an object of finite numbers.")
+    if len(value) > limits.metric_keys:
+        raise InvalidReport(f"{field} has {len(value)} names; at most {limits.metric_keys} are allowed.")
+    long_name = next((name for name in value if len(name) > limits.metric_key_length), None)
+    if long_name is not None:
+        raise InvalidReport(f"{field} has a name of {len(long_name)} characters; "
+                            f"at most {limits.metric_key_length} are allowed.")
     return dict(value)
 
 
-def checked_event(event: Any, index: int) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("message"), str) or not event["message"].strip():
-        raise InvalidReport(f"events[{index}] needs a non-empty message.")
+def checked_event(event: Any, index: int, limits: ReportLimits) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise InvalidReport(f"events[{index}] must be an object with a message.")
+    message = checked_text(event.get("message"), f"events[{index}].message", limits.message_length, required=True)
     level = event.get("level", "info")
     if level not in EVENT_LEVELS:
         raise InvalidReport(f"events[{index}].level must be one of {', '.join(EVENT_LEVELS)}.")
     return {
         "level": level,
-        "message": event["message"].strip(),
+        "message": message.strip(),
         "progress": checked_progress(event.get("progress"), f"events[{index}].progress"),
-        "metrics": checked_metrics(event.get("metrics"), f"events[{index}].metrics"),
+        "metrics": checked_metrics(event.get("metrics"), f"events[{index}].metrics", limits),
     }
 
 
-def apply_report(job: TrainingJob, runner: JobRunner, report: Report) -> str | None:
+def applied_report(runner_id: int, report_id: str | None) -> JobRunnerReport | None:
+    """The earlier application of this idempotency key by the runner, if any."""
+    if report_id is None:
+        return None
+    return db.session.scalars(
+        select(JobRunnerReport).where(JobRunnerReport.runner_id == runner_id, JobRunnerReport.report_id == report_id)
+    ).first()
+
+
+def mark_seen(runner: JobRunner) -> None:
+    """Bookkeeping outside the optimistic lock: parallel reports of one runner never conflict over it."""
+    db.session.execute(
+        update(JobRunner.__table__).where(JobRunner.__table__.c.id == runner.id).values(last_seen_at=utcnow())
+    )
+
+
+def report_answer(job: TrainingJob, note: str | None) -> dict[str, Any]:
+    body = {"job": job.id, "status": job.status, "progress": job.progress,
+            "output_model_version_id": job.output_model_version_id}
+    if note:
+        body["note"] = note
+    return body
+
+
+def receive_report(job: TrainingJob, runner: JobRunner, report: Report, limits: ReportLimits) -> dict[str, Any]:
+    """Apply ``report`` once per idempotency key and return the answer's body, built before the commit.
+
+    A key seen before answers what its first application answered; the caller commits.
+    """
+    earlier = applied_report(runner.id, report.report_id)
+    if earlier is not None:
+        if earlier.training_job_id != job.id:
+            raise InvalidReport(f"report_id {report.report_id!r} was already used for job #{earlier.training_job_id}.")
+        return earlier.response
+    note = apply_report(job, runner, report, limits)
+    db.session.flush()
+    answer = report_answer(job, note)
+    if report.report_id is not None:
+        db.session.add(JobRunnerReport(runner_id=runner.id, report_id=report.report_id, training_job_id=job.id,
+                                       response=answer))
+    return answer
+
+
+def apply_report(job: TrainingJob, runner: JobRunner, report: Report, limits: ReportLimits) -> str | None:
     """Apply a validated report to ``job``; return a note when it repeated a finished job's status.
 
     Raises JobError (nothing applied) when the report asks for an illegal transition.
     """
-    runner.last_seen_at = utcnow()
+    mark_seen(runner)
     if job.status in FINISHED_STATUSES:
         if report.status == job.status:
             return f"Job #{job.id} is already {job.status}; nothing changed."
@@ -375,7 +476,10 @@ def apply_report(job: TrainingJob, runner: JobRunner, report: Report) -> str | N
     if report.progress is not None and job.status != "succeeded":
         job.progress = report.progress
     if report.metrics:
-        job.metrics = {**job.metrics, **report.metrics}
+        merged = {**job.metrics, **report.metrics}
+        if len(merged) > limits.stored_metrics:
+            raise ReportTooLarge(f"The job would keep {len(merged)} metrics; at most {limits.stored_metrics} are kept.")
+        job.metrics = merged
     for event in report.events:
         db.session.add(TrainingJobEvent(training_job_id=job.id, **event))
     if job.status == "succeeded":
