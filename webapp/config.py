@@ -86,6 +86,9 @@ def from_environment(instance_path: str) -> dict:
             "password_reset": _int("PASSWORD_RESET_TTL_MINUTES", 60),
             "email_verification": _int("EMAIL_VERIFICATION_TTL_MINUTES", 60 * 48),
         },
+        # Hosts (name or name:port) that provider base URLs may use although they are private or
+        # local, e.g. a model server on this machine; everything else must resolve to public addresses.
+        "PROVIDER_HOST_ALLOWLIST": _list("PROVIDER_HOST_ALLOWLIST"),
         "RATELIMIT_STORAGE_URI": env("RATELIMIT_STORAGE_URI", "memory://"),
         "AUTH_RATE_LIMIT": env("AUTH_RATE_LIMIT", "10 per minute"),
         "MAIL_BACKEND": env("MAIL_BACKEND", "console"),
