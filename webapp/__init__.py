@@ -42,9 +42,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from webapp import diagnostics, htmx, navigation, security
+    from webapp import diagnostics, htmx, navigation, ratelimits, security
     from webapp.accounts import access
 
+    ratelimits.init_app(app)
     access.init_app(app)
     security.init_app(app)
     htmx.init_app(app)

@@ -90,6 +90,7 @@ def from_environment(instance_path: str) -> dict:
         # local, e.g. a model server on this machine; everything else must resolve to public addresses.
         "PROVIDER_HOST_ALLOWLIST": _list("PROVIDER_HOST_ALLOWLIST"),
         "RATELIMIT_STORAGE_URI": env("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_KEY_PREFIX": env("RATELIMIT_KEY_PREFIX", "minion-console"),
         "AUTH_RATE_LIMIT": env("AUTH_RATE_LIMIT", "10 per minute"),
         "MAIL_BACKEND": env("MAIL_BACKEND", "console"),
         "MAIL_FROM": env("MAIL_FROM", "Minion Console <no-reply@localhost>"),

@@ -46,7 +46,7 @@ def login():
         return redirect(safe_next(request.args.get("next")))
     form = SignInForm()
     if form.validate_on_submit():
-        user = services.authenticate(form.email.data, form.password.data)
+        user = services.authenticate(form.email.data, form.password.data, request.remote_addr)
         if user is None:
             flash(SIGN_IN_FAILED, "error")
             return render_template("accounts/login.html", form=form), 200
