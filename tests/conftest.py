@@ -99,6 +99,7 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
     config.update(overrides)
     os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))
     app = create_app(config)
+    app.test_client_class = FreshContextClient
     with app.app_context():
         upgrade()
     return app
@@ -144,9 +145,11 @@ def db_session(app):
 class FreshContextClient(FlaskClient):
     """Each request in its own app context, as in production: a fresh ``g``
     (Flask-Login caches the user there) and a fresh session, while the test's own
-    app context stays pushed around it."""
+    app context stays pushed around it. The response is read whole and closed, as a
+    server does, so work queued for after the response (webapp.mail) has run on return."""
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
         with self.application.app_context():
             return super().open(*args, **kwargs)
 

@@ -14,6 +14,7 @@ from webapp.accounts import throttle
 from webapp.accounts.services import authenticate, reset_password
 from webapp.accounts.tokens import PASSWORD_RESET, issue_token
 from webapp.db import utcnow
+from webapp.security import HTMX_CDN_URL
 
 CSRF_VALUE = re.compile(r'(name="csrf_token" value="|"X-CSRFToken": ")[^"]+')
 
@@ -196,7 +197,9 @@ def test_every_response_carries_the_security_headers(client, db_session):
     csp = response.headers["Content-Security-Policy"]
     assert "unsafe-eval" not in csp and "frame-ancestors 'none'" in csp
     script_src = next(part for part in csp.split("; ") if part.startswith("script-src"))
-    assert "'unsafe-inline'" not in script_src and "https://cdn.jsdelivr.net" in script_src
+    assert "'unsafe-inline'" not in script_src
+    assert HTMX_CDN_URL in script_src.split() and "https://cdn.jsdelivr.net" not in script_src.split(), \
+        "the pinned htmx file, not the whole CDN host"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "same-origin"
     assert "Strict-Transport-Security" not in response.headers
@@ -223,3 +226,13 @@ def test_cookies_are_httponly_lax_and_secure_when_configured(app, client, db_ses
 def test_requests_for_untrusted_hosts_are_refused(client, db_session):
     assert client.get("/login", headers={"Host": "attacker.test"}).status_code == 400
     assert client.get("/login", headers={"Host": "localhost"}).status_code == 200
+
+
+def test_pages_and_exports_are_never_stored_but_static_files_keep_their_caching(client, db_session):
+    login(client, make_user(role="admin"))
+    for url, headers in (("/", {}), ("/account", {}), ("/account/subscription", {"HX-Request": "true"}),
+                         ("/admin/users/export/csv/", {})):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store", url
+    static = client.get("/static/app.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")

@@ -70,10 +70,12 @@ def is_staff_locked(user: User) -> bool:
 # --- password reset ------------------------------------------------------------
 
 
-def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, issued_by: User | None) -> None:
+def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, issued_by: User | None,
+                    ip_address: str | None = None) -> None:
     """Issue a token, audit it, commit, then mail ``user`` the link (template ``mail/<token_type>.txt``)."""
     raw = issue_token(user, token_type, issued_by=issued_by)
-    record(f"{token_type}.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by)
+    record(f"{token_type}.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by,
+           ip_address=ip_address)
     db.session.commit()
     send_mail(
         user.email, subject, token_type, user=user, link=absolute_url(endpoint, token=raw),
@@ -81,16 +83,21 @@ def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, is
     )
 
 
-def send_password_reset(user: User, issued_by: User | None = None) -> None:
+def send_password_reset(user: User, issued_by: User | None = None, ip_address: str | None = None) -> None:
     """Mail ``user`` a single-use reset link; staff who start it never see the link."""
-    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by)
+    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by,
+                    ip_address)
 
 
-def request_password_reset(email: str) -> None:
-    """Mail a reset link when ``email`` belongs to an active account; silently nothing otherwise."""
+def request_password_reset(email: str, ip_address: str | None = None) -> None:
+    """Mail a reset link when ``email`` belongs to an active account; silently nothing otherwise.
+
+    The sign-in page runs this after its response (webapp.mail.after_response), so the request
+    does the same work, in the same time, for known and unknown addresses.
+    """
     user = find_user_by_email(email)
     if user is not None and user.is_active:
-        send_password_reset(user)
+        send_password_reset(user, ip_address=ip_address)
 
 
 def reset_password(raw_token: str, new_password: str) -> User | None:
