@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, false, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
+from sqlalchemy.sql.expression import false, update
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
