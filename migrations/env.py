@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
+from webapp.database import unbounded
+
 config = context.config
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
@@ -53,7 +55,8 @@ def run_migrations_online():
             on_version_apply=record_step,
             **conf_args,
         )
-        with context.begin_transaction():
+        # An index build may take longer than a web request's statement timeout.
+        with context.begin_transaction(), unbounded(connection):
             context.run_migrations()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from flask import request_finished
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
@@ -99,6 +100,7 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
     config.update(overrides)
     os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))
     app = create_app(config)
+    app.test_client_class = FreshContextClient
     with app.app_context():
         upgrade()
     return app
@@ -144,11 +146,20 @@ def db_session(app):
 class FreshContextClient(FlaskClient):
     """Each request in its own app context, as in production: a fresh ``g``
     (Flask-Login caches the user there) and a fresh session, while the test's own
-    app context stays pushed around it."""
+    app context stays pushed around it. A response that is not streamed is read whole
+    and closed, as a server does after sending it, so work queued for after the response
+    (webapp.mail.after_response) has run on return; a streamed one is left to the test."""
 
     def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
+        finished = []
+        with self.application.app_context(), request_finished.connected_to(
+            lambda _app, response, **_extra: finished.append(response), self.application
+        ):
+            response = super().open(*args, **kwargs)
+        if finished and finished[-1].is_sequence:
+            response.make_sequence()
+            response.close()
+        return response
 
 
 @pytest.fixture

@@ -33,16 +33,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     import webapp.models  # noqa: F401  (every table registered before migrations look)
+    from webapp import database
 
+    database.init_app(app)
     db.init_app(app)
+    database.bind_engine(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, compare_type=True, render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from webapp import diagnostics, htmx, inputs, navigation, security
+    from webapp import diagnostics, htmx, inputs, navigation, ratelimits, security
     from webapp.accounts import access
 
     inputs.init_app(app)
+    ratelimits.init_app(app)
     access.init_app(app)
     security.init_app(app)
     htmx.init_app(app)

@@ -39,6 +39,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _list(name: str) -> list[str]:
+    return [item.strip().lower() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def trusted_hosts(raw: str | None, base_url: str) -> list[str]:
     """Hosts the app answers to: TRUSTED_HOSTS, else BASE_URL's host plus the loopback names."""
     hosts = [h.strip() for h in (raw or "").split(",") if h.strip()]
@@ -56,6 +64,14 @@ def from_environment(instance_path: str) -> dict:
         # connection dropped by a database restart fails one request with a 503
         # (Retry-After), and SQLAlchemy then discards the stale pool.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": _bool("DATABASE_POOL_PRE_PING", False)},
+        # PostgreSQL only (webapp.database): together they answer a stalled database with a 503
+        # within about DATABASE_ANSWER_TIMEOUT_SECONDS; gunicorn.conf.py's timeout stays above them.
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3),
+        "DATABASE_STATEMENT_TIMEOUT_MS": _int("DATABASE_STATEMENT_TIMEOUT_MS", 4000),
+        "DATABASE_LOCK_TIMEOUT_MS": _int("DATABASE_LOCK_TIMEOUT_MS", 3000),
+        "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS": _int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000),
+        "DATABASE_ANSWER_TIMEOUT_SECONDS": _float("DATABASE_ANSWER_TIMEOUT_SECONDS", 5.0),
+        "DATABASE_POOL_TIMEOUT_SECONDS": _float("DATABASE_POOL_TIMEOUT_SECONDS", 5.0),
         # Comma-separated Fernet keys, newest first; the first encrypts, all decrypt.
         "PROVIDER_KEY_ENCRYPTION_KEYS": env("PROVIDER_KEY_ENCRYPTION_KEYS")
         or instance_secret(instance_path, "provider_keys", lambda: Fernet.generate_key().decode()),
@@ -70,7 +86,11 @@ def from_environment(instance_path: str) -> dict:
             "password_reset": _int("PASSWORD_RESET_TTL_MINUTES", 60),
             "email_verification": _int("EMAIL_VERIFICATION_TTL_MINUTES", 60 * 48),
         },
+        # Hosts (name or name:port) that provider base URLs may use although they are private or
+        # local, e.g. a model server on this machine; everything else must resolve to public addresses.
+        "PROVIDER_HOST_ALLOWLIST": _list("PROVIDER_HOST_ALLOWLIST"),
         "RATELIMIT_STORAGE_URI": env("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_KEY_PREFIX": env("RATELIMIT_KEY_PREFIX", "minion-console"),
         "AUTH_RATE_LIMIT": env("AUTH_RATE_LIMIT", "10 per minute"),
         "MAIL_BACKEND": env("MAIL_BACKEND", "console"),
         "MAIL_FROM": env("MAIL_FROM", "Minion Console <no-reply@localhost>"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -83,6 +84,13 @@ def handle_data_error(error: DataError | OverflowError):
                                "Nothing was saved.")
 
 
+def handle_pool_exhausted(error: PoolTimeoutError):
+    """Every pooled connection stayed busy for DATABASE_POOL_TIMEOUT_SECONDS."""
+    current_app.logger.error("database pool exhausted: %s", error)
+    g.setdefault("_login_user", login_manager.anonymous_user())
+    return error_response(503)
+
+
 def handle_concurrent_edit(error: StaleDataError):
     """Two writers raced on one row: the lock_version check refused the second one."""
     db.session.rollback()
@@ -100,6 +108,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DataError, handle_data_error)
     app.register_error_handler(OverflowError, handle_data_error)
     app.register_error_handler(ValueOutOfRange, handle_value_out_of_range)
+    app.register_error_handler(PoolTimeoutError, handle_pool_exhausted)
     app.register_error_handler(StaleDataError, handle_concurrent_edit)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

@@ -4,14 +4,20 @@
 through ``SMTP_HOST``/``SMTP_PORT`` (STARTTLS when ``SMTP_USE_TLS``, credentials from
 ``SMTP_USERNAME``/``SMTP_PASSWORD``), ``memory`` appends to :func:`outbox`.
 Links in mail are built from ``BASE_URL``, never from the request's Host header.
+
+Mail is sent off the request path: :func:`after_response` is the one place where work leaves
+a request, to run once the response has been sent (a Celery task will take its place).
 """
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, render_template
+from flask import Flask, after_this_request, current_app, has_request_context, render_template, request
+
+AFTER_RESPONSE_KEY = "minion_console.after_response"
 
 
 def absolute_url(endpoint: str, **values) -> str:
@@ -26,23 +32,57 @@ def outbox(app: Flask) -> list[EmailMessage]:
     return app.extensions.setdefault("mail_outbox", [])
 
 
+def after_response(job: Callable[[], object]) -> None:
+    """Run ``job`` in a fresh app context once the current response has been sent; at once outside a request.
+
+    A failing job is logged: the response it would have changed is already gone.
+    """
+    if not has_request_context():
+        job()
+        return
+    jobs = request.environ.get(AFTER_RESPONSE_KEY)
+    if jobs is None:
+        jobs = request.environ[AFTER_RESPONSE_KEY] = []
+        app = current_app._get_current_object()
+
+        @after_this_request
+        def run_when_closed(response):
+            response.call_on_close(lambda: _run_jobs(app, jobs))
+            return response
+
+    jobs.append(job)
+
+
+def _run_jobs(app: Flask, jobs: list[Callable[[], object]]) -> None:
+    with app.app_context():
+        for job in jobs:
+            try:
+                job()
+            except Exception:
+                app.logger.exception("work after the response failed")
+
+
 def send_mail(to: str, subject: str, template: str, **context) -> EmailMessage:
-    """Render ``templates/mail/<template>.txt`` and send it to ``to``."""
+    """Render ``templates/mail/<template>.txt`` now and send it to ``to`` after the response."""
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
     message.set_content(render_template(f"mail/{template}.txt", **context))
+    after_response(lambda: deliver(message))
+    return message
+
+
+def deliver(message: EmailMessage) -> None:
     backend = current_app.config["MAIL_BACKEND"]
     if backend == "smtp":
         send_smtp(message)
     elif backend == "memory":
         outbox(current_app).append(message)
     elif backend == "console":
-        current_app.logger.info("mail to %s: %s\n%s", to, subject, message.get_content())
+        current_app.logger.info("mail to %s: %s\n%s", message["To"], message["Subject"], message.get_content())
     else:
         raise ValueError(f"unknown MAIL_BACKEND {backend!r}: use console, smtp or memory")
-    return message
 
 
 def send_smtp(message: EmailMessage) -> None:

@@ -11,7 +11,6 @@ from werkzeug.exceptions import SecurityError
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
 HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
-CDN_ORIGIN = "https://cdn.jsdelivr.net"
 
 
 def new_token() -> str:
@@ -33,7 +32,8 @@ def csp_nonce() -> str:
 def content_security_policy() -> str:
     return "; ".join([
         "default-src 'self'",
-        f"script-src 'self' {CDN_ORIGIN} 'nonce-{csp_nonce()}'",
+        # The one pinned file, not the whole CDN host (which serves anyone's packages).
+        f"script-src 'self' {HTMX_CDN_URL} 'nonce-{csp_nonce()}'",
         # Inline style attributes (progress widths, Flask-Admin markup) are allowed; scripts are not.
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: https:",
@@ -52,6 +52,9 @@ def add_security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     # same-origin, not no-referrer: CSRF checks over HTTPS compare the Referer.
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Pages and exports may hold a signed-in user's data: no browser or proxy keeps a copy.
+    # Static files set their own Cache-Control, which is kept.
+    response.headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response

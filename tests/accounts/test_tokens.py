@@ -1,6 +1,7 @@
 """Password reset and email verification: mail links from BASE_URL, expiry, single use, session revocation."""
 from datetime import timedelta
 
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.accounts.conftest import link_in, path_of
@@ -31,6 +32,39 @@ def test_reset_request_looks_the_same_for_known_and_unknown_emails(client, db_se
     assert known.status_code == unknown.status_code == 200
     assert known.data == unknown.data
     assert [m["To"] for m in mailbox] == [user.email], "only the registered address gets mail"
+
+
+def test_reset_request_does_the_same_work_for_known_and_unknown_emails_and_mails_after_the_response(
+        app, db_session, mailbox, count_queries):
+    user = make_user()
+    server = FlaskClient(app)  # leaves closing the response to the test, as a server would after sending it
+    request_queries, responses = {}, {}
+    for case, email in (("known", user.email), ("unknown", "nobody-here@example.test")):
+        sent = len(mailbox)
+        with count_queries() as counter:
+            responses[case] = server.post("/password/forgot", data={"email": email},
+                                          environ_base={"REMOTE_ADDR": "198.51.100.77"})
+        request_queries[case] = counter.statements
+        assert len(mailbox) == sent, "nothing is sent while the response is on its way"
+        responses[case].close()  # what the server does once the response is sent
+    assert request_queries["known"] == request_queries["unknown"]
+    assert responses["known"].headers["Location"] == responses["unknown"].headers["Location"]
+    assert [m["To"] for m in mailbox] == [user.email]
+    issued = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "password_reset.issue",
+                                                         AuditEvent.object_id == user.id)).one()
+    assert issued.ip_address == "198.51.100.77", "the work after the response still records who asked"
+
+
+def test_a_failing_mail_server_does_not_fail_the_request(app, client, db_session, mailbox, monkeypatch, caplog):
+    from webapp import mail
+
+    def smtp_down(message):
+        raise ConnectionRefusedError("SMTP server down")
+
+    monkeypatch.setitem(app.config, "MAIL_BACKEND", "smtp")
+    monkeypatch.setattr(mail, "send_smtp", smtp_down)
+    response = client.post("/password/forgot", data={"email": make_user().email})
+    assert response.status_code == 302 and "work after the response failed" in caplog.text
 
 
 def test_reset_link_comes_from_base_url_never_the_host_header(client, db_session, mailbox):

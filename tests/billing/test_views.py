@@ -120,7 +120,8 @@ def test_staff_with_billing_manage_change_a_users_plan_on_their_behalf(client, p
     page = client.get(f"/billing/users/{customer.id}/subscription").get_data(as_text=True)
     assert f"Subscription of {customer.display_name}" in page and "You are acting for" in page
     assert f"/billing/users/{customer.id}/subscription/cancel" in page
-    response = client.post(f"/billing/users/{customer.id}/subscription/change", data={"plan": "pro"}, headers=HTMX)
+    response = client.post(f"/billing/users/{customer.id}/subscription/change",
+                           data={"plan": "pro", "expected_amount_cents": "0"}, headers=HTMX)
     assert response.status_code == 200
     db_session.expire_all()
     assert subscription.pending_plan_id == plans["pro"].id

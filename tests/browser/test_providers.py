@@ -12,8 +12,9 @@ SHOTS = "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def fake_provider():
+def fake_provider(live_server):
     with FakeProvider() as provider:
+        live_server.app.config["PROVIDER_HOST_ALLOWLIST"] = [provider.host]
         yield provider
 
 
@@ -66,6 +67,6 @@ def test_invalid_base_url_shows_the_error_in_the_card(live_server, page):
     card = page.locator("#provider-mistral")
     card.get_by_label("Base URL override").fill("http://api.mistral.example/v1")
     card.get_by_role("button", name="Save settings").click()
-    expect(card.locator(".errors")).to_have_text("Use https://: plain http:// is only allowed for localhost.")
+    expect(card.locator(".errors")).to_have_text("Use https://: plain http:// is only allowed for hosts the operator has allowed.")
     expect(card.get_by_label("Base URL override")).to_have_value("http://api.mistral.example/v1")
     page.screenshot(path=f"{SHOTS}/providers-invalid-url.png", full_page=True)

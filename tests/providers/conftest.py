@@ -4,9 +4,12 @@ from tests.providers.fake_provider import FakeProvider
 
 
 @pytest.fixture(scope="module")
-def fake_provider():
+def fake_provider(app):
+    """The fake provider, on a loopback port the operator's allowlist names (nothing else on loopback)."""
     with FakeProvider() as provider:
+        app.config["PROVIDER_HOST_ALLOWLIST"] = [provider.host]
         yield provider
+        app.config["PROVIDER_HOST_ALLOWLIST"] = []
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Paths under ``/v1`` list models for GOOD_KEY and answer 401 echoing any other key (as real
 providers do); ``/moved/models`` redirects to the same server under another host name,
-``/same-host/models`` redirects within the host, and ``/slow/models`` answers too late.
+``/same-host/models`` redirects within the host, ``/slow/models`` answers too late, and
+``/drip/models`` sends its answer one byte every DRIP_SECONDS (each read is quick, the whole is not).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 GOOD_KEY = "sk-test-GoodKey0123456789abcdefWXYZ"
 MODELS = ["fake-small", "fake-large", "fake-embed"]
 SLOW_SECONDS = 2.0
+DRIP_SECONDS = 0.1
+DRIP_BYTES = 50
 
 
 class FakeProviderHandler(BaseHTTPRequestHandler):
@@ -30,6 +33,15 @@ class FakeProviderHandler(BaseHTTPRequestHandler):
         elif self.path == "/slow/models":
             time.sleep(SLOW_SECONDS)
             self.reply(200, {"object": "list", "data": []})
+        elif self.path == "/drip/models":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(DRIP_BYTES))
+            self.end_headers()
+            for _ in range(DRIP_BYTES):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
         elif self.path == "/v1/models":
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if given == GOOD_KEY:
@@ -68,8 +80,13 @@ class FakeProvider:
     def requests(self) -> list[tuple[str, dict]]:
         return self.server.requests
 
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:<port>``, as PROVIDER_HOST_ALLOWLIST names it."""
+        return f"127.0.0.1:{self.server.server_port}"
+
     def url(self, path: str = "/v1") -> str:
-        return f"http://127.0.0.1:{self.server.server_port}{path}"
+        return f"http://{self.host}{path}"
 
     def __enter__(self) -> FakeProvider:
         self.thread.start()

@@ -145,7 +145,7 @@ def test_invalid_key_is_refused_with_422(client, ada, provider, db_session):
 
 
 @pytest.mark.parametrize("base_url, message", [
-    ("http://api.example.com/v1", "only allowed for localhost"),
+    ("http://api.example.com/v1", "only allowed for hosts the operator has allowed"),
     ("ftp://files.example.com", "http:// or https://"),
 ])
 def test_invalid_base_url_is_refused_with_nothing_changed(client, ada, provider, base_url, message, db_session):
@@ -159,10 +159,11 @@ def test_invalid_base_url_is_refused_with_nothing_changed(client, ada, provider,
 def test_invalid_base_url_without_htmx_renders_the_page_with_errors(client, ada, provider):
     response = save_settings(client, provider, "http://api.example.com/v1", headers={})
     page = response.get_data(as_text=True)
-    assert response.status_code == 422 and "<h1>Provider keys</h1>" in page and "only allowed for localhost" in page
+    assert response.status_code == 422 and "<h1>Provider keys</h1>" in page and "only allowed for hosts the operator has allowed" in page
 
 
-def test_settings_saved_without_htmx_redirect_with_a_flash(client, ada, provider, db_session):
+def test_settings_saved_without_htmx_redirect_with_a_flash(app, client, ada, provider, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "PROVIDER_HOST_ALLOWLIST", ["localhost:11434"])
     response = save_settings(client, provider, "http://localhost:11434/v1", enabled=False, headers={})
     assert response.status_code == 302 and response.headers["Location"] == "/account/providers"
     assert "Acme AI settings saved." in client.get("/account/providers").get_data(as_text=True)

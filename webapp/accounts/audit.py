@@ -36,10 +36,12 @@ def redact(changes: dict[str, Any]) -> dict[str, Any]:
     return {key: (REDACTED if key in SECRET_FIELDS else jsonable(value)) for key, value in changes.items()}
 
 
-def record(action: str, target: Any, changes: dict[str, Any] | None = None, actor: Any = None) -> AuditEvent:
+def record(action: str, target: Any, changes: dict[str, Any] | None = None, actor: Any = None,
+           ip_address: str | None = None) -> AuditEvent:
     """Add an audit row for ``action`` on ``target`` (a model instance, or a (type, id) pair).
 
     The row joins the current transaction, so it commits or rolls back with the action.
+    ``ip_address`` defaults to the request's; work done after the response passes it along.
     """
     if isinstance(target, tuple):
         object_type, object_id = target
@@ -53,7 +55,7 @@ def record(action: str, target: Any, changes: dict[str, Any] | None = None, acto
         object_type=object_type,
         object_id=object_id,
         changes=redact(changes or {}),
-        ip_address=request.remote_addr if has_request_context() else None,
+        ip_address=ip_address or (request.remote_addr if has_request_context() else None),
     )
     db.session.add(event)
     return event

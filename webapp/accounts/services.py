@@ -5,11 +5,12 @@ goes out only after the commit, so no message points at a token that was rolled 
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import current_app
 from sqlalchemy import func, select
 
+from webapp.accounts import throttle
 from webapp.accounts.audit import record
 from webapp.accounts.models import User, UserSession
 from webapp.accounts.passwords import hash_password, needs_rehash, verify_password
@@ -33,27 +34,29 @@ def is_locked(user: User) -> bool:
     return user.locked_until is not None and user.locked_until > utcnow()
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """The user these credentials sign in, or None; counts failures and locks the account.
+def authenticate(email: str, password: str, address: str | None = None) -> User | None:
+    """The user these credentials sign in from client ``address``, or None; counts failures.
 
-    Unknown emails, wrong passwords, locked and deactivated accounts all look the
-    same to the caller, so the answer never tells whether an email is registered.
+    Unknown emails, wrong passwords, throttled, locked and deactivated accounts all look the
+    same to the caller, so the answer never tells whether an email is registered. Repeated
+    failures slow down that address only (webapp.accounts.throttle), never the account's owner.
     """
     user = find_user_by_email(email)
+    if throttle.seconds_to_wait(email, address, user):
+        return None
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None:
+        throttle.record_failure(email, address, None)
         return None
     if not user.is_active or is_locked(user):
         return None
     if not password_ok:
         user.failed_login_count += 1
-        if user.failed_login_count >= current_app.config["LOCKOUT_THRESHOLD"]:
-            user.locked_until = utcnow() + timedelta(minutes=current_app.config["LOCKOUT_MINUTES"])
-            user.failed_login_count = 0
+        throttle.record_failure(email, address, user)
         db.session.commit()
         return None
+    throttle.record_success(email, address, user)
     user.failed_login_count = 0
-    user.locked_until = None
     user.last_login_at = utcnow()
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -67,10 +70,12 @@ def is_staff_locked(user: User) -> bool:
 # --- password reset ------------------------------------------------------------
 
 
-def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, issued_by: User | None) -> None:
+def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, issued_by: User | None,
+                    ip_address: str | None = None) -> None:
     """Issue a token, audit it, commit, then mail ``user`` the link (template ``mail/<token_type>.txt``)."""
     raw = issue_token(user, token_type, issued_by=issued_by)
-    record(f"{token_type}.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by)
+    record(f"{token_type}.issue", user, {"issued_by": issued_by.email if issued_by else "self"}, actor=issued_by,
+           ip_address=ip_address)
     db.session.commit()
     send_mail(
         user.email, subject, token_type, user=user, link=absolute_url(endpoint, token=raw),
@@ -78,16 +83,21 @@ def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, is
     )
 
 
-def send_password_reset(user: User, issued_by: User | None = None) -> None:
+def send_password_reset(user: User, issued_by: User | None = None, ip_address: str | None = None) -> None:
     """Mail ``user`` a single-use reset link; staff who start it never see the link."""
-    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by)
+    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by,
+                    ip_address)
 
 
-def request_password_reset(email: str) -> None:
-    """Mail a reset link when ``email`` belongs to an active account; silently nothing otherwise."""
+def request_password_reset(email: str, ip_address: str | None = None) -> None:
+    """Mail a reset link when ``email`` belongs to an active account; silently nothing otherwise.
+
+    The sign-in page runs this after its response (webapp.mail.after_response), so the request
+    does the same work, in the same time, for known and unknown addresses.
+    """
     user = find_user_by_email(email)
     if user is not None and user.is_active:
-        send_password_reset(user)
+        send_password_reset(user, ip_address=ip_address)
 
 
 def reset_password(raw_token: str, new_password: str) -> User | None:

@@ -12,6 +12,7 @@ from webapp.accounts.sessions import end_session_by_token, start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, usable_token
 from webapp.extensions import db, limiter
 from webapp.htmx import is_htmx, render_page_or_block
+from webapp.mail import after_response
 
 SIGN_IN_FAILED = (
     "That email and password did not match an account that can sign in right now. "
@@ -46,7 +47,7 @@ def login():
         return redirect(safe_next(request.args.get("next")))
     form = SignInForm()
     if form.validate_on_submit():
-        user = services.authenticate(form.email.data, form.password.data)
+        user = services.authenticate(form.email.data, form.password.data, request.remote_addr)
         if user is None:
             flash(SIGN_IN_FAILED, "error")
             return render_template("accounts/login.html", form=form), 200
@@ -75,7 +76,8 @@ def logout():
 def password_forgot():
     form = PasswordRequestForm()
     if form.validate_on_submit():
-        services.request_password_reset(form.email.data)
+        email, address = form.email.data, request.remote_addr
+        after_response(lambda: services.request_password_reset(email, address))
         flash(RESET_REQUESTED, "info")
         return redirect(url_for("accounts.password_forgot"))
     return render_template("accounts/password_forgot.html", form=form)

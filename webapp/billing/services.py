@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
+from sqlalchemy.sql.expression import false, update
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
@@ -368,12 +369,16 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
     now = now or utcnow()
     gateway = gateway or default_gateway()
     summary = RollOverSummary()
+    _take_sqlite_write_lock()
+    # Overlapping runs split the work: on PostgreSQL each takes the due rows no other run holds
+    # and skips the rest, so every subscription is rolled by exactly one run.
     due = db.session.scalars(
         select(UserSubscription)
         .options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan),
                  joinedload(UserSubscription.user))
         .where(UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES), UserSubscription.current_period_end <= now)
         .order_by(UserSubscription.id)
+        .with_for_update(skip_locked=True, of=UserSubscription)
     )
     for subscription in due:
         while subscription.current_period_end <= now:
@@ -390,6 +395,14 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
             summary.renewed += 1
     db.session.flush()
     return summary
+
+
+def _take_sqlite_write_lock() -> None:
+    """On SQLite, start the transaction as a writer (a no-op UPDATE), so an overlapping run
+    waits for this one (busy_timeout) instead of failing later on a snapshot that went stale.
+    SQLite has no row locks; it serialises writers."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(update(UserSubscription).where(false()).values(id=UserSubscription.id))
 
 
 def _end(subscription: UserSubscription) -> None:

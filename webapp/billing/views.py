@@ -6,6 +6,7 @@ from functools import partial
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.access import login_required, permission_required
@@ -19,6 +20,8 @@ from webapp.pagination import page_args
 OWN_PREFIX = "/account/subscription"
 STAFF_PREFIX = "/billing/users/<int:user_id>/subscription"
 CONCURRENT_CHANGE = "This subscription was changed at the same moment by someone else; review it and try again."
+AMOUNT_UNCONFIRMED = "The amount to pay was not confirmed; open the plan again and confirm the amount shown."
+MAX_AMOUNT_DIGITS = 12
 
 bp.add_app_template_filter(services.money, "money")
 bp.add_app_template_filter(services.day_text, "day")
@@ -83,19 +86,25 @@ def refused(subject: User, message: str):
 
 
 def apply_change(subject: User, change: Callable[[], ChangeResult]):
-    """Run one change as one transaction; answer with the updated panel (HTMX) or a redirect."""
+    """Run one change as one transaction; answer with the updated panel (HTMX) or a redirect.
+
+    The panel is rendered inside the transaction, before the commit: once the change is
+    saved nothing is left to fail, so no error page can claim a saved change was lost.
+    """
     try:
         result = change()
+        panel = render_page_or_block("billing/subscription.html", "subscription_panel",
+                                     **page_context(subject, result.message)) if is_htmx() else None
         db.session.commit()
     except PlanChangeError as error:
         db.session.rollback()
         return refused(subject, str(error))
-    except StaleDataError:
+    except (StaleDataError, IntegrityError):
+        # Two changes raced: the lock_version check or the one-live-subscription index refused this one.
         db.session.rollback()
         return refused(subject, CONCURRENT_CHANGE)
-    if is_htmx():
-        return render_page_or_block("billing/subscription.html", "subscription_panel",
-                                    **page_context(subject, result.message))
+    if panel is not None:
+        return panel
     flash(result.message, "success")
     return redirect(subject_url(subject, "subscription"), 303)
 
@@ -130,13 +139,20 @@ def plan_change_confirm(subject: User):
     )
 
 
+def confirmed_amount() -> int:
+    """The amount, in cents, that the confirmation page showed and the user confirmed: digits only."""
+    raw = request.form.get("expected_amount_cents", "")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_AMOUNT_DIGITS:
+        raise PlanChangeError(AMOUNT_UNCONFIRMED)
+    return int(raw)
+
+
 @subject_route("/change", methods=("POST",))
 def plan_change(subject: User):
     def change() -> ChangeResult:
         plan = services.plan_by_code(request.form.get("plan"))
         return services.change_plan(
-            subject, plan, actor=current_user,
-            expected_amount_cents=request.form.get("expected_amount_cents", type=int),
+            subject, plan, actor=current_user, expected_amount_cents=confirmed_amount(),
             reference=request.form.get("reference", ""),
         )
 

@@ -1,16 +1,16 @@
-"""Talking to a provider's model-list endpoint: one GET, a hard timeout, no cross-host redirects."""
+"""Talking to a provider's model-list endpoint: one GET through the checked egress, one deadline, no redirects."""
 from __future__ import annotations
 
-import http.client
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+import httpx
+
+from webapp.providers.egress import EgressRefused, provider_http_client
 
 MAX_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024
-MAX_ERROR_CHARS = 300
+MAX_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -35,23 +35,6 @@ class ProviderError(Exception):
     """The provider could not be reached or refused the request; the text may echo the key."""
 
 
-def origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects on the same scheme and host only, so the key never travels elsewhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if origin(newurl) != origin(req.full_url):
-            raise ProviderError(f"HTTP {code}: redirected to another host ({urlsplit(newurl).netloc}); not followed")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-OPENER = urllib.request.build_opener(SameOriginRedirects)
-
-
 def models_url(api_style: str, base_url: str) -> str:
     return base_url.rstrip("/") + REQUEST_STYLES.get(api_style, REQUEST_STYLES["custom"]).path
 
@@ -59,24 +42,32 @@ def models_url(api_style: str, base_url: str) -> str:
 def list_models(api_style: str, base_url: str, api_key: str, timeout: float) -> list[str]:
     """The model ids the provider lists for ``api_key``; raises ProviderError on any failure."""
     style = REQUEST_STYLES.get(api_style, REQUEST_STYLES["custom"])
-    request = urllib.request.Request(models_url(api_style, base_url), method="GET")
-    request.add_header("Accept", "application/json")
-    request.add_header(style.key_header, style.key_prefix + api_key)
-    for name, value in style.extra_headers:
-        request.add_header(name, value)
+    headers = {"Accept": "application/json", style.key_header: style.key_prefix + api_key, **dict(style.extra_headers)}
+    timeout = min(timeout, MAX_TIMEOUT_SECONDS)
     try:
-        with OPENER.open(request, timeout=min(timeout, MAX_TIMEOUT_SECONDS)) as response:
-            body = response.read(MAX_RESPONSE_BYTES)
-    except urllib.error.HTTPError as error:
-        raise ProviderError(f"HTTP {error.code}: {error_detail(error.read(MAX_RESPONSE_BYTES))}") from None
-    except TimeoutError:
-        raise ProviderError(f"no answer within {min(timeout, MAX_TIMEOUT_SECONDS):g} s") from None
-    except urllib.error.URLError as error:
-        reason = "timed out" if isinstance(error.reason, TimeoutError) else str(error.reason)
-        raise ProviderError(f"cannot connect: {reason}") from None
-    except (OSError, http.client.HTTPException) as error:
-        raise ProviderError(f"cannot connect: {error.__class__.__name__}") from None
+        with provider_http_client(timeout) as client, \
+                client.stream("GET", models_url(api_style, base_url), headers=headers) as response:
+            body = read_capped(response)
+    except EgressRefused as error:
+        raise ProviderError(f"cannot connect: {error}") from None
+    except httpx.TimeoutException:
+        raise ProviderError(f"no answer within {timeout:g} s") from None
+    except httpx.HTTPError as error:
+        raise ProviderError(f"cannot connect ({error.__class__.__name__})") from None
+    if response.is_redirect:
+        raise ProviderError(f"HTTP {response.status_code}: redirects are not followed; use the final URL as the base URL")
+    if response.status_code >= 400:
+        raise ProviderError(f"HTTP {response.status_code}: {error_detail(body)}")
     return model_ids(body)
+
+
+def read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= MAX_RESPONSE_BYTES:
+            break
+    return bytes(body[:MAX_RESPONSE_BYTES])
 
 
 def model_ids(body: bytes) -> list[str]:
@@ -90,11 +81,13 @@ def model_ids(body: bytes) -> list[str]:
 
 
 def error_detail(body: bytes) -> str:
-    """The provider's own error message when it sends one, else the start of the body."""
-    text = body.decode("utf-8", "replace")
+    """The provider's own error message from a JSON error answer, printable and short; nothing else of the body."""
     try:
-        error = json.loads(text).get("error")
+        error = json.loads(body).get("error")
         message = error.get("message") if isinstance(error, dict) else error
     except (ValueError, AttributeError):
         message = None
-    return (message or text or "no details").strip()[:MAX_ERROR_CHARS]
+    if not isinstance(message, str):
+        return "no details"
+    printable = "".join(character if character.isprintable() else " " for character in message)
+    return " ".join(printable.split())[:MAX_ERROR_CHARS] or "no details"

@@ -14,6 +14,13 @@ from webapp.accounts.models import User
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.providers.client import ProviderError, list_models
+from webapp.providers.egress import (
+    EgressRefused,
+    HostUnresolvable,
+    checked_addresses,
+    host_allowlist,
+    is_allowlisted,
+)
 from webapp.providers.crypto import (
     ApiKeyUnreadable,
     decrypt_api_key,
@@ -25,7 +32,6 @@ from webapp.providers.models import Provider, UserProviderConfig
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 BASE_URL_MAX_LENGTH = 500
 LAST_ERROR_MAX_CHARS = 500
 # Any run of this many characters of the key found in provider text is treated as an echo of it.
@@ -67,11 +73,18 @@ def normalise_base_url(raw: str | None) -> str | None:
     if parts.query or parts.fragment:
         raise ValueError("A base URL has no query string or #fragment.")
     try:
-        parts.port
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError("The port is not a valid number.") from None
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
-        raise ValueError("Use https://: plain http:// is only allowed for localhost.")
+    allowlist = host_allowlist()
+    if parts.scheme == "http" and not is_allowlisted(parts.hostname, port, allowlist):
+        raise ValueError("Use https://: plain http:// is only allowed for hosts the operator has allowed.")
+    try:
+        checked_addresses(parts.hostname, port, allowlist)
+    except HostUnresolvable:
+        pass  # it may resolve later; every connection checks its addresses again
+    except EgressRefused as error:
+        raise ValueError(f"That URL cannot be used: {error}.") from None
     return value.rstrip("/")
 
 

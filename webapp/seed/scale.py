@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from webapp.accounts.models import Role, User
 from webapp.accounts.passwords import hash_password
 from webapp.billing.models import USAGE_METRICS, Plan
+from webapp.database import unbounded
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.minions.services import gains_from_events
@@ -144,27 +145,28 @@ def seed_scale(
     started = time.perf_counter()
     connection = db.session.connection()
     try:
-        data = _ScaleData(connection, users, usage, minions, jobs, events, password)
-        loader_class = _CopyLoader if connection.dialect.name == "postgresql" else _SQLiteLoader
-        loader = loader_class(connection, batch, progress or (lambda _rows: None))
-        # Foreign keys are checked once the whole load is in, so users can point at
-        # subscriptions written after them.
-        with loader.checks_deferred(COLUMNS):
-            rows = {
-                "users": loader.load("users", data.users()),
-                "user_roles": loader.load("user_roles", data.user_roles()),
-                "user_subscriptions": loader.load("user_subscriptions", data.subscriptions()),
-                "payments": loader.load("payments", data.payments()),
-                "usage_records": loader.load("usage_records", data.usage_records()),
-            }
-            data.plan_minions_and_jobs()
-            rows["minions"] = loader.load("minions", data.minions())
-            rows["training_jobs"] = loader.load("training_jobs", data.training_jobs())
-            rows["minion_xp_events"] = loader.load("minion_xp_events", data.xp_events())
-            rows["training_job_events"] = loader.load("training_job_events", data.job_events())
-            rows["minion_xp_gains"] = loader.load("minion_xp_gains", data.xp_gains())
-        loader.finish(rows)
-        db.session.commit()
+        with unbounded(connection):
+            data = _ScaleData(connection, users, usage, minions, jobs, events, password)
+            loader_class = _CopyLoader if connection.dialect.name == "postgresql" else _SQLiteLoader
+            loader = loader_class(connection, batch, progress or (lambda _rows: None))
+            # Foreign keys are checked once the whole load is in, so users can point at
+            # subscriptions written after them.
+            with loader.checks_deferred(COLUMNS):
+                rows = {
+                    "users": loader.load("users", data.users()),
+                    "user_roles": loader.load("user_roles", data.user_roles()),
+                    "user_subscriptions": loader.load("user_subscriptions", data.subscriptions()),
+                    "payments": loader.load("payments", data.payments()),
+                    "usage_records": loader.load("usage_records", data.usage_records()),
+                }
+                data.plan_minions_and_jobs()
+                rows["minions"] = loader.load("minions", data.minions())
+                rows["training_jobs"] = loader.load("training_jobs", data.training_jobs())
+                rows["minion_xp_events"] = loader.load("minion_xp_events", data.xp_events())
+                rows["training_job_events"] = loader.load("training_job_events", data.job_events())
+                rows["minion_xp_gains"] = loader.load("minion_xp_gains", data.xp_gains())
+            loader.finish(rows)
+            db.session.commit()
     except Exception:
         db.session.rollback()
         raise
