@@ -1,12 +1,13 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import RadioField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from webapp.minions.forms import single_spaced
 
-VISIBILITY_CHOICES = [("private", "Private: only you (and staff) can see it"),
-                      ("public", "Public: listed in the catalogue once staff approve it")]
+VISIBILITY_CHOICES = [SelectChoice("private", "Private: only you (and staff) can see it"),
+                      SelectChoice("public", "Public: listed in the catalogue once staff approve it")]
 
 
 class DatasetUploadForm(FlaskForm):

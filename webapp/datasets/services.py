@@ -198,12 +198,12 @@ def split_suggestion(row_count: int) -> SplitSuggestion:
 
 def jobs_using(dataset: Dataset, limit: int = 50) -> list[tuple[TrainingJob, str]]:
     """The jobs that used the dataset, newest first, with the split each used it for."""
-    return list(db.session.execute(
+    return [(job, split) for job, split in db.session.execute(
         select(TrainingJob, TrainingJobDataset.split)
         .join(TrainingJobDataset, TrainingJobDataset.training_job_id == TrainingJob.id)
         .where(TrainingJobDataset.dataset_id == dataset.id)
         .order_by(TrainingJob.queued_at.desc(), TrainingJob.id.desc()).limit(limit)
-    ).tuples())
+    )]
 
 
 # --- changes ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
 
 
@@ -30,4 +31,4 @@ class MinionCreateForm(MinionEditForm):
                            validators=[DataRequired("Choose a base model.")])
 
     def set_models(self, models) -> None:
-        self.model_id.choices = [(model.id, f"{model.name} ({model.model_type})") for model in models]
+        self.model_id.choices = [SelectChoice(model.id, f"{model.name} ({model.model_type})") for model in models]
