@@ -127,6 +127,14 @@ def lock_owner(user: User) -> None:
 def require(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
     """Lock the owner, then raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit."""
     lock_owner(user)
+    return check(user, key, adding, now)
+
+
+def check(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
+    """Raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit, without locking.
+
+    Only an early answer before long work (an upload): the insert itself must still call require().
+    """
     terms = allowance(user, now)
     limit = terms.limit(key)
     if limit is not None and used(user, key, terms) + adding > limit:

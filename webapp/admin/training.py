@@ -38,7 +38,7 @@ class DatasetView(TrainingView):
     form_columns = ("owner", "name", "slug", "description", "visibility", "format", "uri", "size_bytes",
                     "row_count", "checksum", "tags")
     # The file, its URI, size, rows and checksum come from the upload; a new dataset has nothing else to type.
-    create_form_columns = ("owner", "name", "description", "visibility")
+    create_form_columns = ("upload", "owner", "name", "description", "visibility")
     form_extra_fields = {"upload": FileField("File (.jsonl, .json or .csv)", validators=[FileRequired()])}
     form_choices = {"visibility": choices(DATASET_VISIBILITIES)}
     form_ajax_refs = {"owner": USER_LOOKUP}

@@ -81,10 +81,9 @@ def upload_dataset(owner: User | None, name: str, description: str, visibility: 
         raise DatasetError("Upload a .jsonl (or .json lines) or a .csv file.", field="file")
     slug = slugify(name)
     if owner is not None:
+        # Early answers before the stream is read; the owner's lock is taken only to insert.
         _require_free_name(owner, slug, name)
-        quotas.require(owner, "datasets")
-        # Streaming takes a while: the owner's lock is not held through it, and is taken again to insert.
-        db.session.rollback()
+        quotas.check(owner, "datasets")
     key = new_key("datasets", str(owner.id) if owner else "platform", suffix=f".{fmt}")
     try:
         stored = write_stream(key, chunks, max_bytes)
@@ -109,8 +108,8 @@ def upload_dataset(owner: User | None, name: str, description: str, visibility: 
                                            "size_bytes": stored.size_bytes, "rows": report.rows_accepted,
                                            "sha256": stored.sha256}, actor=actor)
     except BaseException as error:
-        # Whatever stops the row (a quota, a name taken meanwhile, the database), the bytes go too.
-        db.session.rollback()
+        # Whatever stops the row (a quota, a name taken meanwhile, the database), the bytes go too;
+        # the caller rolls the transaction back.
         delete_artifact(stored.uri)
         if isinstance(error, IntegrityError):
             raise DatasetError(f"You already have a dataset named “{name}”.", field="name") from None
