@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import select
 
-from tests.conftest import login
 from tests.factories import make_ai_model, make_minion, make_plan, make_subscription, make_training_job, make_user
 from webapp.minions.models import Minion
 
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def me(client, db_session):
-    user = make_user(display_name="Me Myself")
-    login(client, user)
-    return user
 
 
 def test_an_empty_list_says_what_to_do(client, me):

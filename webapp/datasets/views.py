@@ -123,7 +123,12 @@ def dataset_delete(dataset_id: int):
     if dataset is None:
         abort(404)
     if request.method == "GET":
-        return render_page_or_block("datasets/dataset_confirm.html", "confirm", dataset=dataset)
+        confirm = {"title": f"Delete “{dataset.name}” for good?", "danger": True,
+                   "text": f"Its file ({dataset.row_count or 0:,} rows) is removed from storage and cannot be "
+                           f"brought back. Finished jobs that used it keep their history.",
+                   "action": url_for("datasets.dataset_delete", dataset_id=dataset.id), "button": "Delete the dataset",
+                   "slot": "#dataset-confirm-slot", "cancel_url": url_for("datasets.dataset_detail", dataset_id=dataset.id)}
+        return render_page_or_block("datasets/dataset_confirm.html", "confirm", confirm=confirm)
     name = dataset.name
     try:
         uri = services.delete_dataset(dataset, current_user)

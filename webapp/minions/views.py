@@ -196,8 +196,11 @@ def minion_action(minion_id: int, action: str, change, done: str):
     minion = owned_or_404(minion_id)
     if request.method == "GET":
         title, explanation = CONFIRMATIONS[action]
-        return render_page_or_block("minions/minion_confirm.html", "confirm", minion=minion, action=action,
-                                    title=title.format(name=minion.name), explanation=explanation)
+        confirm = {"title": title.format(name=minion.name), "text": explanation, "danger": action == "delete",
+                   "action": url_for(f"minions.minion_{action}", minion_id=minion.id),
+                   "button": f"{action.capitalize()} {minion.name}", "slot": "#minion-confirm-slot",
+                   "cancel_url": url_for("minions.minion_detail", minion_id=minion.id)}
+        return render_page_or_block("minions/minion_confirm.html", "confirm", confirm=confirm)
     name = minion.name
     try:
         change(minion, current_user)
