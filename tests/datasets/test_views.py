@@ -82,7 +82,7 @@ def test_the_datasets_quota_links_the_plans(client, db_session, me):
     make_dataset(me)
     response = client.post("/datasets/new", data=form(jsonl_rows(2)), content_type="multipart/form-data")
     html = response.get_data(as_text=True)
-    assert response.status_code == 422 and "Your plan allows 1 datasets" in html and "#plans" in html
+    assert response.status_code == 422 and "Your plan allows 1 datasets" in html and "#plans-heading" in html
 
 
 def test_preview_is_escaped(client, db_session, me):

@@ -43,7 +43,7 @@ def test_past_the_quota_the_refusal_names_the_limit_and_links_the_plans(client, 
     response = client.post("/minions", data={"name": "One too many", "model_id": model.id})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert "Your plan allows 1 minions" in html and 'href="/account/subscription#plans"' in html
+    assert "Your plan allows 1 minions" in html and 'href="/account/subscription#plans-heading"' in html
 
 
 def test_bad_avatar_addresses_are_refused(client, db_session, me):
@@ -137,3 +137,43 @@ def test_the_list_paginates(client, db_session, me):
     second = client.get("/minions?per_page=2&page=2", headers=HTMX).get_data(as_text=True)
     assert "M2" in second or "M0" in second
     assert "<html" not in second
+
+
+def test_my_pages_run_a_constant_number_of_queries(client, db_session, me, count_queries, store):
+    from tests.factories import make_dataset
+    from webapp.minions.services import award_xp
+    from webapp.providers.models import ModelVersion
+
+    model = make_ai_model()
+    minion = make_minion(me, model, name="Quill")
+    parent = None
+
+    def grow(count: int) -> None:
+        nonlocal parent
+        for number in range(count):
+            make_minion(me, model, name=f"Extra {count}-{number}")
+            make_training_job(me, status="succeeded", minion=minion)
+            award_xp(minion, 10, "quest.completed")
+            make_dataset(me)
+            version = ModelVersion(model_id=model.id, version=f"v{count}.{number}",
+                                   parent_version_id=parent.id if parent else None)
+            db_session.add(version)
+            db_session.flush()
+            parent = version
+        minion.model_version_id = parent.id
+        db_session.flush()
+
+    urls = ["/minions?per_page=3", f"/minions/{minion.id}?per_page=3", "/datasets?per_page=3", "/"]
+
+    def counts() -> list[int]:
+        found = []
+        for url in urls:
+            with count_queries() as counter:
+                assert client.get(url).status_code == 200
+            found.append(counter.count)
+        return found
+
+    grow(2)
+    small = counts()
+    grow(6)
+    assert counts() == small

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import joinedload
 
 from webapp import quotas
@@ -208,20 +208,20 @@ def xp_history(minion: Minion, days: int = 30, now: datetime | None = None) -> l
 
 
 def lineage(minion: Minion, limit: int = 20) -> list[ModelVersion]:
-    """The minion's model version and its parents, newest first, each with the job that produced it."""
-    versions, seen = [], set()
-    version_id = minion.model_version_id
-    while version_id is not None and version_id not in seen and len(versions) < limit:
-        seen.add(version_id)
-        version = db.session.scalars(
-            select(ModelVersion).options(joinedload(ModelVersion.training_job), joinedload(ModelVersion.model))
-            .where(ModelVersion.id == version_id)
-        ).first()
-        if version is None:
-            break
-        versions.append(version)
-        version_id = version.parent_version_id
-    return versions
+    """The minion's model version and its parents, newest first, each with the job that produced it (one query)."""
+    if minion.model_version_id is None:
+        return []
+    chain = select(ModelVersion.id, ModelVersion.parent_version_id, literal(0).label("depth")).where(
+        ModelVersion.id == minion.model_version_id).cte("lineage", recursive=True)
+    chain = chain.union_all(
+        select(ModelVersion.id, ModelVersion.parent_version_id, chain.c.depth + 1)
+        .join(chain, ModelVersion.id == chain.c.parent_version_id).where(chain.c.depth < limit - 1)
+    )
+    return list(db.session.scalars(
+        select(ModelVersion).join(chain, chain.c.id == ModelVersion.id)
+        .options(joinedload(ModelVersion.training_job), joinedload(ModelVersion.model))
+        .order_by(chain.c.depth)
+    ).unique())
 
 
 def minion_jobs(minion: Minion, page: int, per_page: int) -> Page:
