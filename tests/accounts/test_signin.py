@@ -6,20 +6,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from tests.accounts.conftest import without_csrf
 from tests.conftest import login
 from tests.factories import PASSWORD, make_user
 from webapp.accounts import sessions
 from webapp.accounts.models import UserSession
 from webapp.accounts.services import authenticate
 from webapp.db import utcnow
-
-CSRF_VALUE = re.compile(r'(name="csrf_token" value="|"X-CSRFToken": ")[^"]+')
-
-
-def without_csrf(html: bytes) -> str:
-    """A page with its per-request CSRF values blanked, so two pages compare equal."""
-    return CSRF_VALUE.sub(r"\1", html.decode())
-
 
 def test_account_locks_after_repeated_failures_then_unlocks_after_the_period(app, client, db_session):
     user = make_user()

@@ -139,6 +139,7 @@ def test_delete_while_a_job_uses_it_says_why(client, db_session, me, store):
 def test_lists_and_catalogue_have_empty_states_search_and_pages(client, db_session, me):
     assert "You have no datasets yet" in client.get("/datasets").get_data(as_text=True)
     assert "No public dataset matches “zzz”" in client.get("/datasets/public?q=zzz").get_data(as_text=True)
+    assert client.get("/datasets/public?q=nul%00byte").status_code == 200
     for number in range(3):
         make_dataset(None, visibility="public", name=f"Shared poems {number}")
     first = client.get("/datasets/public?q=poems&per_page=2").get_data(as_text=True)
@@ -165,3 +166,14 @@ def test_staff_upload_in_the_admin_and_approve_public_datasets(client, db_sessio
     assert client.post("/admin/datasets/action/", data=data).status_code == 302
     db_session.refresh(pending)
     assert pending.approved_by_id == admin.id and pending.review_state == "public"
+
+
+def test_a_file_the_store_cannot_read_still_opens_its_page(client, db_session, me):
+    dataset = make_dataset(me)
+    dataset.uri = "file:///nonexistent/elsewhere.jsonl"
+    db_session.flush()
+    page = client.get(f"/datasets/{dataset.id}")
+    assert page.status_code == 200 and "cannot be read from the artifact store" in page.get_data(as_text=True)
+    download = client.get(f"/datasets/{dataset.id}/download")
+    assert download.status_code == 503 and "artifact store" in download.get_data(as_text=True)
+

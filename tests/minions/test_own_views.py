@@ -177,3 +177,17 @@ def test_my_pages_run_a_constant_number_of_queries(client, db_session, me, count
     small = counts()
     grow(6)
     assert counts() == small
+
+
+def test_a_minion_page_asked_for_over_htmx_by_another_user_shows_no_jobs(client, db_session, me):
+    theirs = make_minion(make_user())
+    make_training_job(theirs.owner, minion=theirs, name="Their secret job")
+    response = client.get(f"/minions/{theirs.id}", headers=HTMX)
+    assert response.status_code == 200 and "Their secret job" not in response.get_data(as_text=True)
+
+
+def test_control_characters_never_reach_the_database(client, db_session, me):
+    model = make_ai_model()
+    response = client.post("/minions", data={"name": "Nul\x00 byte\tname", "model_id": model.id})
+    assert response.status_code == 302
+    assert db_session.scalar(select(Minion.name).where(Minion.owner_user_id == me.id)) == "Nul byte name"

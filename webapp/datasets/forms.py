@@ -13,7 +13,8 @@ VISIBILITY_CHOICES = [SelectChoice("private", "Private: only you (and staff) can
 class DatasetUploadForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)], filters=[single_spaced])
     description = TextAreaField("Description (optional)", validators=[Length(max=2000)],
-                                filters=[lambda value: value.strip() if value else ""])
+                                filters=[lambda value: "".join(ch for ch in value if ch.isprintable() or ch in "\n\t")
+                                         .strip() if value else ""])
     visibility = RadioField("Visibility", choices=VISIBILITY_CHOICES, default="private")
     file = FileField("File", validators=[FileRequired("Choose a file to upload.")],
                      render_kw={"accept": ".jsonl,.json,.csv"})
@@ -23,4 +24,4 @@ class CatalogueSearchForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Search datasets", validators=[Length(max=120)], filters=[lambda value: (value or "").strip()])
+    q = StringField("Search datasets", validators=[Length(max=120)], filters=[lambda value: single_spaced(value) or ""])

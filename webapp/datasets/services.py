@@ -173,12 +173,18 @@ class PreviewRow:
     problem: Problem | None
 
 
-def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> list[PreviewRow]:
-    """The first ``rows`` rows of the stored file, as the trainers read them."""
-    with open_artifact(dataset.uri) as stream:
-        return [PreviewRow(line, row if isinstance(row, Example) else None, row if isinstance(row, Problem) else None)
-                for line, row in islice(read_rows(stream, dataset.format, current_app.config["DATASET_MAX_ROW_CHARS"]),
-                                        rows)]
+def preview(dataset: Dataset, rows: int = PREVIEW_ROWS) -> list[PreviewRow] | None:
+    """The first ``rows`` rows of the stored file, as the trainers read them; None when the store cannot be read."""
+    try:
+        with open_artifact(dataset.uri) as stream:
+            return [PreviewRow(line, row if isinstance(row, Example) else None,
+                               row if isinstance(row, Problem) else None)
+                    for line, row in islice(read_rows(stream, dataset.format,
+                                                      current_app.config["DATASET_MAX_ROW_CHARS"]), rows)]
+    except (OSError, ImportError, ValueError):
+        # A missing file, or a store this server has no driver for (s3:// without s3fs): the page still opens.
+        current_app.logger.exception("dataset %s: cannot read %s", dataset.id, dataset.uri)
+        return None
 
 
 @dataclass(frozen=True)

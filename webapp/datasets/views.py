@@ -10,6 +10,7 @@ from webapp.datasets import services
 from webapp.datasets.forms import CatalogueSearchForm, DatasetUploadForm
 from webapp.datasets.formats import REPORTED_PROBLEMS
 from webapp.datasets.models import Dataset
+from webapp.errors import error_response
 from webapp.extensions import db
 from webapp.htmx import navigate, render_page_or_block
 from webapp.pagination import page_args
@@ -111,7 +112,12 @@ def dataset_download(dataset_id: int):
     dataset = viewable_or_404(dataset_id)
     if not services.may_download(current_user, dataset):
         abort(404)
-    return send_file(open_artifact(dataset.uri), as_attachment=True,
+    try:
+        stream = open_artifact(dataset.uri)
+    except (OSError, ImportError, ValueError):
+        current_app.logger.exception("dataset %s: cannot read %s", dataset.id, dataset.uri)
+        return error_response(503, "The file cannot be read from the artifact store right now. Try again later.")
+    return send_file(stream, as_attachment=True,
                      download_name=f"{dataset.slug}.{dataset.format}",
                      mimetype="text/csv" if dataset.format == "csv" else "application/jsonl")
 

@@ -5,7 +5,8 @@ from wtforms.validators import URL, DataRequired, Length, Optional, ValidationEr
 
 
 def single_spaced(value):
-    return " ".join(value.split()) if value else value
+    """A name as one line: runs of white space become one space, control characters (NUL...) go."""
+    return " ".join("".join(ch for ch in value if ch.isprintable() or ch.isspace()).split()) if value else value
 
 
 def blank_to_none(value):
