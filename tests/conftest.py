@@ -169,6 +169,15 @@ def client(app, db_session):
 
 
 @pytest.fixture
+def store(app, tmp_path):
+    """A fresh artifact folder for this test, so what an upload leaves behind can be listed."""
+    previous = app.config["ARTIFACT_STORE_URL"]
+    app.config["ARTIFACT_STORE_URL"] = str(tmp_path / "artifacts")
+    yield tmp_path / "artifacts"
+    app.config["ARTIFACT_STORE_URL"] = previous
+
+
+@pytest.fixture
 def csrf_enabled(app):
     app.config["WTF_CSRF_ENABLED"] = True
     yield

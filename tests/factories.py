@@ -206,3 +206,32 @@ def make_session(user, ip_address: str = "198.51.100.1", user_agent: str = "Test
     token = start_session(user, ip_address, user_agent)
     db.session.flush()
     return db.session.scalar(select(UserSession).where(UserSession.session_token_hash == hash_token(token)))
+
+
+CHAT_ROW = '{"messages": [{"role": "user", "content": "Hi %d"}, {"role": "assistant", "content": "Hello %d"}]}'
+
+
+def jsonl_rows(count: int) -> bytes:
+    """``count`` valid chat rows as a JSON lines file."""
+    return "".join(CHAT_ROW % (n, n) + "\n" for n in range(1, count + 1)).encode()
+
+
+def make_dataset(owner, rows: int = 3, content: bytes | None = None, **fields):
+    """A dataset of ``owner``'s (None: a platform one) whose file really is in the artifact store."""
+    from webapp.artifacts import new_key, write_stream
+    from webapp.datasets.models import Dataset
+
+    n = next(_sequence)
+    data = content if content is not None else jsonl_rows(rows)
+    fmt = fields.pop("format", "jsonl")
+    stored = write_stream(new_key("datasets", "factory", suffix=f".{fmt}"), [data])
+    name = fields.pop("name", f"Dataset {n}")
+    dataset = Dataset(
+        owner_user_id=owner.id if owner else None, name=name, slug=fields.pop("slug", f"dataset-{n}"),
+        description=fields.pop("description", ""), visibility=fields.pop("visibility", "private"), format=fmt,
+        uri=stored.uri, size_bytes=stored.size_bytes, row_count=fields.pop("row_count", rows),
+        checksum=f"sha256:{stored.sha256}", tags=[], **fields,
+    )
+    db.session.add(dataset)
+    db.session.flush()
+    return dataset

@@ -80,3 +80,13 @@ def test_a_missing_key_is_unlimited(db_session):
     for _ in range(3):
         make_minion(user, make_ai_model())
     require(user, "minions", adding=100)
+
+
+def test_dataset_limits_have_configured_defaults_that_a_plan_overrides(app, db_session):
+    user = make_user()
+    terms = allowance(user)
+    assert terms.limit("datasets") == app.config["DATASETS_PER_USER"]
+    assert terms.limit("dataset_bytes") == app.config["DATASET_MAX_BYTES"]
+    make_subscription(user, make_plan(quotas={"dataset_bytes": 1024, "datasets": None}))
+    terms = allowance(user)
+    assert terms.limit("dataset_bytes") == 1024 and terms.limit("datasets") is None

@@ -107,8 +107,13 @@ def from_environment(instance_path: str) -> dict:
         # The one artifact store (datasets, trained models): a folder, or any fsspec URL.
         "ARTIFACT_STORE_URL": env("ARTIFACT_STORE_URL") or os.path.join(instance_path, "artifacts"),
         "DATASET_MAX_ROW_CHARS": _int("DATASET_MAX_ROW_CHARS", 32_000),
+        # Limits for plans that set none: the largest dataset file, and datasets per user.
+        "DATASET_MAX_BYTES": _int("DATASET_MAX_BYTES", 50 * 1024 * 1024),
+        "DATASETS_PER_USER": _int("DATASETS_PER_USER", 20),
         # The plan a new account starts on, and whose quotas hold a user without a live subscription.
         "SIGNUP_PLAN": env("SIGNUP_PLAN", "free"),
+        # Off for private deployments: accounts are then made by staff only.
+        "SIGNUP_ENABLED": _bool("SIGNUP_ENABLED", True),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),

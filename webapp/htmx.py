@@ -1,7 +1,7 @@
 """One URL, two renderings: the full page, or one block of it for an HTMX request."""
 from __future__ import annotations
 
-from flask import Flask, current_app, make_response, render_template, request
+from flask import Flask, current_app, make_response, redirect, render_template, request
 
 
 def is_htmx() -> bool:
@@ -23,6 +23,15 @@ def render_page_or_block(template_name: str, block_name: str, status: int = 200,
     else:
         body = render_template(template_name, **context)
     return make_response(body, status)
+
+
+def navigate(url: str):
+    """Go to ``url``: a redirect, or HX-Redirect for an HTMX request so the whole page changes."""
+    if is_htmx():
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url)
 
 
 def vary_on_htmx(response):

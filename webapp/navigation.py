@@ -9,6 +9,8 @@ MAIN_NAVIGATION = [
     ("home.index", "Home", None),
     ("billing.subscription", "Subscription", None),
     ("providers.provider_list", "Providers", None),
+    ("minions.minion_list", "Minions", None),
+    ("datasets.dataset_list", "Datasets", None),
     ("training.job_list", "Jobs", None),
     ("minions.leaderboard", "Leaderboard", None),
     ("support.user_search", "Support", "users.read"),

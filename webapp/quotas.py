@@ -37,8 +37,11 @@ METERED_QUOTAS = {
 QUOTA_LABELS = {
     "tokens": "Tokens", "requests": "Requests", "training_minutes": "Training minutes",
     "training_jobs": "Training jobs", "concurrent_jobs": "Jobs at once", "minions": "Minions",
-    "datasets": "Datasets",
+    "datasets": "Datasets", "dataset_bytes": "Bytes per dataset file",
 }
+# Limits a plan may leave out and still get: quota key -> the setting that holds the default.
+# (Any other key a plan leaves out is unlimited; a plan sets a key to null to lift a default.)
+CONFIGURED_DEFAULTS = {"datasets": "DATASETS_PER_USER", "dataset_bytes": "DATASET_MAX_BYTES"}
 # Where a plan has no period of its own (no live subscription), periods are this long from the account's start.
 FALLBACK_PERIOD = timedelta(days=30)
 
@@ -65,6 +68,12 @@ class Allowance:
         return None if value is None else int(value)
 
 
+def with_defaults(quotas: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan's quotas over the configured defaults."""
+    defaults = {key: current_app.config[setting] for key, setting in CONFIGURED_DEFAULTS.items()}
+    return {**defaults, **(quotas or {})}
+
+
 def allowance(user: User, now: datetime | None = None) -> Allowance:
     now = now or utcnow()
     subscription = db.session.scalars(
@@ -72,12 +81,12 @@ def allowance(user: User, now: datetime | None = None) -> Allowance:
         .where(UserSubscription.user_id == user.id, UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES))
     ).first()
     if subscription is not None:
-        return Allowance(subscription.plan.quotas or {}, subscription.current_period_start,
+        return Allowance(with_defaults(subscription.plan.quotas), subscription.current_period_start,
                          subscription.current_period_end)
     plan = db.session.scalars(select(Plan).where(Plan.code == current_app.config["SIGNUP_PLAN"])).first()
     periods = (now - user.created_at) // FALLBACK_PERIOD
     start = user.created_at + periods * FALLBACK_PERIOD
-    return Allowance(plan.quotas if plan else {}, start, start + FALLBACK_PERIOD)
+    return Allowance(with_defaults(plan.quotas if plan else None), start, start + FALLBACK_PERIOD)
 
 
 def used(user: User, key: str, terms: Allowance) -> int:
@@ -118,6 +127,14 @@ def lock_owner(user: User) -> None:
 def require(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
     """Lock the owner, then raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit."""
     lock_owner(user)
+    return check(user, key, adding, now)
+
+
+def check(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
+    """Raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit, without locking.
+
+    Only an early answer before long work (an upload): the insert itself must still call require().
+    """
     terms = allowance(user, now)
     limit = terms.limit(key)
     if limit is not None and used(user, key, terms) + adding > limit:

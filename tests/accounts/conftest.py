@@ -44,5 +44,14 @@ def link_in(message, base_url: str = "http://console.test") -> str:
     return link
 
 
+CSRF_VALUE = re.compile(r'(name="csrf_token" value="|"X-CSRFToken": ")[^"]+')
+
+
+def without_csrf(html: bytes) -> str:
+    """A page with its per-request CSRF values blanked (signed with the second they were made in),
+    so two pages compare equal."""
+    return CSRF_VALUE.sub(r"\1", html.decode())
+
+
 def path_of(link: str, base_url: str = "http://console.test") -> str:
     return link[len(base_url):]

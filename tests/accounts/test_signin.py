@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from tests.accounts.conftest import without_csrf
 from tests.conftest import login
 from tests.factories import PASSWORD, make_user
 from webapp.accounts import sessions
@@ -15,14 +16,6 @@ from webapp.accounts.services import authenticate, reset_password
 from webapp.accounts.tokens import PASSWORD_RESET, issue_token
 from webapp.db import utcnow
 from webapp.security import HTMX_CDN_URL
-
-CSRF_VALUE = re.compile(r'(name="csrf_token" value="|"X-CSRFToken": ")[^"]+')
-
-
-def without_csrf(html: bytes) -> str:
-    """A page with its per-request CSRF values blanked, so two pages compare equal."""
-    return CSRF_VALUE.sub(r"\1", html.decode())
-
 
 ATTACKER = "203.0.113.9"
 OWNER = "198.51.100.20"

@@ -1,18 +1,8 @@
 import re
 
-import pytest
-
-from tests.conftest import login
 from tests.factories import make_ai_model, make_minion, make_user
 
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def me(client, db_session):
-    user = make_user(display_name="Me Myself")
-    login(client, user)
-    return user
 
 
 def test_the_board_shows_rank_avatar_owner_level_and_model(client, db_session, me):

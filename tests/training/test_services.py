@@ -151,3 +151,22 @@ def test_the_status_counts_follow_every_insert_change_and_delete(db_session):
     db_session.execute(delete(User).where(User.id == owner.id))
     assert status_counts() == live_counts()
     assert staff_summary().counts == live_counts()
+
+
+def test_a_job_whose_dataset_was_deleted_keeps_its_history_but_is_not_retried(client, db_session, store):
+    from tests.conftest import login
+    from tests.factories import make_dataset
+    from webapp.datasets.services import delete_dataset
+
+    user = make_user()
+    job = make_training_job(user, status="failed")
+    dataset = make_dataset(user, name="Gone soon")
+    db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="validation"))
+    db_session.flush()
+    delete_dataset(dataset, user)
+    db_session.expire_all()
+    with pytest.raises(JobError, match="deleted"):
+        retry_job(job, user)
+    login(client, user)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert "A deleted dataset" in page and "validation" in page

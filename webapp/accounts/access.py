@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from webapp.accounts.models import Permission, RolePermission, User, UserRole
 from webapp.accounts.sessions import resume_session
+from webapp.errors import error_response
 from webapp.extensions import db, login_manager
 
 
@@ -75,6 +76,29 @@ def permission_required(*codes: str) -> Callable:
 
 
 login_required = permission_required()
+
+UNVERIFIED_MESSAGE = ("Confirm your email address first: training jobs and provider calls open once it is "
+                      "confirmed. The banner at the top of the page sends a new link.")
+
+
+def verified_email_required(view: Callable) -> Callable:
+    """Refuse (403) costly work to a signed-in user whose email address is not confirmed yet.
+
+    Goes below ``@login_required``::
+
+        @bp.post("/jobs/new")
+        @login_required
+        @verified_email_required
+        def job_create(): ...
+    """
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user.is_authenticated and current_user.email_verified_at is None:
+            return error_response(403, UNVERIFIED_MESSAGE)
+        return view(*args, **kwargs)
+
+    return wrapped
 
 
 def init_app(app: Flask) -> None:

@@ -1,12 +1,18 @@
 """Training: datasets, jobs, their datasets and event log, and the runners."""
 from __future__ import annotations
 
+from flask import current_app, flash, request
 from flask_login import current_user
+from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.orm import joinedload
 
 from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
 from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
+from webapp.datasets.services import DatasetError, approve_dataset, file_chunks, upload_dataset
+from webapp.datasets.views import FORM_OVERHEAD_BYTES
+from webapp.extensions import db
+from webapp.quotas import QuotaExceeded
 from webapp.training.models import (
     EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset,
     TrainingJobEvent, TrainingJobStatusCount,
@@ -22,15 +28,69 @@ class TrainingView(SecureModelView):
 
 
 class DatasetView(TrainingView):
-    column_list = ("id", "name", "slug", "owner", "visibility", "format", "row_count", "size_bytes", "created_at")
+    """Datasets are created by uploading a file (validated as users' uploads are); staff approve public ones."""
+
+    column_list = ("id", "name", "slug", "owner", "visibility", "approved_at", "format", "row_count", "size_bytes",
+                   "created_at")
     column_searchable_list = ("name", "slug")
     column_filters = (choice_filter(Dataset.visibility, "Visibility", DATASET_VISIBILITIES), "format",
-                      "owner.email", "created_at")
+                      "owner.email", "approved_at", "created_at")
     form_columns = ("owner", "name", "slug", "description", "visibility", "format", "uri", "size_bytes",
                     "row_count", "checksum", "tags")
+    # The file, its URI, size, rows and checksum come from the upload; a new dataset has nothing else to type.
+    create_form_columns = ("upload", "owner", "name", "description", "visibility")
+    form_extra_fields = {"upload": FileField("File (.jsonl, .json or .csv)", validators=[FileRequired()])}
     form_choices = {"visibility": choices(DATASET_VISIBILITIES)}
     form_ajax_refs = {"owner": USER_LOOKUP}
     eager = (joinedload(Dataset.owner),)
+
+    def _handle_view(self, name, **kwargs):
+        # The create form carries the file: it may pass the app-wide body limit, up to the dataset limit.
+        if name == "create_view":
+            request.max_content_length = current_app.config["DATASET_MAX_BYTES"] + FORM_OVERHEAD_BYTES
+        return super()._handle_view(name, **kwargs)
+
+    def get_create_form(self):
+        self.form_columns = self.create_form_columns
+        try:
+            return super().get_create_form()
+        finally:
+            del self.form_columns
+
+    def get_edit_form(self):
+        """The edit form without the upload: a stored dataset's file is not replaced in place."""
+        self.form_extra_fields = None
+        try:
+            return super().get_edit_form()
+        finally:
+            del self.form_extra_fields
+
+    def create_model(self, form):
+        """Upload through the datasets service; a file with problems is refused with its first problems listed."""
+        upload = form.upload.data
+        try:
+            outcome = upload_dataset(
+                form.owner.data, " ".join((form.name.data or "").split()), form.description.data or "",
+                form.visibility.data, upload.filename or "", file_chunks(upload.stream),
+                current_app.config["DATASET_MAX_BYTES"], actor=current_user)
+            if outcome.dataset is not None:
+                # Staff uploading a public dataset are the approval.
+                approve_dataset(outcome.dataset, current_user)
+                db.session.commit()
+        except (DatasetError, QuotaExceeded) as error:
+            db.session.rollback()
+            flash(str(error), "error")
+            return False
+        if outcome.dataset is None:
+            problems = "; ".join(f"line {p.line}: {p.reason}" for p in outcome.report.problems[:10])
+            flash(f"The file was not stored: {outcome.report.problem_count} problems ({problems}).", "error")
+            return False
+        return outcome.dataset
+
+    @admin_action("approve", "Approve for the catalogue", "jobs.manage", "List the selected public datasets in the catalogue?")
+    def action_approve(self, ids: list[str]) -> None:
+        self.run_bulk(ids, lambda dataset: approve_dataset(dataset, current_user),
+                      "{count} datasets approved ({skipped} were private, platform or already approved).")
 
 
 class TrainingJobView(TrainingView):

@@ -1,6 +1,7 @@
 """Datasets: platform ones (no owner) and users' own, stored in the artifact store."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, String, Text
@@ -21,6 +22,8 @@ class Dataset(TimestampMixin, db.Model):
         db.UniqueConstraint("owner_user_id", "slug"),
         non_negative("size_bytes"),
         non_negative("row_count"),
+        # The public catalogue: listed datasets by name.
+        Index("ix_datasets_visibility_name", "visibility", "name"),
         # NULL owners are distinct in a unique constraint, so platform slugs need their own index.
         Index(
             "uq_datasets_platform_slug",
@@ -42,8 +45,19 @@ class Dataset(TimestampMixin, db.Model):
     row_count: Mapped[int | None] = mapped_column(BigInteger)
     checksum: Mapped[str | None] = mapped_column(String(128))
     tags: Mapped[list[Any]] = mapped_column(default=list)
+    # A user's public dataset is listed in the catalogue once staff approve it (platform ones need no approval).
+    approved_at: Mapped[datetime | None]
+    approved_by_id: Mapped[int | None] = mapped_column(fk("users.id", "SET NULL"), index=True)
 
     owner = relationship("User", foreign_keys=[owner_user_id])
+    approved_by = relationship("User", foreign_keys=[approved_by_id])
+
+    @property
+    def review_state(self) -> str:
+        """private, public (listed in the catalogue) or awaiting approval."""
+        if self.visibility == "private":
+            return "private"
+        return "public" if self.owner_user_id is None or self.approved_at is not None else "awaiting approval"
 
     def __str__(self) -> str:
         return self.name

@@ -150,15 +150,15 @@ class BoardRow:
     def level(self) -> int:
         return level_for_xp(self.minion.xp)
 
-    @property
-    def initials(self) -> str:
-        """The avatar's fallback: the first letters of up to two words of the name."""
-        return "".join(word[0] for word in self.minion.name.split()[:2]).upper() or "?"
 
-    @property
-    def avatar_color(self) -> str:
-        color = (self.minion.attributes or {}).get("color", "")
-        return color if AVATAR_COLOR.fullmatch(str(color)) else DEFAULT_AVATAR_COLOR
+def initials(minion: Minion) -> str:
+    """The avatar's fallback: the first letters of up to two words of the name."""
+    return "".join(word[0] for word in minion.name.split()[:2]).upper() or "?"
+
+
+def avatar_color(minion: Minion) -> str:
+    color = (minion.attributes or {}).get("color", "")
+    return color if AVATAR_COLOR.fullmatch(str(color)) else DEFAULT_AVATAR_COLOR
 
 
 def window_start(window: str, now: datetime | None = None) -> datetime | None:
@@ -180,12 +180,14 @@ def board_columns(window: str) -> tuple[Any, Any]:
 
 
 def scoped(statement: Select, filters: BoardFilters, owner_id: int | None = None, now: datetime | None = None) -> Select:
-    """``statement`` (over ``board_columns``) limited to the window, model, provider and owner asked for."""
+    """``statement`` (over ``board_columns``) limited to the window, model, provider and owner asked for,
+    without archived minions."""
     start = window_start(filters.window, now)
     if start is not None:
         statement = statement.where(MinionXpGain.period == filters.window, MinionXpGain.period_start == start)
-        if filters.model_id or filters.provider_id or owner_id:
-            statement = statement.join(Minion, Minion.id == MinionXpGain.minion_id)
+        statement = statement.join(Minion, Minion.id == MinionXpGain.minion_id)
+    # Archived minions keep their ledger but leave the board.
+    statement = statement.where(Minion.status != "retired")
     if filters.model_id:
         statement = statement.where(Minion.model_id == filters.model_id)
     if filters.provider_id:
@@ -285,3 +287,4 @@ def filter_choices() -> tuple[list[AIModel], list[Provider]]:
     models = list(db.session.scalars(select(AIModel).where(AIModel.is_active.is_(True)).order_by(AIModel.name)))
     providers = list(db.session.scalars(select(Provider).order_by(Provider.name)))
     return models, providers
+

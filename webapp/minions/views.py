@@ -1,18 +1,27 @@
 """The minion leaderboard: one URL for the page, the refreshed board and each "load more" page."""
 from __future__ import annotations
 
-from flask import render_template, request, url_for
+from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
 
 from webapp.accounts.access import login_required
-from webapp.htmx import is_htmx, render_page_or_block
-from webapp.minions import bp
+from webapp.extensions import db
+from webapp.htmx import is_htmx, navigate, render_page_or_block
+from webapp.minions import bp, ownership
+from webapp.minions.forms import MinionCreateForm, MinionEditForm
+from webapp.minions.models import Minion
+from webapp.minions.ownership import MinionError
+from webapp.minions.xp import xp_for_level
 from webapp.minions.services import (
-    WINDOWS, BoardFilters, best_rank_of, filter_choices, leaderboard_page,
+    WINDOWS, BoardFilters, avatar_color, best_rank_of, filter_choices, initials, leaderboard_page,
 )
 from webapp.pagination import page_args
+# A module import: webapp.quotas reads minions' models, so it may be mid-import when this runs.
+from webapp import quotas
 
 LOAD_MORE_TARGET = "leaderboard-more"
+bp.add_app_template_global(initials, "minion_initials")
+bp.add_app_template_global(avatar_color, "minion_color")
 # A refresh re-renders at most this many loaded pages (the rest come back with "load more").
 MAX_REFRESH_PAGES = 10
 
@@ -82,3 +91,142 @@ def board_url(args: dict, start: int, through: int) -> str:
 def more_url(args: dict, start: int, page: int) -> str:
     """One more page for "load more", remembering the first page shown."""
     return url_for("minions.leaderboard", **args, page=page, start=start if start > 1 else None)
+
+
+# --- a user's own minions ---------------------------------------------------------------------
+
+
+def owned_or_404(minion_id: int) -> Minion:
+    """The signed-in user's minion; anyone else's (staff included) is a 404 on these pages."""
+    minion = ownership.owned_minion(current_user, minion_id)
+    if minion is None:
+        abort(404)
+    return minion
+
+
+def minion_list_page(form: MinionCreateForm | None = None, status: int = 200, notice: str | None = None):
+    page, per_page = page_args()
+    models = ownership.usable_models(current_user)
+    if form is None:
+        form = MinionCreateForm(formdata=None)
+    form.set_models(models)
+    return render_page_or_block(
+        "minions/minion_list.html", "minions_panel", status=status,
+        form=form, minions=ownership.owned_minions(current_user, page, per_page), notice=notice,
+        page_url=lambda number: url_for("minions.minion_list", page=number),
+    )
+
+
+@bp.get("/minions")
+@login_required
+def minion_list():
+    return minion_list_page()
+
+
+@bp.post("/minions")
+@login_required
+def minion_create():
+    form = MinionCreateForm()
+    form.set_models(ownership.usable_models(current_user))
+    if not form.validate_on_submit():
+        return minion_list_page(form, 422)
+    try:
+        minion = ownership.create_minion(current_user, form.name.data, form.model_id.data, form.avatar_url.data)
+        db.session.commit()
+    except quotas.QuotaExceeded as error:
+        db.session.rollback()
+        return minion_list_page(form, 422, notice=str(error))
+    except MinionError as error:
+        db.session.rollback()
+        getattr(form, error.field or "name").errors.append(str(error))
+        return minion_list_page(form, error.status)
+    flash(f"{minion.name} is ready.", "success")
+    return navigate(url_for("minions.minion_detail", minion_id=minion.id))
+
+
+@bp.get("/minions/<int:minion_id>")
+@login_required
+def minion_detail(minion_id: int):
+    """The public page of any minion; its owner also sees its jobs and the controls."""
+    minion = ownership.public_minion(minion_id)
+    if minion is None:
+        abort(404)
+    owner = minion.owner_user_id == current_user.id
+    page, per_page = page_args()
+    return render_page_or_block(
+        "minions/minion_detail.html", "minion_jobs",
+        minion=minion, owner=owner, standing=ownership.standing(minion),
+        history=ownership.xp_history(minion), lineage=ownership.lineage(minion),
+        level_start=xp_for_level(minion.level), next_level_xp=xp_for_level(minion.level + 1),
+        jobs=ownership.minion_jobs(minion, page, per_page) if owner else None,
+        edit_form=MinionEditForm(formdata=None, obj=minion) if owner else None,
+        page_url=lambda number: url_for("minions.minion_detail", minion_id=minion.id, page=number),
+    )
+
+
+@bp.post("/minions/<int:minion_id>/edit")
+@login_required
+def minion_update(minion_id: int):
+    minion = owned_or_404(minion_id)
+    form = MinionEditForm()
+    if form.validate_on_submit():
+        try:
+            ownership.rename_minion(minion, form.name.data, current_user)
+            ownership.change_avatar(minion, form.avatar_url.data, current_user)
+            db.session.commit()
+        except MinionError as error:
+            db.session.rollback()
+            form.name.errors.append(str(error))
+        else:
+            flash("Your changes are saved.", "success")
+            return navigate(url_for("minions.minion_detail", minion_id=minion.id))
+    return render_page_or_block("minions/minion_edit.html", "edit_form", status=422, minion=minion, edit_form=form)
+
+
+CONFIRMATIONS = {
+    "archive": ("Archive {name}?", "It leaves the leaderboard and stops counting against your plan's minions "
+                "(unless your plan counts archived ones). Its XP history and jobs are kept; you can restore it."),
+    "delete": ("Delete {name} for good?", "Its XP history goes with it and cannot be brought back. Jobs that "
+               "trained it stay in your job list. Archive it instead to keep its history."),
+}
+
+
+def minion_action(minion_id: int, action: str, change, done: str):
+    """GET: the confirmation; POST: the change, audited, then back to the page (or the list after a delete)."""
+    minion = owned_or_404(minion_id)
+    if request.method == "GET":
+        title, explanation = CONFIRMATIONS[action]
+        confirm = {"title": title.format(name=minion.name), "text": explanation, "danger": action == "delete",
+                   "action": url_for(f"minions.minion_{action}", minion_id=minion.id),
+                   "button": f"{action.capitalize()} {minion.name}", "slot": "#minion-confirm-slot",
+                   "cancel_url": url_for("minions.minion_detail", minion_id=minion.id)}
+        return render_page_or_block("minions/minion_confirm.html", "confirm", confirm=confirm)
+    name = minion.name
+    try:
+        change(minion, current_user)
+        db.session.commit()
+    except (MinionError, quotas.QuotaExceeded) as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return navigate(url_for("minions.minion_detail", minion_id=minion_id))
+    flash(done.format(name=name), "success")
+    return navigate(url_for("minions.minion_list") if action == "delete"
+                    else url_for("minions.minion_detail", minion_id=minion_id))
+
+
+@bp.route("/minions/<int:minion_id>/archive", methods=["GET", "POST"])
+@login_required
+def minion_archive(minion_id: int):
+    return minion_action(minion_id, "archive", ownership.archive_minion, "{name} is archived.")
+
+
+@bp.post("/minions/<int:minion_id>/restore")
+@login_required
+def minion_restore(minion_id: int):
+    return minion_action(minion_id, "restore", ownership.restore_minion, "{name} is back.")
+
+
+@bp.route("/minions/<int:minion_id>/delete", methods=["GET", "POST"])
+@login_required
+def minion_delete(minion_id: int):
+    return minion_action(minion_id, "delete", ownership.delete_minion, "{name} is deleted.")

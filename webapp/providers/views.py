@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from webapp.accounts.access import login_required
+from webapp.accounts.access import login_required, verified_email_required
 from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.providers import bp
@@ -100,6 +100,7 @@ def provider_settings_save(slug: str):
 
 @bp.post("/configs/<int:config_id>/test")
 @login_required
+@verified_email_required
 def provider_test(config_id: int):
     config = config_for(current_user, config_id) or abort(404)
     if config.api_key_ciphertext is None:

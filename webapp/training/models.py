@@ -100,11 +100,12 @@ class TrainingJobDataset(TimestampMixin, db.Model):
     )
 
     training_job_id: Mapped[int] = mapped_column(fk("training_jobs.id", "CASCADE"), index=True)
-    dataset_id: Mapped[int] = mapped_column(fk("datasets.id", "RESTRICT"), index=True)
+    # NULL once the dataset is deleted: the job's history keeps its split, the file is gone.
+    dataset_id: Mapped[int | None] = mapped_column(fk("datasets.id", "SET NULL"), index=True)
     split: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
 
     training_job: Mapped[TrainingJob] = relationship(back_populates="datasets")
-    dataset: Mapped[Dataset] = relationship()
+    dataset: Mapped[Dataset | None] = relationship()
 
 
 class TrainingJobEvent(TimestampMixin, db.Model):

@@ -246,6 +246,8 @@ def retry_job(job: TrainingJob, actor: User) -> tuple[TrainingJob, bool]:
     existing = db.session.scalars(select(TrainingJob).where(TrainingJob.retry_of_id == job.id).limit(1)).first()
     if existing is not None:
         return existing, False
+    if any(link.dataset_id is None for link in job.datasets):
+        raise JobError(f"A dataset job #{job.id} trained on has been deleted; start a new job instead.")
     now = utcnow()
     retry = TrainingJob(
         user_id=job.user_id, minion_id=job.minion_id, base_model_id=job.base_model_id,

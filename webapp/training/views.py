@@ -1,15 +1,15 @@
 """Job monitoring pages: the list, a job's detail, its live row, cancel and retry."""
 from __future__ import annotations
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from webapp.accounts.access import login_required
+from webapp.accounts.access import login_required, verified_email_required
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.htmx import is_htmx, render_page_or_block
+from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.pagination import page_args, paginate
 from webapp.training import bp
 from webapp.training.forms import JobFilterForm
@@ -104,6 +104,7 @@ def job_cancel(job_id: int):
 
 @bp.post("/jobs/<int:job_id>/retry")
 @login_required
+@verified_email_required
 def job_retry(job_id: int):
     job = viewable_job(job_id, "jobs.manage")
     retry, created = run_action(lambda: retry_job(job, current_user))
@@ -127,11 +128,3 @@ def run_action(action):
         abort(409, "Someone else changed this job at the same moment. Reload the page and try again.")
     return result
 
-
-def navigate(url: str):
-    """Go to ``url``: a redirect, or HX-Redirect for an HTMX request so the whole page changes."""
-    if is_htmx():
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = url
-        return response
-    return redirect(url)

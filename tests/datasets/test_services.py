@@ -1,0 +1,140 @@
+"""Dataset uploads as services: stored and validated, or refused leaving nothing; delete, approval, catalogue."""
+from __future__ import annotations
+
+import hashlib
+
+import fsspec
+import pytest
+from sqlalchemy import select
+
+from tests.datasets.conftest import stored_files
+from tests.factories import (
+    jsonl_rows, make_dataset, make_plan, make_subscription, make_training_job, make_user,
+)
+from webapp.accounts.models import AuditEvent
+from webapp.artifacts import artifact_exists, open_artifact
+from webapp.datasets import services
+from webapp.datasets.models import Dataset
+from webapp.quotas import QuotaExceeded
+from webapp.training.models import TrainingJobDataset
+
+BAD_LINES = (jsonl_rows(2) + b'{"prompt": "no completion"}\n' + jsonl_rows(1) + b"not json\n")
+
+
+def upload(owner, content: bytes, name: str = "Greetings", filename: str = "greetings.jsonl",
+           max_bytes: int = 1_000_000, visibility: str = "private"):
+    return services.upload_dataset(owner, name, "Hello rows", visibility, filename, [content[:7], content[7:]],
+                                   max_bytes, actor=owner)
+
+
+def test_a_good_file_is_stored_with_checksum_size_and_rows(db_session, store):
+    user = make_user()
+    content = jsonl_rows(12)
+    outcome = upload(user, content)
+    dataset = outcome.dataset
+    assert (dataset.row_count, dataset.size_bytes, dataset.format) == (12, len(content), "jsonl")
+    assert dataset.checksum == "sha256:" + hashlib.sha256(content).hexdigest()
+    assert dataset.uri.startswith("file://") and dataset.slug == "greetings"
+    with open_artifact(dataset.uri) as stream:
+        assert stream.read() == content
+    assert db_session.scalar(select(AuditEvent.action).where(AuditEvent.object_type == "datasets",
+                                                             AuditEvent.object_id == dataset.id)) == "dataset.create"
+
+
+def test_a_file_with_problems_leaves_no_bytes_and_no_row(db_session, store):
+    user = make_user()
+    outcome = upload(user, BAD_LINES)
+    assert outcome.dataset is None
+    assert outcome.report.rows_accepted == 3 and outcome.report.problem_count == 2
+    assert [problem.line for problem in outcome.report.problems] == [3, 5]
+    assert stored_files(store) == []
+    assert db_session.scalar(select(Dataset.id).where(Dataset.owner_user_id == user.id)) is None
+
+
+def test_a_file_past_the_size_limit_leaves_nothing(db_session, store):
+    user = make_user()
+    with pytest.raises(services.DatasetError) as refused:
+        upload(user, jsonl_rows(50), max_bytes=100)
+    assert refused.value.status == 413 and "100 bytes" in str(refused.value)
+    assert stored_files(store) == []
+
+
+def test_unknown_file_types_and_taken_names_are_refused(db_session, store):
+    user = make_user()
+    with pytest.raises(services.DatasetError, match=".jsonl"):
+        upload(user, jsonl_rows(1), filename="notes.txt")
+    upload(user, jsonl_rows(1), name="Greetings")
+    with pytest.raises(services.DatasetError, match="already have a dataset"):
+        upload(user, jsonl_rows(1), name="greetings!")
+    assert len(stored_files(store)) == 1
+
+
+def test_the_datasets_quota_is_checked_before_and_after_the_upload(db_session, store):
+    user = make_user()
+    make_subscription(user, make_plan(quotas={"datasets": 1}))
+    upload(user, jsonl_rows(1), name="One")
+    with pytest.raises(QuotaExceeded):
+        upload(user, jsonl_rows(1), name="Two")
+    assert len(stored_files(store)) == 1
+
+
+def test_a_csv_file_is_read_too(db_session, store):
+    outcome = upload(make_user(), b"prompt,completion\nHi,Hello\n\"Multi\nline\",Yes\n", filename="pairs.csv")
+    assert outcome.dataset.format == "csv" and outcome.dataset.row_count == 2
+    assert [row.example.completion for row in services.preview(outcome.dataset)] == ["Hello", "Yes"]
+
+
+def test_a_memory_filesystem_stands_in_for_a_remote_store(app, db_session):
+    previous = app.config["ARTIFACT_STORE_URL"]
+    app.config["ARTIFACT_STORE_URL"] = "memory://remote-datasets"
+    try:
+        user = make_user()
+        dataset = upload(user, jsonl_rows(3)).dataset
+        assert dataset.uri.startswith("memory://") and "/remote-datasets/datasets/" in dataset.uri
+        assert [row.line for row in services.preview(dataset)] == [1, 2, 3]
+        refused = upload(user, BAD_LINES, name="Broken")
+        assert refused.dataset is None
+        assert len(fsspec.filesystem("memory").find("/remote-datasets")) == 1
+        services.delete_dataset(dataset, user)
+    finally:
+        fsspec.filesystem("memory").rm("/remote-datasets", recursive=True)
+        app.config["ARTIFACT_STORE_URL"] = previous
+
+
+def test_delete_is_refused_while_a_job_uses_it_and_keeps_finished_jobs(db_session, store):
+    user = make_user()
+    dataset = make_dataset(user)
+    job = make_training_job(user, status="running")
+    db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="train"))
+    db_session.flush()
+    with pytest.raises(services.DatasetError, match=f"#{job.id}"):
+        services.delete_dataset(dataset, user)
+    job.status = "succeeded"
+    db_session.flush()
+    uri = services.delete_dataset(dataset, user)
+    assert uri == dataset.uri and artifact_exists(uri)  # removed by the caller once committed
+    link = db_session.scalar(select(TrainingJobDataset).where(TrainingJobDataset.training_job_id == job.id))
+    db_session.refresh(link)
+    assert link.dataset_id is None and link.split == "train"
+
+
+def test_public_datasets_join_the_catalogue_once_approved(db_session, store):
+    user, staff = make_user(), make_user("admin")
+    public = make_dataset(user, visibility="public", name="Poems 100%")
+    make_dataset(user, visibility="private", name="Poems private")
+    platform = make_dataset(None, visibility="public", name="Platform poems")
+    assert public.review_state == "awaiting approval"
+    names = [d.name for d in services.catalogue("poems", 1, 20).items]
+    assert "Platform poems" in names and "Poems 100%" not in names
+    assert services.approve_dataset(public, staff) and not services.approve_dataset(public, staff)
+    assert not services.approve_dataset(platform, staff)
+    assert public.review_state == "public"
+    # LIKE's wildcards are searched for as themselves.
+    assert [d.name for d in services.catalogue("100%", 1, 20).items] == ["Poems 100%"]
+    assert services.catalogue("poems_", 1, 20).items == []
+
+
+def test_split_suggestion():
+    assert services.split_suggestion(5) == services.SplitSuggestion(5, 0)
+    assert services.split_suggestion(10) == services.SplitSuggestion(9, 1)
+    assert services.split_suggestion(1001) == services.SplitSuggestion(901, 100)
