@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, Request, abort, current_app, request
@@ -140,11 +140,26 @@ def request_texts() -> Iterator[tuple[str, str]]:
         yield f"header {name}", value
 
 
+# Routes that take bodies past MAX_CONTENT_LENGTH (uploads): endpoint -> () -> (limit in bytes, the 413 message).
+LARGER_BODIES: dict[str, Callable[[], tuple[int, str]]] = {}
+
+
+def allow_larger_body(endpoint: str, limit: Callable[[], tuple[int, str]]) -> None:
+    """Let ``endpoint`` take a body up to ``limit()``; the guard reads it before anything reads the body."""
+    LARGER_BODIES[endpoint] = limit
+
+
 def guard_request() -> None:
     """Refuse oversized bodies and text that is not text before any view (or sign-in check) runs."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    declared = LARGER_BODIES.get(request.endpoint or "")
+    if declared is not None:
+        limit, message = declared()
+        request.max_content_length = limit
+    else:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"The request body is larger than {limit} bytes."
     if limit is not None and (request.content_length or 0) > limit:
-        abort(413, f"The request body is larger than {limit} bytes.")
+        abort(413, message)
     for where, text in request_texts():
         if NOT_TEXT.search(text):
             refuse_text(where)

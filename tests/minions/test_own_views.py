@@ -188,6 +188,8 @@ def test_a_minion_page_asked_for_over_htmx_by_another_user_shows_no_jobs(client,
 
 def test_control_characters_never_reach_the_database(client, db_session, me):
     model = make_ai_model()
-    response = client.post("/minions", data={"name": "Nul\x00 byte\tname", "model_id": model.id})
+    refused = client.post("/minions", data={"name": "Nul\x00 byte", "model_id": model.id})
+    assert refused.status_code == 400 and "name" in refused.get_data(as_text=True)
+    response = client.post("/minions", data={"name": "Bell\x07 and\ttab", "model_id": model.id})
     assert response.status_code == 302
-    assert db_session.scalar(select(Minion.name).where(Minion.owner_user_id == me.id)) == "Nul byte name"
+    assert db_session.scalars(select(Minion.name).where(Minion.owner_user_id == me.id)).all() == ["Bell and tab"]

@@ -1,7 +1,7 @@
 """Training: datasets, jobs, their datasets and event log, and the runners."""
 from __future__ import annotations
 
-from flask import current_app, flash, request
+from flask import current_app, flash
 from flask_login import current_user
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.orm import joinedload
@@ -12,6 +12,7 @@ from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
 from webapp.datasets.services import DatasetError, approve_dataset, file_chunks, upload_dataset
 from webapp.datasets.views import FORM_OVERHEAD_BYTES
 from webapp.extensions import db
+from webapp.inputs import allow_larger_body
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import (
     EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset,
@@ -43,12 +44,6 @@ class DatasetView(TrainingView):
     form_choices = {"visibility": choices(DATASET_VISIBILITIES)}
     form_ajax_refs = {"owner": USER_LOOKUP}
     eager = (joinedload(Dataset.owner),)
-
-    def _handle_view(self, name, **kwargs):
-        # The create form carries the file: it may pass the app-wide body limit, up to the dataset limit.
-        if name == "create_view":
-            request.max_content_length = current_app.config["DATASET_MAX_BYTES"] + FORM_OVERHEAD_BYTES
-        return super()._handle_view(name, **kwargs)
 
     def get_create_form(self):
         self.form_columns = self.create_form_columns
@@ -171,6 +166,15 @@ class TrainingJobStatusCountView(TrainingView):
     allow_create = allow_edit = allow_delete = False
     column_list = ("status", "count", "updated_at")
     column_filters = ("status", "updated_at")
+
+
+def admin_upload_body_limit() -> tuple[int, str]:
+    """The admin's create form carries the dataset file: up to the dataset limit, past the app-wide one."""
+    limit = current_app.config["DATASET_MAX_BYTES"]
+    return limit + FORM_OVERHEAD_BYTES, f"That file is larger than the {limit:,} bytes a dataset may have."
+
+
+allow_larger_body("admin_datasets.create_view", admin_upload_body_limit)
 
 
 def views() -> list[SecureModelView]:

@@ -13,6 +13,7 @@ from webapp.datasets.models import Dataset
 from webapp.errors import error_response
 from webapp.extensions import db
 from webapp.htmx import navigate, render_page_or_block
+from webapp.inputs import allow_larger_body
 from webapp.pagination import page_args
 from webapp.quotas import QuotaExceeded
 
@@ -20,6 +21,19 @@ bp = Blueprint("datasets", __name__)
 
 # Room in an upload's body for the form's other fields and the multipart framing.
 FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def upload_body_limit() -> tuple[int, str]:
+    """An upload may be as large as the user's plan allows a file to be (signed out: the app-wide limit)."""
+    if not current_user.is_authenticated:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return limit, f"The request body is larger than {limit} bytes."
+    limit = services.size_limit(current_user)
+    return (limit + FORM_OVERHEAD_BYTES,
+            f"That file is larger than the {limit:,} bytes your plan allows; nothing was stored.")
+
+
+allow_larger_body("datasets.dataset_upload", upload_body_limit)
 
 
 @bp.get("/datasets")
@@ -44,13 +58,6 @@ def dataset_upload():
     limit = services.size_limit(current_user)
     if request.method == "GET":
         return upload_page(DatasetUploadForm(formdata=None), limit)
-    # This route takes bodies past the app-wide limit, up to the plan's file size; a body
-    # that says it is larger is refused before any of it is read.
-    body_limit = limit + FORM_OVERHEAD_BYTES
-    request.max_content_length = body_limit
-    if request.content_length is not None and request.content_length > body_limit:
-        return upload_page(DatasetUploadForm(formdata=None), limit, 413,
-                           notice=f"That file is larger than the {limit:,} bytes your plan allows; nothing was stored.")
     form = DatasetUploadForm()
     if not form.validate_on_submit():
         return upload_page(form, limit, 422)
