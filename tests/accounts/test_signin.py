@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import login
+from tests.conftest import attempt_login, login
 from tests.factories import PASSWORD, make_user
 from webapp.accounts import sessions
 from webapp.accounts.models import UserSession
@@ -24,10 +24,10 @@ def without_csrf(html: bytes) -> str:
 def test_account_locks_after_repeated_failures_then_unlocks_after_the_period(app, client, db_session):
     user = make_user()
     for _ in range(app.config["LOCKOUT_THRESHOLD"]):
-        login(client, user, password="wrong password!")
+        attempt_login(client, user, password="wrong password!")
     db_session.expire_all()
     assert user.locked_until is not None and user.locked_until > utcnow()
-    assert login(client, user).status_code == 200, "the right password does not open a locked account"
+    assert attempt_login(client, user).status_code == 200, "the right password does not open a locked account"
 
     user.locked_until = utcnow() - timedelta(seconds=1)
     db_session.commit()
@@ -47,7 +47,7 @@ def test_lockout_threshold_and_period_are_configurable(app, db_session):
 
 
 def test_sign_in_is_rate_limited_per_ip(limited_client):
-    statuses = [login(limited_client, "nobody@example.test", "whatever-password").status_code for _ in range(4)]
+    statuses = [attempt_login(limited_client, "nobody@example.test", "whatever-password").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     other_ip = limited_client.post("/login", data={"email": "x@example.test", "password": "y"},
                                    environ_base={"REMOTE_ADDR": "10.9.8.7"})
@@ -68,8 +68,8 @@ def test_failed_sign_in_looks_the_same_for_known_and_unknown_emails(client, db_s
         locked_until=utcnow() + timedelta(minutes=5) if case == "locked" else None,
     )
     password = "wrong password!" if case == "wrong password" else PASSWORD
-    known_response = login(client, known, password=password)
-    unknown_response = login(client, "nobody-here@example.test", password=password)
+    known_response = attempt_login(client, known, password=password)
+    unknown_response = attempt_login(client, "nobody-here@example.test", password=password)
     assert known_response.status_code == unknown_response.status_code == 200
     known_page = without_csrf(known_response.data).replace(known.email, "EMAIL")
     unknown_page = without_csrf(unknown_response.data).replace("nobody-here@example.test", "EMAIL")

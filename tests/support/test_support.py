@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.accounts.conftest import link_in
-from tests.conftest import login
+from tests.conftest import attempt_login, login
 from tests.factories import ensure_roles, make_user
 from webapp.accounts.models import AuditEvent, Role, Token, UserSession
 from webapp.accounts.services import is_staff_locked
@@ -118,7 +118,7 @@ def test_lock_signs_the_user_out_and_blocks_sign_in_until_unlocked(client, db_se
     db_session.expire_all()
     assert is_staff_locked(user)
     assert user_client.get("/").status_code == 302
-    assert login(user_client, user).status_code == 200, "a locked account cannot sign in"
+    assert attempt_login(user_client, user).status_code == 200, "a locked account cannot sign in"
     client.post(f"/support/users/{user.id}/unlock")
     assert login(user_client, user).status_code == 302
 
