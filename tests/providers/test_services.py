@@ -1,10 +1,15 @@
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from tests.factories import make_provider, make_provider_config, make_user
 from tests.providers.fake_provider import GOOD_KEY, MODELS
 from webapp.accounts.models import AuditEvent
-from webapp.providers.services import normalise_base_url, redact_secret, update_settings, verify_connection
+from webapp.db import utcnow
+from webapp.providers.services import (
+    normalise_base_url, redact_secret, save_api_key, update_settings, verify_connection,
+)
 
 WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
 
@@ -116,14 +121,44 @@ def test_unreachable_provider_is_an_error(config_at):
     assert kind == "error" and config.last_error.startswith("cannot connect")
 
 
+def verified_config(user, provider):
+    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    config.last_verified_at = utcnow() - timedelta(hours=1)
+    return config
+
+
 def test_settings_change_is_audited_and_resets_verification(db_session):
     user, provider = make_user(), make_provider()
-    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    config = verified_config(user, provider)
     update_settings(user, provider, "https://proxy.example.com/v1", False)
     assert config.base_url == "https://proxy.example.com/v1" and config.is_enabled is False
+    assert config.last_verified_at is None, "a new endpoint is not verified"
     event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_config.update")).one()
-    assert event.changes["base_url"] == [None, "https://proxy.example.com/v1"]
-    assert event.changes["is_enabled"] == [True, False]
+    assert event.changes == {"provider": provider.slug, "base_url": [None, "https://proxy.example.com/v1"],
+                             "is_enabled": [True, False]}
+
+
+def test_switching_a_config_off_and_on_keeps_it_verified(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    verified_at = config.last_verified_at
+    update_settings(user, provider, None, False)
+    update_settings(user, provider, None, True)
+    assert config.last_verified_at == verified_at
+    assert update_settings(user, provider, None, True) is config
+    assert db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == config.id,
+                                                              AuditEvent.action == "provider_config.update")).all() \
+        == ["provider_config.update"] * 2, "saving unchanged settings records nothing"
+
+
+def test_a_replaced_key_is_no_longer_verified_and_its_old_error_is_cleared(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    config.last_error = "HTTP 500 once"
+    assert save_api_key(user, provider, WRONG_KEY) is config
+    assert (config.last_verified_at, config.last_error, config.api_key_last4) == (None, None, WRONG_KEY[-4:])
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_key.replace")).one()
+    assert event.changes == {"provider": provider.slug, "last4": WRONG_KEY[-4:]}
 
 
 def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider):
