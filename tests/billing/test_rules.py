@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.billing.test_services import audit_actions
@@ -95,3 +96,67 @@ def test_a_plan_of_the_same_price_applies_at_once_and_charges_nothing(db_session
     # And back again: the same price either way, so the move back is also immediate and free.
     back = services.quote_plan_change(user, pro, now)
     assert (back.kind, back.amount_cents) == ("upgrade", 0)
+
+
+def test_money_and_counts_are_written_as_people_read_them():
+    assert services.money(123456) == "$1,234.56"
+    assert services.money(5, "EUR") == "€0.05" and services.money(990, "GBP") == "£9.90"
+    assert services.money(100, "JPY") == "JPY 1.00"
+    assert services.count_text(1234567) == "1,234,567"
+
+
+def test_meters_round_to_whole_percent_and_cap_at_a_hundred():
+    def meter(used: int, limit: int):
+        return services.Meter("tokens", "Tokens", used, limit)
+
+    assert (meter(50, 200).percent, meter(1, 3).percent, meter(2, 3).percent) == (25, 33, 67)
+    assert meter(300, 200).percent == 100 and meter(0, 0).percent == 100
+    assert not meter(200, 200).over and meter(201, 200).over
+
+
+def test_starting_quotes_the_full_price_and_runs_one_period_of_the_plans_interval(db_session):
+    monthly, yearly = make_plan("pro", 2900), make_plan("pro-year", 29000, billing_interval="year")
+    month_user, year_user = make_user(), make_user()
+    now = utcnow()
+    assert services.quote_plan_change(month_user, monthly, now) == services.Quote("start", monthly, 2900, now)
+    services.change_plan(month_user, monthly, now=now, reference="  PO-9  ")
+    services.change_plan(year_user, yearly, now=now)
+    month, year = services.live_subscription(month_user), services.live_subscription(year_user)
+    assert (month.current_period_start, month.current_period_end) == (now, now + timedelta(days=30))
+    assert year.current_period_end == now + timedelta(days=365)
+    (payment,) = payments_of(db_session, month)
+    assert payment.description == "Pro plan, first period (ref. PO-9)"
+
+
+def test_a_reference_of_sixty_characters_is_taken_and_one_more_is_refused(db_session):
+    pro, team = make_plan("pro", 2900), make_plan("team", 9900)
+    user = make_user()
+    subscription = make_subscription(user, pro)
+    now = subscription.current_period_start + timedelta(days=15)  # half the period: half the $70 difference
+    result = services.change_plan(user, team, reference="R" * 60, now=now)
+    assert result.payment.amount_cents == 3500
+    assert result.payment.description == f"Upgrade from Pro to Team, prorated (ref. {'R' * 60})"
+    other = make_user()
+    make_subscription(other, pro)
+    with pytest.raises(services.PlanChangeError, match="^The invoice reference can be at most 60 characters.$"):
+        services.change_plan(other, team, reference="R" * 61)
+
+
+def test_a_downgrade_is_quoted_free_from_the_period_end(db_session):
+    pro, team = make_plan("pro", 2900), make_plan("team", 9900)
+    user = make_user()
+    subscription = make_subscription(user, team)
+    quote = services.quote_plan_change(user, pro)
+    assert (quote.kind, quote.amount_cents, quote.effective_at) == ("downgrade", 0, subscription.current_period_end)
+
+
+def test_cancel_records_when_and_resume_refuses_after_the_period_end(db_session):
+    pro = make_plan("pro", 2900)
+    user = make_user()
+    subscription = make_subscription(user, pro)
+    when = utcnow() - timedelta(minutes=5)
+    services.cancel_subscription(user, now=when)
+    assert subscription.canceled_at == when
+    with pytest.raises(services.PlanChangeError, match="already ended"):
+        services.resume_subscription(user, now=subscription.current_period_end)
+    assert subscription.cancel_at_period_end
