@@ -8,7 +8,8 @@ from tests.providers.fake_provider import GOOD_KEY, MODELS
 from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.providers.services import (
-    normalise_base_url, redact_secret, save_api_key, update_settings, verify_connection,
+    config_for, delete_api_key, normalise_base_url, provider_cards, redact_secret, save_api_key, update_settings,
+    verify_connection,
 )
 
 WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
@@ -168,3 +169,41 @@ def test_key_copied_from_another_row_is_reported_without_calling_the_provider(co
     kind, _ = verify_connection(theirs, timeout=5)
     assert kind == "error" and "belongs to another account" in theirs.last_error
     assert len(fake_provider.requests) == before
+
+
+def test_redaction_of_a_short_or_empty_secret():
+    assert redact_secret("token abc1 leaked, abc seen", "abc1") == "token [redacted] leaked, abc seen"
+    assert redact_secret("nothing to hide", "") == "nothing to hide"
+
+
+def test_a_users_config_is_found_only_by_them_and_only_while_the_provider_is_enabled(db_session):
+    user, provider = make_user(), make_provider()
+    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    assert config_for(user, config.id) is config
+    assert config_for(make_user(), config.id) is None
+    provider.is_enabled = False
+    db_session.flush()
+    assert config_for(user, config.id) is None
+
+
+def test_cards_list_every_enabled_provider_by_name_with_only_this_users_config(db_session):
+    user, other = make_user(), make_user()
+    zed, alpha = make_provider(name="Zed AI"), make_provider(name="Alpha AI")
+    make_provider(name="Mid AI", is_enabled=False)
+    mine = make_provider_config(user, zed, api_key=GOOD_KEY)
+    make_provider_config(other, alpha, api_key=GOOD_KEY)
+    cards = [(card.provider.id, card.config) for card in provider_cards(user)
+             if card.provider.id in (zed.id, alpha.id)]
+    assert cards == [(alpha.id, None), (zed.id, mine)]
+    assert all(card.provider.is_enabled for card in provider_cards(user))
+
+
+def test_deleting_a_key_forgets_it_and_its_verification(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    config.last_error = "old"
+    delete_api_key(config)
+    assert (config.api_key_ciphertext, config.api_key_last4, config.last_verified_at, config.last_error) == (
+        None, None, None, None)
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_key.delete")).one()
+    assert event.changes == {"provider": provider.slug, "last4": GOOD_KEY[-4:]}
