@@ -37,9 +37,12 @@ def test_roll_over_catches_up_every_missed_period_with_one_renewal_and_one_payme
     assert [p.idempotency_key for p in payments] == [
         f"renewal-{subscription.id}-{start + timedelta(days=days):%Y%m%dT%H%M%S}" for days in (30, 60, 90)
     ]
-    renewals = db_session.scalars(select(AuditEvent.changes).where(
+    renewals = db_session.scalars(select(AuditEvent).where(
         AuditEvent.action == "subscription.renew", AuditEvent.object_id == subscription.id).order_by(AuditEvent.id))
-    assert [changes["payment"] for changes in renewals] == [p.provider_ref for p in payments]
+    assert [(event.actor_id, event.changes) for event in renewals] == [
+        (None, {"period_start": (start + timedelta(days=days)).isoformat(), "plan": "pro", "payment": p.provider_ref})
+        for days, p in zip((30, 60, 90), payments)
+    ]
 
     events_before = db_session.scalar(select(func.count(AuditEvent.id)))
     assert services.roll_periods() == services.RollOverSummary(), "running it again changes nothing"
@@ -160,3 +163,13 @@ def test_cancel_records_when_and_resume_refuses_after_the_period_end(db_session)
     with pytest.raises(services.PlanChangeError, match="already ended"):
         services.resume_subscription(user, now=subscription.current_period_end)
     assert subscription.cancel_at_period_end
+
+
+def test_an_invoice_description_is_cut_to_its_column(db_session):
+    long_a, long_b = make_plan("a", 100, name="A" * 120), make_plan("b", 200, name="B" * 120)
+    user = make_user()
+    subscription = make_subscription(user, long_a)
+    result = services.change_plan(user, long_b, reference="R" * 60,
+                                  now=subscription.current_period_start + timedelta(days=15))
+    expected = f"Upgrade from {'A' * 120} to {'B' * 120}, prorated (ref. {'R' * 60})"[:255]
+    assert result.payment.description == expected and len(expected) == 255

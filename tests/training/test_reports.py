@@ -36,6 +36,8 @@ def test_an_empty_report_changes_nothing():
     ({"b": 1, "a": 2}, "Unknown fields: a, b."),
     ({"status": "done"}, "status must be one of queued, running, succeeded, failed, canceled."),
     ({"events": "x"}, "events must be a list."),
+    ({"events": ["x"]}, "events[0] needs a non-empty message."),
+    ({"events": [{"message": 5}]}, "events[0] needs a non-empty message."),
     ({"error": 3}, "error must be a string."),
     ({"progress": -0.1}, "progress must be a number from 0 to 1."),
     ({"progress": 1.01}, "progress must be a number from 0 to 1."),
