@@ -55,6 +55,7 @@ def test_verifying_again_keeps_the_first_verification_time(db_session):
     assert services.verify_email(raw) is user
     assert user.email_verified_at == first
     assert audit_of(db_session, user, "email.verify") == [{"email": user.email}]
+    assert db_session.scalar(select(AuditEvent.actor_id).where(AuditEvent.action == "email.verify")) == user.id
 
 
 def test_verifying_an_unverified_address_stamps_it_now(db_session):

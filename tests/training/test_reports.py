@@ -8,7 +8,8 @@ from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJobEvent
 from webapp.training.services import (
-    InvalidReport, Report, metric_chart, parse_report, retried_name, staff_summary, transition,
+    InvalidReport, Report, apply_report, create_runner, metric_chart, parse_report, retried_name, staff_summary,
+    transition,
 )
 
 
@@ -103,3 +104,13 @@ def test_the_staff_summary_counts_the_last_day_only(db_session):
     assert summary.failure_rate == pytest.approx(1 / 3)
     assert summary.oldest_queued_at <= queued.created_at
     assert timedelta(0) <= summary.oldest_queued_age
+
+
+def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_session):
+    job = make_training_job(make_user(), status="running", progress=0.4)
+    runner, _token = create_runner("finisher")
+    apply_report(job, runner, parse_report({"status": "succeeded", "progress": 0.3}))
+    assert (job.status, job.progress) == ("succeeded", 1.0)
+    running = make_training_job(make_user(), status="running", progress=0.4)
+    apply_report(running, runner, parse_report({"progress": 0.3}))
+    assert running.progress == 0.3, "a running job takes the progress it reports, even backwards"
