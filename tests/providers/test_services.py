@@ -207,3 +207,9 @@ def test_deleting_a_key_forgets_it_and_its_verification(db_session):
         None, None, None, None)
     event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_key.delete")).one()
     assert event.changes == {"provider": provider.slug, "last4": GOOD_KEY[-4:]}
+
+
+def test_a_word_sharing_less_than_a_fragment_with_the_key_is_kept():
+    # "fghij" (five characters) is in the key, but no six-character run of the word is.
+    assert redact_secret("code qqqqfghij", "sk-abcdefghij") == "code qqqqfghij"
+    assert redact_secret("code qqqefghij", "sk-abcdefghij") == "code [redacted]"
