@@ -67,7 +67,8 @@ def score_line(label: str, statuses: list[str]) -> tuple[str, float | None]:
     percent = 100 * killed / tried if tried else None
     shown = f"{percent:.1f}%" if percent is not None else "n/a"
     detail = ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
-    return f"{label}: {shown} killed ({killed} of {tried} tried; {detail})", percent
+    partial = f" -- PARTIAL: {counts['not checked']} mutants not run yet" if counts["not checked"] else ""
+    return f"{label}: {shown} killed ({killed} of {tried} tried; {detail}){partial}", percent
 
 
 def report() -> float | None:
@@ -104,6 +105,9 @@ def main() -> int:
     services_score = report()
     if services_score is None or services_score < TARGET:
         print(f"The services score is under the {TARGET:.0f}% target.")
+        return 1
+    if any(status == "not checked" for _source, status in results().values()):
+        print("Some mutants have not run yet, so the score is not final; run the command again to resume.")
         return 1
     return 0
 
