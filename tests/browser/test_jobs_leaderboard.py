@@ -171,6 +171,8 @@ def test_rows_added_by_load_more_survive_the_refresh(live_server, page, backend)
     page.goto(f"{live_server.url}/leaderboard?per_page=4")
     rows = page.locator("#leaderboard tbody tr[id^=minion-]")
     page.locator("#leaderboard-more").scroll_into_view_if_needed()
+    # Wait for the revealed page's rows themselves: on a busy machine the network can idle before it is asked.
+    expect(rows.nth(4)).to_be_attached()
     page.wait_for_load_state("networkidle")
     shown = rows.all_inner_texts()
     assert len(shown) > 4
