@@ -39,6 +39,13 @@ def pytest_configure(config):
         raise pytest.UsageError("CI must run the PostgreSQL tests: set TEST_DATABASE_URL")
 
 
+def pytest_sessionstart(session):
+    """Say so when the PostgreSQL half of the suite is not generated, rather than leave it silent."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not TEST_DATABASE_URL and reporter is not None:
+        reporter.write_line("TEST_DATABASE_URL is not set: only the SQLite half of the database tests runs.")
+
+
 def pytest_collection_modifyitems(config, items):
     """postgres_only tests are not collected for the SQLite run (rather than skipped)."""
     keep, drop = [], []
@@ -273,8 +280,8 @@ def page(browser, request):
     context.close()
 
 
-def login(client, user_or_email, password: str | None = None, remember: bool = False):
-    """Sign ``client`` in through the real sign-in form."""
+def attempt_login(client, user_or_email, password: str | None = None, remember: bool = False):
+    """Post the real sign-in form once and return the response, whatever it is."""
     from tests.factories import PASSWORD
 
     email = getattr(user_or_email, "email", user_or_email)
@@ -282,3 +289,28 @@ def login(client, user_or_email, password: str | None = None, remember: bool = F
         "/login",
         data={"email": email, "password": password or PASSWORD, "remember": "y" if remember else ""},
     )
+
+
+def login(client, user_or_email, password: str | None = None, remember: bool = False):
+    """Sign ``client`` in through the real sign-in form; the test fails here if that did not sign it in.
+
+    Signed in means: the form redirected, and the cookie's session token belongs to an
+    active session of this very account (not an earlier one the client was already in).
+    """
+    from webapp.accounts.models import User, UserSession
+    from webapp.security import hash_token
+
+    email = getattr(user_or_email, "email", user_or_email)
+    response = attempt_login(client, user_or_email, password, remember)
+    assert response.status_code == 302, f"sign-in as {email} failed: {response.status_code}, not a redirect"
+    with client.session_transaction() as session:
+        token = session.get("_user_id")
+    assert token, f"sign-in as {email} left no session token in the cookie"
+    signed_in_as = db.session.scalar(
+        sa.select(User.email).join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
+    )
+    assert signed_in_as is not None and signed_in_as.lower() == email.lower(), (
+        f"sign-in as {email} did not sign in (the cookie's session belongs to {signed_in_as})"
+    )
+    return response

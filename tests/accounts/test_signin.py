@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from tests.accounts.conftest import without_csrf
-from tests.conftest import login
+from tests.conftest import attempt_login, login
 from tests.factories import PASSWORD, make_user
 from webapp.accounts import sessions
 from webapp.accounts.models import UserSession
@@ -81,7 +81,7 @@ def test_a_successful_sign_in_clears_the_addresses_count(app, client, db_session
 
 
 def test_sign_in_is_rate_limited_per_ip(limited_client):
-    statuses = [login(limited_client, "nobody@example.test", "whatever-password").status_code for _ in range(4)]
+    statuses = [attempt_login(limited_client, "nobody@example.test", "whatever-password").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     other_ip = limited_client.post("/login", data={"email": "x@example.test", "password": "y"},
                                    environ_base={"REMOTE_ADDR": "10.9.8.7"})
@@ -102,8 +102,8 @@ def test_failed_sign_in_looks_the_same_for_known_and_unknown_emails(client, db_s
         locked_until=utcnow() + timedelta(minutes=5) if case == "locked" else None,
     )
     password = "wrong password!" if case == "wrong password" else PASSWORD
-    known_response = login(client, known, password=password)
-    unknown_response = login(client, "nobody-here@example.test", password=password)
+    known_response = attempt_login(client, known, password=password)
+    unknown_response = attempt_login(client, "nobody-here@example.test", password=password)
     assert known_response.status_code == unknown_response.status_code == 200
     known_page = without_csrf(known_response.data).replace(known.email, "EMAIL")
     unknown_page = without_csrf(unknown_response.data).replace("nobody-here@example.test", "EMAIL")

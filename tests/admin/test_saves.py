@@ -1,8 +1,11 @@
 """Saving through the admin: validation, optimistic locking, dependants, audit rows, bulk actions."""
 from __future__ import annotations
 
+import html
+
 import sqlalchemy as sa
 
+from tests.conftest import login
 from tests.factories import (
     make_ai_model, make_minion, make_plan, make_subscription, make_training_job, make_user,
 )
@@ -72,10 +75,18 @@ def test_a_concurrent_edit_is_refused_and_the_record_is_unchanged(admin_client, 
     response = admin_client.post(f"/admin/plans/edit/?id={plan.id}", data=second)
     body = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "Someone else saved this record" in body and "Silver by Grace" in body
+    assert html.escape(STALE_MESSAGE, quote=True) in body and "Silver by Grace" in body
     db_session.expire_all()
     assert plan.name == "Silver by Ada"
     assert audit_actions(db_session, plan) == ["admin.update"]
+
+    # Doing what the message says: reload, see the current values, edit again.
+    reloaded = admin_client.get(f"/admin/plans/edit/?id={plan.id}").get_data(as_text=True)
+    assert 'value="Silver by Ada"' in reloaded and f'value="{plan.lock_version}"' in reloaded
+    again = dict(second, lock_version=str(plan.lock_version))
+    assert admin_client.post(f"/admin/plans/edit/?id={plan.id}", data=again).status_code == 302
+    db_session.expire_all()
+    assert plan.name == "Silver by Grace"
 
 
 def test_deleting_a_row_others_depend_on_gives_a_clear_message(admin_client, db_session):
@@ -160,5 +171,36 @@ def test_bulk_cancel_archive_and_recompute_are_audited(admin_client, db_session)
     assert audit_actions(db_session, minion) == ["admin.recompute_xp"]
 
 
-def test_stale_message_is_plain_words():
-    assert "Reload" in STALE_MESSAGE
+def test_deactivating_a_user_ends_their_sessions_at_once_and_audits_it(admin_client, db_session, app):
+    target = make_user()
+    target_client = app.test_client()
+    login(target_client, target)
+    login(app.test_client(), target)
+    run_action(admin_client, "users", "deactivate", [target.id])
+    db_session.expire_all()
+    assert target.is_active is False
+    assert db_session.scalars(sa.select(UserSession.is_active).where(UserSession.user_id == target.id)).all() \
+        == [False, False]
+    event = db_session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "admin.deactivate",
+                                                          AuditEvent.object_id == target.id))
+    assert event.changes == {"is_active": [True, False], "sessions_revoked": 2}
+    target.is_active = True
+    db_session.commit()
+    assert target_client.get("/account").status_code == 302, "the session was revoked, not only refused"
+
+
+def test_unticking_active_in_the_edit_form_ends_the_users_sessions(admin_client, db_session, app):
+    target = make_user()
+    target_client = app.test_client()
+    login(target_client, target)
+    db_session.expire_all()
+    edit = {"email": target.email, "display_name": target.display_name, "password": "",
+            "lock_version": str(target.lock_version)}
+    assert admin_client.post(f"/admin/users/edit/?id={target.id}", data=edit).status_code == 302
+    db_session.expire_all()
+    assert target.is_active is False
+    assert db_session.scalar(sa.select(UserSession.is_active).where(UserSession.user_id == target.id)) is False
+    assert audit_actions(db_session, target) == ["admin.revoke_sessions", "admin.update"]
+    target.is_active = True
+    db_session.commit()
+    assert target_client.get("/account").status_code == 302

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from tests.browser.helpers import sign_in
 from webapp.extensions import db
 from webapp.minions.models import Minion
+from webapp.providers.models import AIModel, Provider
 from webapp.training.models import TrainingJob
 from webapp.training.services import create_runner
 
@@ -119,24 +120,48 @@ def test_cancel_and_retry_from_the_job_page(live_server, page, backend):
         assert len(db.session.scalars(select(TrainingJob).filter_by(retry_of_id=job_id)).all()) == 1
 
 
-def test_leaderboard_filters_survive_a_reload(live_server, page, backend):
+def board_minion_ids(page) -> list[int]:
+    return [int(row_id.removeprefix("minion-")) for row_id in
+            page.locator("#leaderboard tbody tr[id^=minion-]").evaluate_all("rows => rows.map(row => row.id)")]
+
+
+def matches_filter(live_server, minion_ids: list[int]) -> dict[int, bool]:
+    """Whether each minion has an "o" in its name and runs on an OpenAI model, read from the database."""
+    with live_server.app.app_context():
+        rows = db.session.execute(
+            select(Minion.id, Minion.name, Provider.name)
+            .join(AIModel, AIModel.id == Minion.model_id).join(Provider, Provider.id == AIModel.provider_id)
+            .where(Minion.id.in_(minion_ids))
+        ).all()
+    return {minion_id: "o" in name.lower() and provider == "OpenAI" for minion_id, name, provider in rows}
+
+
+def test_leaderboard_filters_narrow_the_board_and_survive_a_reload(live_server, page, backend):
     sign_in(page, live_server.url, "grace@demo.test")
-    page.goto(f"{live_server.url}/leaderboard")
-    page.get_by_label("Window").select_option("month")
-    expect(page).to_have_url(re.compile(r"window=month"))
+    page.goto(f"{live_server.url}/leaderboard?window=all")
+    unfiltered = board_minion_ids(page)
+    assert not all(matches_filter(live_server, unfiltered).values()), "the demo board has rows the filter drops"
+
+    # All time: the demo's week and month boards depend on today's date (nearly empty on the 1st).
+    page.goto(f"{live_server.url}/leaderboard?window=week")
+    page.get_by_label("Window").select_option("all")
+    expect(page).to_have_url(re.compile(r"window=all"))
     page.get_by_label("Provider").select_option(label="OpenAI")
     expect(page).to_have_url(re.compile(r"provider=\d+"))
     page.get_by_label("Minion name").fill("o")
     expect(page).to_have_url(re.compile(r"q=o"))
-    shown = page.locator("#leaderboard tbody tr").all_inner_texts()
+    expect(page.locator("#leaderboard tbody tr[id^=minion-]").first).to_be_visible()
+    shown = board_minion_ids(page)
+    assert shown and set(shown) < set(unfiltered), "the filters narrowed the board to some of its rows"
+    assert all(matches_filter(live_server, shown).values()) and len(matches_filter(live_server, shown)) == len(shown)
+    texts = page.locator("#leaderboard tbody tr").all_inner_texts()
+
     page.reload()
-    expect(page.get_by_label("Window")).to_have_value("month")
+    expect(page.get_by_label("Window")).to_have_value("all")
     expect(page.get_by_label("Provider").locator("option:checked")).to_have_text("OpenAI")
     expect(page.get_by_label("Minion name")).to_have_value("o")
-    assert page.locator("#leaderboard tbody tr").all_inner_texts() == shown
-    with live_server.app.app_context():
-        hosted = db.session.scalars(select(Minion.name)).all()
-    assert hosted
+    assert board_minion_ids(page) == shown
+    assert page.locator("#leaderboard tbody tr").all_inner_texts() == texts
     page.screenshot(path=f"{SHOTS}/leaderboard-filtered-{backend}.png", full_page=True)
 
 

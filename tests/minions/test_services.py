@@ -112,14 +112,21 @@ def test_window_starts():
 
 
 def test_best_rank_of_the_owner(db_session):
-    model = make_ai_model()
+    model, other_model = make_ai_model(), make_ai_model()
     me = make_user()
     make_minion(make_user(), model, xp=900)
+    make_minion(make_user(), model, xp=400)  # made first, so it is placed first among the 400s
     mine_low, mine_high = make_minion(me, model, xp=5), make_minion(me, model, xp=400)
     best = best_rank_of(me.id, BoardFilters(model_id=model.id))
-    assert (best.minion.id, best.rank, best.position) == (mine_high.id, 2, 2)
+    assert (best.minion.id, best.rank, best.position, best.gained) == (mine_high.id, 2, 3, 400), \
+        "tied for second, placed third"
     assert best_rank_of(make_user().id, BoardFilters(model_id=model.id)) is None
-    assert mine_low
+
+    mine_high.model_id = other_model.id
+    db_session.flush()
+    best = best_rank_of(me.id, BoardFilters(model_id=model.id))
+    assert (best.minion.id, best.rank, best.position, best.gained) == (mine_low.id, 3, 3, 5)
+    assert best_rank_of(me.id, BoardFilters(model_id=other_model.id)).minion.id == mine_high.id
 
 
 def test_award_xp_rolls_up_the_week_and_month_gains(db_session):

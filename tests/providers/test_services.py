@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from flask import current_app
 from sqlalchemy import select
@@ -5,7 +7,11 @@ from sqlalchemy import select
 from tests.factories import make_provider, make_provider_config, make_user
 from tests.providers.fake_provider import GOOD_KEY, MODELS
 from webapp.accounts.models import AuditEvent
-from webapp.providers.services import normalise_base_url, redact_secret, update_settings, verify_connection
+from webapp.db import utcnow
+from webapp.providers.services import (
+    config_for, delete_api_key, normalise_base_url, provider_cards, redact_secret, save_api_key, update_settings,
+    verify_connection,
+)
 
 WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
 
@@ -127,14 +133,44 @@ def test_unreachable_provider_is_an_error(config_at):
     assert kind == "error" and config.last_error.startswith("cannot connect")
 
 
+def verified_config(user, provider):
+    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    config.last_verified_at = utcnow() - timedelta(hours=1)
+    return config
+
+
 def test_settings_change_is_audited_and_resets_verification(db_session):
     user, provider = make_user(), make_provider()
-    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    config = verified_config(user, provider)
     update_settings(user, provider, "https://proxy.example.com/v1", False)
     assert config.base_url == "https://proxy.example.com/v1" and config.is_enabled is False
+    assert config.last_verified_at is None, "a new endpoint is not verified"
     event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_config.update")).one()
-    assert event.changes["base_url"] == [None, "https://proxy.example.com/v1"]
-    assert event.changes["is_enabled"] == [True, False]
+    assert event.changes == {"provider": provider.slug, "base_url": [None, "https://proxy.example.com/v1"],
+                             "is_enabled": [True, False]}
+
+
+def test_switching_a_config_off_and_on_keeps_it_verified(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    verified_at = config.last_verified_at
+    update_settings(user, provider, None, False)
+    update_settings(user, provider, None, True)
+    assert config.last_verified_at == verified_at
+    assert update_settings(user, provider, None, True) is config
+    assert db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == config.id,
+                                                              AuditEvent.action == "provider_config.update")).all() \
+        == ["provider_config.update"] * 2, "saving unchanged settings records nothing"
+
+
+def test_a_replaced_key_is_no_longer_verified_and_its_old_error_is_cleared(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    config.last_error = "HTTP 500 once"
+    assert save_api_key(user, provider, WRONG_KEY) is config
+    assert (config.last_verified_at, config.last_error, config.api_key_last4) == (None, None, WRONG_KEY[-4:])
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_key.replace")).one()
+    assert event.changes == {"provider": provider.slug, "last4": WRONG_KEY[-4:]}
 
 
 def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider):
@@ -144,3 +180,47 @@ def test_key_copied_from_another_row_is_reported_without_calling_the_provider(co
     kind, _ = verify_connection(theirs, timeout=5)
     assert kind == "error" and "belongs to another account" in theirs.last_error
     assert len(fake_provider.requests) == before
+
+
+def test_redaction_of_a_short_or_empty_secret():
+    assert redact_secret("token abc1 leaked, abc seen", "abc1") == "token [redacted] leaked, abc seen"
+    assert redact_secret("nothing to hide", "") == "nothing to hide"
+
+
+def test_a_users_config_is_found_only_by_them_and_only_while_the_provider_is_enabled(db_session):
+    user, provider = make_user(), make_provider()
+    config = make_provider_config(user, provider, api_key=GOOD_KEY)
+    assert config_for(user, config.id) is config
+    assert config_for(make_user(), config.id) is None
+    provider.is_enabled = False
+    db_session.flush()
+    assert config_for(user, config.id) is None
+
+
+def test_cards_list_every_enabled_provider_by_name_with_only_this_users_config(db_session):
+    user, other = make_user(), make_user()
+    zed, alpha = make_provider(name="Zed AI"), make_provider(name="Alpha AI")
+    make_provider(name="Mid AI", is_enabled=False)
+    mine = make_provider_config(user, zed, api_key=GOOD_KEY)
+    make_provider_config(other, alpha, api_key=GOOD_KEY)
+    cards = [(card.provider.id, card.config) for card in provider_cards(user)
+             if card.provider.id in (zed.id, alpha.id)]
+    assert cards == [(alpha.id, None), (zed.id, mine)]
+    assert all(card.provider.is_enabled for card in provider_cards(user))
+
+
+def test_deleting_a_key_forgets_it_and_its_verification(db_session):
+    user, provider = make_user(), make_provider()
+    config = verified_config(user, provider)
+    config.last_error = "old"
+    delete_api_key(config)
+    assert (config.api_key_ciphertext, config.api_key_last4, config.last_verified_at, config.last_error) == (
+        None, None, None, None)
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "provider_key.delete")).one()
+    assert event.changes == {"provider": provider.slug, "last4": GOOD_KEY[-4:]}
+
+
+def test_a_word_sharing_less_than_a_fragment_with_the_key_is_kept():
+    # "fghij" (five characters) is in the key, but no six-character run of the word is.
+    assert redact_secret("code qqqqfghij", "sk-abcdefghij") == "code qqqqfghij"
+    assert redact_secret("code qqqefghij", "sk-abcdefghij") == "code [redacted]"

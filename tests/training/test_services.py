@@ -7,15 +7,13 @@ from webapp.extensions import db
 from webapp.datasets.models import Dataset
 from webapp.training.models import TrainingJob, TrainingJobDataset
 from webapp.training.services import (
-    TRANSITIONS, IllegalTransition, JobError, JobFilters, cancel_job, job_for, job_list_statement, retry_job,
-    transition,
+    TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, create_runner, job_for,
+    job_list_statement, parse_report, retry_job, transition,
 )
 
 LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in targets]
-ILLEGAL = [
-    (source, target) for source in TRANSITIONS for target in TRANSITIONS
-    if target not in TRANSITIONS[source] and target != source
-]
+# Self-transitions (running -> running, queued -> queued) included: the machine refuses them too.
+ILLEGAL = [(source, target) for source in TRANSITIONS for target in TRANSITIONS if target not in TRANSITIONS[source]]
 
 
 def test_the_state_machine_allows_exactly_the_documented_transitions():
@@ -40,6 +38,20 @@ def test_illegal_transitions_are_refused_with_a_clear_message(db_session, source
     with pytest.raises(IllegalTransition, match=f"is {source} and cannot become {target}"):
         transition(job, target)
     assert job.status == source
+
+
+def test_self_transitions_are_among_the_refused():
+    assert {(status, status) for status in TRANSITIONS} <= set(ILLEGAL)
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_runner_repeating_the_current_status_changes_nothing_but_progress(db_session, status):
+    job = make_training_job(make_user(), status=status)
+    started_at, runner = job.started_at, create_runner("repeater")[0]
+    assert apply_report(job, runner, parse_report({"status": status, "progress": 0.5})) is None
+    assert (job.status, job.started_at, job.progress) == (status, started_at, 0.5)
+    assert db_session.scalar(select(func.count(AuditEvent.id)).where(
+        AuditEvent.action == "training_job.report", AuditEvent.object_id == job.id)) == 0
 
 
 def test_job_for_scopes_to_the_owner_unless_the_user_may_see_all(db_session):

@@ -60,8 +60,10 @@ def test_only_active_rows_poll_and_a_finished_row_stops(client, db_session, ada)
 
 
 def test_a_page_without_active_jobs_has_no_polling_row(client, db_session, ada):
-    make_training_job(ada, status="failed")
-    html = client.get("/jobs").get_data(as_text=True)
+    failed = make_training_job(ada, status="failed")
+    response = client.get("/jobs")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and f'id="job-{failed.id}"' in html and "badge-failed" in html
     assert "every 3s" not in html
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask_login import current_user
+from sqlalchemy import inspect
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import PasswordField, ValidationError
 from wtforms.validators import InputRequired
@@ -59,6 +60,11 @@ class UserView(AccountsView):
     def on_model_change(self, form, model: User, is_created: bool) -> None:
         if form.password.data:
             model.password_hash = hash_password(form.password.data)
+        if not is_created and not model.is_active and True in inspect(model).attrs.is_active.history.deleted:
+            # Deactivated in the edit form: its sessions end now, as with the bulk action.
+            ended = end_user_sessions(model, revoked_by=current_user)
+            if ended:
+                record("admin.revoke_sessions", model, {"active_sessions": [ended, 0]})
 
     @admin_action("deactivate", "Deactivate", "users.write", "Deactivate the selected accounts?")
     def action_deactivate(self, ids: list[str]) -> None:
@@ -66,7 +72,8 @@ class UserView(AccountsView):
             if not user.is_active:
                 return False
             user.is_active = False
-            record("admin.deactivate", user, {"is_active": [True, False]})
+            ended = end_user_sessions(user, revoked_by=current_user)
+            record("admin.deactivate", user, {"is_active": [True, False], "sessions_revoked": ended})
             return True
 
         self.run_bulk(ids, deactivate, "{count} accounts deactivated ({skipped} already were).")

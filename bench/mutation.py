@@ -1,0 +1,116 @@
+"""Mutation testing of the services, accounts and training with mutmut, and the score it reaches.
+
+    python -m bench.mutation                 # run every mutant not yet tried, then print the score
+    python -m bench.mutation --report        # print the score of what has run so far
+    python -m bench.mutation "webapp.billing.services.*"   # (re)run only the mutants matching a glob
+
+The settings live in pyproject.toml's [tool.mutmut]; mutmut keeps its work in mutants/ and
+resumes where it stopped. Only the fast tests run against mutants: SQLite (TEST_DATABASE_URL
+is removed from the environment) and no browser. Survivors that cannot be killed because they
+do not change behaviour are listed, each with its reason, in bench/mutation_equivalents.txt;
+they leave the score's denominator. The command fails when the services score under TARGET.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from fnmatch import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENTS = ROOT / "bench" / "mutation_equivalents.txt"
+TARGET = 85.0
+SERVICES = "webapp/*/services.py"
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+STATUS = {**KILLED, 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
+
+
+def run_mutmut(mutant_globs: list[str], max_children: int | None) -> int:
+    env = {key: value for key, value in os.environ.items() if key not in ("TEST_DATABASE_URL", "CI")}
+    # The mutmut script, not `python -m mutmut`: mutmut warns that the module form re-imports itself.
+    command = [str(Path(sys.executable).parent / "mutmut"), "run", *mutant_globs]
+    if max_children:
+        command[2:2] = ["--max-children", str(max_children)]
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutant name -> why it does not change behaviour, from the equivalents file."""
+    if not EQUIVALENTS.exists():
+        return {}
+    listed = {}
+    for line in EQUIVALENTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            listed[name] = reason.strip()
+    return listed
+
+
+def results() -> dict[str, tuple[str, str]]:
+    """Mutant name -> (source file, status) for every mutant mutmut has generated."""
+    found = {}
+    for meta in sorted((ROOT / "mutants" / "webapp").rglob("*.py.meta")):
+        source = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
+        for name, exit_code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            found[name] = (source, STATUS.get(exit_code, "suspicious"))
+    return found
+
+
+def score_line(label: str, statuses: list[str]) -> tuple[str, float | None]:
+    counts = Counter(statuses)
+    tried = sum(counts[s] for s in ("killed", "timeout", "survived", "no tests", "suspicious"))
+    killed = counts["killed"] + counts["timeout"]
+    percent = 100 * killed / tried if tried else None
+    shown = f"{percent:.1f}%" if percent is not None else "n/a"
+    detail = ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
+    partial = f" -- PARTIAL: {counts['not checked']} mutants not run yet" if counts["not checked"] else ""
+    return f"{label}: {shown} killed ({killed} of {tried} tried; {detail}){partial}", percent
+
+
+def report() -> float | None:
+    found = results()
+    if not found:
+        print("No mutants yet: run `python -m bench.mutation` first.")
+        return None
+    equivalents = equivalent_mutants()
+    stale = sorted(set(equivalents) - set(found))
+    kept = {name: entry for name, entry in found.items() if name not in equivalents}
+    services = [status for source, status in kept.values() if fnmatch(source, SERVICES)]
+    line, services_score = score_line("services (webapp/*/services.py)", services)
+    print(line)
+    print(score_line("everything mutated", [status for _source, status in kept.values()])[0])
+    print(f"{len(equivalents) - len(stale)} equivalent mutants listed in {EQUIVALENTS.relative_to(ROOT)} are left out")
+    for name in stale:
+        print(f"  listed as equivalent but no longer generated: {name}")
+    survivors = sorted(name for name, (_source, status) in kept.items() if status == "survived")
+    if survivors:
+        print(f"{len(survivors)} survivors (see each with `mutmut show NAME`):")
+        for name in survivors:
+            print(f"  {name}")
+    return services_score
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mutants", nargs="*", help="globs of mutant names to (re)run, e.g. 'webapp.billing.*'")
+    parser.add_argument("--report", action="store_true", help="only print the score of what has run")
+    parser.add_argument("--max-children", type=int, help="parallel workers (default: one per core)")
+    options = parser.parse_args()
+    if not options.report:
+        run_mutmut(options.mutants, options.max_children)
+    services_score = report()
+    if services_score is None or services_score < TARGET:
+        print(f"The services score is under the {TARGET:.0f}% target.")
+        return 1
+    if any(status == "not checked" for _source, status in results().values()):
+        print("Some mutants have not run yet, so the score is not final; run the command again to resume.")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Account rules without HTTP, each with its effect and its audit row written out."""
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from tests.factories import PASSWORD, make_user
+from webapp.accounts import services
+from webapp.accounts.models import AuditEvent, UserSession
+from webapp.accounts.sessions import start_session
+from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, issue_token
+from webapp.db import utcnow
+
+
+def audit_of(db_session, user, action: str) -> list[dict]:
+    return list(db_session.scalars(select(AuditEvent.changes).where(
+        AuditEvent.action == action, AuditEvent.object_type == "users", AuditEvent.object_id == user.id)))
+
+
+def test_an_email_is_found_whatever_its_case_and_surrounding_spaces(db_session):
+    user = make_user(email="Grace.Hopper@Navy.test")
+    assert services.find_user_by_email("  grace.hopper@NAVY.test ") is user
+    assert services.find_user_by_email("grace.hopper@navy.tes") is None
+
+
+def test_a_deactivated_account_is_refused_with_the_right_password(db_session):
+    user = make_user(is_active=False)
+    assert services.authenticate(user.email, PASSWORD) is None
+    assert user.last_login_at is None
+
+
+def test_a_sign_in_is_recorded_as_the_last_login(db_session):
+    user = make_user()
+    before = utcnow()
+    assert services.authenticate(user.email.upper(), PASSWORD) is user
+    assert before <= user.last_login_at <= utcnow()
+
+
+def test_reset_password_spends_the_link_clears_failures_and_audits_the_sessions_ended(db_session, mailbox):
+    user = make_user(failed_login_count=3)
+    start_session(user, None, None)
+    start_session(user, None, None)
+    raw = issue_token(user, PASSWORD_RESET)
+    db_session.commit()
+    assert services.reset_password(raw, "a brand new passphrase") is user
+    assert user.failed_login_count == 0
+    assert audit_of(db_session, user, "password.reset") == [{"sessions_revoked": 2}]
+    assert [message["Subject"] for message in mailbox] == ["Your Minion Console password was changed"]
+    assert services.reset_password(raw, "another new passphrase") is None, "a link works once"
+
+
+def test_verifying_again_keeps_the_first_verification_time(db_session):
+    first = utcnow() - timedelta(days=3)
+    user = make_user(email_verified_at=first)
+    raw = issue_token(user, EMAIL_VERIFICATION)
+    assert services.verify_email(raw) is user
+    assert user.email_verified_at == first
+    assert audit_of(db_session, user, "email.verify") == [{"email": user.email}]
+    assert db_session.scalar(select(AuditEvent.actor_id).where(AuditEvent.action == "email.verify")) == user.id
+
+
+def test_verifying_an_unverified_address_stamps_it_now(db_session):
+    user = make_user(email_verified_at=None)
+    before = utcnow()
+    assert services.verify_email(issue_token(user, EMAIL_VERIFICATION)) is user
+    assert before <= user.email_verified_at <= utcnow()
+    assert services.verify_email("not-a-token") is None
+
+
+def test_a_reset_request_mails_only_an_active_account(db_session, mailbox):
+    active, inactive = make_user(), make_user(is_active=False)
+    for email in (inactive.email, "nobody@example.test", f"  {active.email.upper()} "):
+        services.request_password_reset(email)
+    assert [message["To"] for message in mailbox] == [active.email]
+    assert audit_of(db_session, active, "password_reset.issue") == [{"issued_by": "self"}]
+
+
+def test_active_sessions_leave_out_ended_and_expired_ones_and_put_the_latest_first(db_session):
+    user = make_user()
+    for _ in range(4):
+        start_session(user, None, None)
+    db_session.flush()
+    older, latest, ended, expired = db_session.scalars(
+        select(UserSession).where(UserSession.user_id == user.id).order_by(UserSession.id)).all()
+    older.last_seen_at = utcnow() - timedelta(hours=2)
+    latest.last_seen_at = utcnow() - timedelta(minutes=1)
+    ended.is_active = False
+    expired.expires_at = utcnow() - timedelta(seconds=1)
+    db_session.flush()
+    assert services.active_sessions(user) == [latest, older]
+
+
+def test_revoking_a_session_that_is_not_the_users_changes_nothing(db_session):
+    user, other = make_user(), make_user()
+    start_session(other, None, None)
+    db_session.flush()
+    theirs = db_session.scalar(select(UserSession).where(UserSession.user_id == other.id))
+    assert services.revoke_session(user, theirs.id, actor=user) is False
+    db_session.expire_all()
+    assert theirs.is_active and audit_of(db_session, user, "session.revoke") == []
+    assert services.revoke_session(other, theirs.id, actor=other) is True
+    assert audit_of(db_session, other, "session.revoke") == [{"session_id": theirs.id}]
+    assert services.revoke_session(other, theirs.id, actor=other) is False, "already ended"
+
+
+def test_unlock_clears_the_lock_and_the_failed_count(db_session):
+    staff, user = make_user("support"), make_user(failed_login_count=4)
+    assert services.lock_account(user, staff) == 0
+    assert services.is_staff_locked(user) and services.is_locked(user)
+    services.unlock_account(user, staff)
+    assert (user.locked_until, user.failed_login_count) == (None, 0)
+    assert not services.is_locked(user)
+
+
+def test_a_temporary_lock_is_not_a_staff_lock(db_session):
+    user = make_user(locked_until=utcnow() + timedelta(minutes=5))
+    assert services.is_locked(user) and not services.is_staff_locked(user)
+    user.locked_until = utcnow() - timedelta(seconds=1)
+    assert not services.is_locked(user)
+
+
+def test_change_password_with_a_wrong_current_one_changes_nothing(db_session, mailbox):
+    user = make_user()
+    start_session(user, None, None)
+    old_hash = user.password_hash
+    assert services.change_password(user, "not my password", "a brand new passphrase", None) is False
+    assert user.password_hash == old_hash and mailbox == []
+    assert db_session.scalar(select(UserSession.is_active).where(UserSession.user_id == user.id))

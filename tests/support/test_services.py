@@ -1,0 +1,36 @@
+"""The support console's reads and rules without HTTP."""
+from tests.factories import make_user
+from webapp.accounts.audit import record
+from webapp.support.services import audit_history, may_act_on, search_users
+
+
+def test_a_blank_search_lists_everyone_by_email_ignoring_case(db_session):
+    emails = ["b@example.test", "A@example.test", "c@example.test"]
+    for email in emails:
+        make_user(email=email)
+    found = [user.email for user in search_users("   ", 1, 100).items]
+    assert [email for email in found if email in emails] == ["A@example.test", "b@example.test", "c@example.test"]
+
+
+def test_search_matches_a_part_of_the_email_or_the_name_ignoring_case(db_session):
+    by_email = make_user(email="ada.lovelace@example.test", display_name="Countess")
+    by_name = make_user(email="x@example.test", display_name="Ada King")
+    make_user(email="grace@example.test", display_name="Grace")
+    assert [user.id for user in search_users(" ADA ", 1, 10).items] == [by_email.id, by_name.id]
+
+
+def test_staff_may_act_only_on_accounts_holding_no_permission_they_lack(db_session):
+    support, admin, user = make_user("support"), make_user("admin"), make_user()
+    assert may_act_on(support, user) and may_act_on(support, make_user("support"))
+    assert not may_act_on(support, admin)
+    assert may_act_on(admin, support)
+
+
+def test_history_holds_what_happened_to_the_account_and_what_its_owner_did_newest_first(db_session):
+    user, other = make_user(), make_user()
+    about = record("account.lock", user, {}, actor=other)
+    by = record("session.revoke", other, {}, actor=user)
+    record("account.lock", other, {}, actor=other)
+    db_session.flush()
+    events = audit_history(user, 1, 10).items
+    assert [event.id for event in events] == [by.id, about.id]

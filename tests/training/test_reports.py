@@ -1,0 +1,116 @@
+"""Runner reports parsed and applied without HTTP, the metrics chart and the staff summary, with values written out."""
+from datetime import timedelta
+
+import pytest
+
+from tests.factories import make_training_job, make_user
+from webapp.db import utcnow
+from webapp.extensions import db
+from webapp.training.models import TrainingJobEvent
+from webapp.training.services import (
+    InvalidReport, Report, apply_report, create_runner, metric_chart, parse_report, retried_name, staff_summary,
+    transition,
+)
+
+
+def test_a_full_report_is_parsed_into_typed_values():
+    report = parse_report({
+        "status": "running", "progress": 1, "metrics": {"loss": 2},
+        "events": [{"message": "  Step 1  ", "progress": 0, "metrics": {"loss": 2.5}}, {"message": "x", "level": "error"}],
+        "output_model_version": {"version": "v2", "artifact_uri": "s3://m/v2", "metrics": {"acc": 0.9}},
+    })
+    assert report == Report(
+        status="running", progress=1.0, metrics={"loss": 2},
+        events=[{"level": "info", "message": "Step 1", "progress": 0.0, "metrics": {"loss": 2.5}},
+                {"level": "error", "message": "x", "progress": None, "metrics": {}}],
+        error=None, output_version={"version": "v2", "artifact_uri": "s3://m/v2", "metrics": {"acc": 0.9}},
+    )
+    assert isinstance(report.progress, float)
+
+
+def test_an_empty_report_changes_nothing():
+    assert parse_report({}) == Report(None, None, {}, [], None, {"metrics": {}})
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("text", "The body must be a JSON object."),
+    ({"b": 1, "a": 2}, "Unknown fields: a, b."),
+    ({"status": "done"}, "status must be one of queued, running, succeeded, failed, canceled."),
+    ({"events": "x"}, "events must be a list."),
+    ({"events": ["x"]}, "events[0] needs a non-empty message."),
+    ({"events": [{"message": 5}]}, "events[0] needs a non-empty message."),
+    ({"error": 3}, "error must be a string."),
+    ({"progress": -0.1}, "progress must be a number from 0 to 1."),
+    ({"progress": 1.01}, "progress must be a number from 0 to 1."),
+    ({"metrics": {"ok": 1, "flag": True}}, "metrics must be an object of numbers."),
+    ({"events": [{"message": "ok"}, {"message": "   "}]}, "events[1] needs a non-empty message."),
+    ({"events": [{"message": "ok", "level": "loud"}]}, "events[0].level must be one of debug, info, warning, error."),
+    ({"events": [{"message": "ok", "progress": 2}]}, "events[0].progress must be a number from 0 to 1."),
+    ({"events": [{"message": "ok", "metrics": {"x": "1"}}]}, "events[0].metrics must be an object of numbers."),
+    ({"output_model_version": {"artifact_uri": 1}}, "output_model_version must be an object with string version"),
+    ({"output_model_version": {"metrics": {"a": "b"}}}, "output metrics must be an object of numbers."),
+])
+def test_each_malformed_field_is_named_in_the_refusal(body, message):
+    with pytest.raises(InvalidReport) as refusal:
+        parse_report(body)
+    assert str(refusal.value).startswith(message) and refusal.value.status == 422
+
+
+def test_finishing_stamps_progress_and_the_default_error_message(db_session):
+    succeeded, failed, explained = (make_training_job(make_user(), status="running") for _ in range(3))
+    transition(succeeded, "succeeded")
+    transition(failed, "failed")
+    transition(explained, "failed", "CUDA out of memory")
+    assert succeeded.progress == 1.0 and succeeded.error_message is None
+    assert failed.error_message == "The runner reported a failure without a message."
+    assert explained.error_message == "CUDA out of memory"
+    with pytest.raises(InvalidReport, match="Unknown status 'paused'"):
+        transition(make_training_job(make_user()), "paused")
+
+
+def test_a_retry_is_named_once():
+    assert retried_name("Poetry v4") == "Poetry v4 (retry)"
+    assert retried_name("Poetry v4 (retry)") == "Poetry v4 (retry)"
+
+
+def test_the_chart_scales_each_numeric_metric_into_its_own_line(db_session):
+    job = make_training_job(make_user(), status="running")
+    for metrics in ({"loss": 2.0, "step": 1}, {}, {"loss": 1.0, "acc": 0.5, "note": "x"}, {"loss": 0.0, "acc": 0.5}):
+        db.session.add(TrainingJobEvent(training_job_id=job.id, message="m", metrics=metrics))
+    db.session.flush()
+    chart = metric_chart(job)
+    assert (chart.width, chart.height, chart.samples) == (600, 200, 3)
+    series = {line["name"]: line for line in chart.series}
+    assert sorted(series) == ["acc", "loss"], "text values and the step counter are not plotted"
+    assert series["loss"]["points"] == "12.0,12.0 300.0,100.0 588.0,188.0"
+    assert (series["loss"]["last"], series["loss"]["low"], series["loss"]["high"]) == (0.0, 0.0, 2.0)
+    assert series["acc"]["points"] == "300.0,188.0 588.0,188.0", "a flat line sits on the baseline"
+
+
+def test_the_staff_summary_counts_the_last_day_only(db_session):
+    before = staff_summary()
+    assert (before.finished_last_day, before.failure_rate, before.oldest_queued_at) == (0, None, None)
+    owner = make_user()
+    make_training_job(owner, status="failed")
+    make_training_job(owner, status="succeeded")
+    make_training_job(owner, status="succeeded")
+    old = make_training_job(owner, status="failed")
+    old.finished_at = utcnow() - timedelta(hours=25)
+    queued = make_training_job(owner, status="queued")
+    db.session.flush()
+    summary = staff_summary()
+    assert summary.finished_last_day == before.finished_last_day + 3
+    assert summary.counts["failed"] == before.counts["failed"] + 2
+    assert summary.failure_rate == pytest.approx(1 / 3)
+    assert summary.oldest_queued_at <= queued.created_at
+    assert timedelta(0) <= summary.oldest_queued_age
+
+
+def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_session):
+    job = make_training_job(make_user(), status="running", progress=0.4)
+    runner, _token = create_runner("finisher")
+    apply_report(job, runner, parse_report({"status": "succeeded", "progress": 0.3}))
+    assert (job.status, job.progress) == ("succeeded", 1.0)
+    running = make_training_job(make_user(), status="running", progress=0.4)
+    apply_report(running, runner, parse_report({"progress": 0.3}))
+    assert running.progress == 0.3, "a running job takes the progress it reports, even backwards"
