@@ -8,9 +8,12 @@ from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJobEvent
 from webapp.training.services import (
-    InvalidReport, Report, apply_report, create_runner, metric_chart, parse_report, retried_name, staff_summary,
-    transition,
+    InvalidReport, Report, ReportLimits, apply_report, create_runner, metric_chart, parse_report, retried_name,
+    staff_summary, transition,
 )
+
+# The defaults the README documents, written out so the tests need no app.
+LIMITS = ReportLimits(events=1000, message_length=4000, metric_keys=100, metric_key_length=100, stored_metrics=200)
 
 
 def test_a_full_report_is_parsed_into_typed_values():
@@ -18,7 +21,7 @@ def test_a_full_report_is_parsed_into_typed_values():
         "status": "running", "progress": 1, "metrics": {"loss": 2},
         "events": [{"message": "  Step 1  ", "progress": 0, "metrics": {"loss": 2.5}}, {"message": "x", "level": "error"}],
         "output_model_version": {"version": "v2", "artifact_uri": "s3://m/v2", "metrics": {"acc": 0.9}},
-    })
+    }, LIMITS)
     assert report == Report(
         status="running", progress=1.0, metrics={"loss": 2},
         events=[{"level": "info", "message": "Step 1", "progress": 0.0, "metrics": {"loss": 2.5}},
@@ -29,7 +32,7 @@ def test_a_full_report_is_parsed_into_typed_values():
 
 
 def test_an_empty_report_changes_nothing():
-    assert parse_report({}) == Report(None, None, {}, [], None, {"metrics": {}})
+    assert parse_report({}, LIMITS) == Report(None, None, {}, [], None, {"version": None, "artifact_uri": None, "metrics": {}})
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -37,22 +40,22 @@ def test_an_empty_report_changes_nothing():
     ({"b": 1, "a": 2}, "Unknown fields: a, b."),
     ({"status": "done"}, "status must be one of queued, running, succeeded, failed, canceled."),
     ({"events": "x"}, "events must be a list."),
-    ({"events": ["x"]}, "events[0] needs a non-empty message."),
-    ({"events": [{"message": 5}]}, "events[0] needs a non-empty message."),
+    ({"events": ["x"]}, "events[0] must be an object with a message."),
+    ({"events": [{"message": 5}]}, "events[0].message must be a non-empty string."),
     ({"error": 3}, "error must be a string."),
     ({"progress": -0.1}, "progress must be a number from 0 to 1."),
     ({"progress": 1.01}, "progress must be a number from 0 to 1."),
-    ({"metrics": {"ok": 1, "flag": True}}, "metrics must be an object of numbers."),
-    ({"events": [{"message": "ok"}, {"message": "   "}]}, "events[1] needs a non-empty message."),
+    ({"metrics": {"ok": 1, "flag": True}}, "metrics must be an object of finite numbers."),
+    ({"events": [{"message": "ok"}, {"message": "   "}]}, "events[1].message must be a non-empty string."),
     ({"events": [{"message": "ok", "level": "loud"}]}, "events[0].level must be one of debug, info, warning, error."),
     ({"events": [{"message": "ok", "progress": 2}]}, "events[0].progress must be a number from 0 to 1."),
-    ({"events": [{"message": "ok", "metrics": {"x": "1"}}]}, "events[0].metrics must be an object of numbers."),
-    ({"output_model_version": {"artifact_uri": 1}}, "output_model_version must be an object with string version"),
-    ({"output_model_version": {"metrics": {"a": "b"}}}, "output metrics must be an object of numbers."),
+    ({"events": [{"message": "ok", "metrics": {"x": "1"}}]}, "events[0].metrics must be an object of finite numbers."),
+    ({"output_model_version": {"artifact_uri": 1}}, "output_model_version.artifact_uri must be a string."),
+    ({"output_model_version": {"metrics": {"a": "b"}}}, "output metrics must be an object of finite numbers."),
 ])
 def test_each_malformed_field_is_named_in_the_refusal(body, message):
     with pytest.raises(InvalidReport) as refusal:
-        parse_report(body)
+        parse_report(body, LIMITS)
     assert str(refusal.value).startswith(message) and refusal.value.status == 422
 
 
@@ -109,8 +112,8 @@ def test_the_staff_summary_counts_the_last_day_only(db_session):
 def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_session):
     job = make_training_job(make_user(), status="running", progress=0.4)
     runner, _token = create_runner("finisher")
-    apply_report(job, runner, parse_report({"status": "succeeded", "progress": 0.3}))
+    apply_report(job, runner, parse_report({"status": "succeeded", "progress": 0.3}, LIMITS), LIMITS)
     assert (job.status, job.progress) == ("succeeded", 1.0)
     running = make_training_job(make_user(), status="running", progress=0.4)
-    apply_report(running, runner, parse_report({"progress": 0.3}))
+    apply_report(running, runner, parse_report({"progress": 0.3}, LIMITS), LIMITS)
     assert running.progress == 0.3, "a running job takes the progress it reports, even backwards"

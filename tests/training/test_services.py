@@ -8,8 +8,11 @@ from webapp.datasets.models import Dataset
 from webapp.training.models import TrainingJob, TrainingJobDataset
 from webapp.training.services import (
     TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, create_runner, job_for,
-    job_list_statement, parse_report, retry_job, transition,
+    job_list_statement, parse_report, ReportLimits, retry_job, transition,
 )
+
+# The defaults the README documents, written out so the tests need no app.
+LIMITS = ReportLimits(events=1000, message_length=4000, metric_keys=100, metric_key_length=100, stored_metrics=200)
 
 LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in targets]
 # Self-transitions (running -> running, queued -> queued) included: the machine refuses them too.
@@ -48,7 +51,7 @@ def test_self_transitions_are_among_the_refused():
 def test_a_runner_repeating_the_current_status_changes_nothing_but_progress(db_session, status):
     job = make_training_job(make_user(), status=status)
     started_at, runner = job.started_at, create_runner("repeater")[0]
-    assert apply_report(job, runner, parse_report({"status": status, "progress": 0.5})) is None
+    assert apply_report(job, runner, parse_report({"status": status, "progress": 0.5}, LIMITS), LIMITS) is None
     assert (job.status, job.started_at, job.progress) == (status, started_at, 0.5)
     assert db_session.scalar(select(func.count(AuditEvent.id)).where(
         AuditEvent.action == "training_job.report", AuditEvent.object_id == job.id)) == 0
