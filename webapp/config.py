@@ -93,4 +93,10 @@ def from_environment(instance_path: str) -> dict:
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),
         "QUERY_COUNT_HEADER": _bool("QUERY_COUNT_HEADER", False),
+        # External jobs: each request to a provider's fine-tuning API gives up after this many seconds;
+        # a worker polls the provider's job every EXTERNAL_JOB_POLL_SECONDS and fails it after this many
+        # failed polls in a row.
+        "PROVIDER_API_TIMEOUT_SECONDS": float(env("PROVIDER_API_TIMEOUT_SECONDS", 60)),
+        "EXTERNAL_JOB_POLL_SECONDS": float(env("EXTERNAL_JOB_POLL_SECONDS", 15)),
+        "EXTERNAL_JOB_MAX_POLL_FAILURES": _int("EXTERNAL_JOB_MAX_POLL_FAILURES", 5),
     }

@@ -8,7 +8,7 @@ from sqlalchemy import CheckConstraint, Float, Index, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.datasets.models import Dataset
-from webapp.db import TimestampMixin, choice_check, fk, trigram_index
+from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
 
 JOB_TYPES = ("internal", "external")
@@ -48,6 +48,9 @@ class TrainingJob(TimestampMixin, db.Model):
     job_type: Mapped[str] = mapped_column(String(16), default="internal", server_default="internal")
     provider_id: Mapped[int | None] = mapped_column(fk("providers.id", "RESTRICT"), index=True)
     external_job_id: Mapped[str | None] = mapped_column(String(120))
+    # The newest provider event already mirrored into the event log, so a poll (or a worker taking
+    # the job over) mirrors only what is newer.
+    external_events_cursor: Mapped[str | None] = mapped_column(String(120))
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -135,6 +138,34 @@ class JobRunner(TimestampMixin, db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     last_seen_at: Mapped[datetime | None]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingWorker(TimestampMixin, db.Model):
+    """A Celery worker process as it last reported itself: the staff workers page reads these rows.
+
+    Each worker writes its own row (webapp.training.workers): on start, every heartbeat, after
+    each task and on a clean stop. A worker that stopped without a word shows as stale.
+    """
+
+    __tablename__ = "training_workers"
+    __table_args__ = (
+        non_negative("processed"),
+        non_negative("failed"),
+        Index("ix_training_workers_heartbeat_at", "heartbeat_at"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # Celery's node name, e.g. celery@host
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int | None]
+    queues: Mapped[list[Any]] = mapped_column(default=list)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
+    processed: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __str__(self) -> str:
         return self.name
