@@ -41,12 +41,14 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     from webapp import diagnostics, htmx, navigation, security
     from webapp.accounts import access
+    from webapp.celery_app import celery_init_app
 
     access.init_app(app)
     security.init_app(app)
     htmx.init_app(app)
     navigation.init_app(app)
     diagnostics.init_app(app)
+    celery_init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

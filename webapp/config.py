@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from webapp.celery_app import broker_url
+
 
 def database_url(raw: str | None, instance_path: str) -> str:
     """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
@@ -37,6 +39,10 @@ def _bool(name: str, default: bool) -> bool:
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
 
 
 def trusted_hosts(raw: str | None, base_url: str) -> list[str]:
@@ -89,6 +95,21 @@ def from_environment(instance_path: str) -> dict:
         "DATASET_MAX_ROW_CHARS": _int("DATASET_MAX_ROW_CHARS", 32_000),
         # The plan a new account starts on, and whose quotas hold a user without a live subscription.
         "SIGNUP_PLAN": env("SIGNUP_PLAN", "free"),
+        # Celery: RabbitMQ (amqp://...) or Redis (redis://...) in production; by default the serverless
+        # embedded broker, kombu's filesystem transport in the instance folder (why: webapp/celery_app.py).
+        "CELERY_BROKER_URL": broker_url(env("CELERY_BROKER_URL")),
+        # The job engine's clock: a worker heartbeats its job every JOB_HEARTBEAT_SECONDS; one not
+        # heard for JOB_LEASE_SECONDS is lost. The sweeper runs every JOB_SWEEP_SECONDS and dispatches
+        # again a queued job no worker claimed within JOB_DISPATCH_TIMEOUT_SECONDS.
+        "JOB_HEARTBEAT_SECONDS": _float("JOB_HEARTBEAT_SECONDS", 10),
+        "JOB_LEASE_SECONDS": _float("JOB_LEASE_SECONDS", 60),
+        "JOB_SWEEP_SECONDS": _float("JOB_SWEEP_SECONDS", 30),
+        "JOB_DISPATCH_TIMEOUT_SECONDS": _float("JOB_DISPATCH_TIMEOUT_SECONDS", 120),
+        # Claims a job may use: 2 is one retry after a lost worker.
+        "JOB_MAX_ATTEMPTS": _int("JOB_MAX_ATTEMPTS", 2),
+        "BILLING_ROLL_SECONDS": _float("BILLING_ROLL_SECONDS", 3600),
+        # minion-console starts a Celery worker and beat beside the web server unless this is off.
+        "EMBEDDED_WORKER": _bool("EMBEDDED_WORKER", True),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),

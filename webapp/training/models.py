@@ -37,6 +37,10 @@ class TrainingJob(TimestampMixin, db.Model):
         Index("ix_training_jobs_created_at_id", "created_at", "id"),
         # The staff summary's "finished in the last 24 hours" reads only that day.
         Index("ix_training_jobs_finished_at", "finished_at"),
+        # The sweeper: queued jobs nobody claimed since their dispatch, running jobs whose worker went quiet.
+        Index("ix_training_jobs_status_dispatched_at", "status", "dispatched_at"),
+        Index("ix_training_jobs_status_heartbeat_at", "status", "heartbeat_at"),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts_range"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
@@ -61,6 +65,13 @@ class TrainingJob(TimestampMixin, db.Model):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     retry_of_id: Mapped[int | None] = mapped_column(fk("training_jobs.id", "SET NULL"), index=True)
+    # The lease: who runs the job (a Celery worker's host name, or "runner:<name>"), when it was last
+    # heard from, how often it was claimed, and how many claims a lost worker may cost before it fails.
+    worker_name: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(default=2, server_default="2")
 
     user = relationship("User", foreign_keys=[user_id])
     minion = relationship("Minion", foreign_keys=[minion_id])

@@ -1,17 +1,24 @@
 """Training jobs: the one status state machine, scoped look-ups, the list, actions and runner reports."""
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import joinedload, selectinload
+from flask import current_app
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, UsageRecord, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.mail import absolute_url, send_mail
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
 from webapp.providers.models import ModelVersion
@@ -24,7 +31,8 @@ from webapp.training.models import (
 # The job state machine: every status change goes through ``transition``.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "canceled", "failed"}),
-    "running": frozenset({"succeeded", "failed", "canceled"}),
+    # running -> queued: a lost worker's job goes back to the queue for another attempt.
+    "running": frozenset({"succeeded", "failed", "canceled", "queued"}),
     "succeeded": frozenset(),
     "failed": frozenset(),
     "canceled": frozenset(),
@@ -221,7 +229,21 @@ def transition(job: TrainingJob, target: str, error_message: str | None = None) 
         job.progress = 1.0
     if target == "failed":
         job.error_message = error_message or "The runner reported a failure without a message."
+    if target == "queued":
+        job.worker_name, job.heartbeat_at, job.progress = None, None, 0.0
+    if previous == "running" and target in FINISHED_STATUSES:
+        record_training_minutes(job, now)
     return previous
+
+
+def record_training_minutes(job: TrainingJob, now: datetime) -> None:
+    """Meter the minutes the job ran (started, rounded up) against its owner's training_minutes."""
+    minutes = math.ceil((now - job.started_at).total_seconds() / 60) if job.started_at else 0
+    subscription_id = db.session.scalar(
+        select(UserSubscription.id).where(UserSubscription.user_id == job.user_id,
+                                          UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES)).limit(1))
+    db.session.add(UsageRecord(user_id=job.user_id, subscription_id=subscription_id, model_id=job.base_model_id,
+                               metric="training_minutes", quantity=max(minutes, 1), occurred_at=now))
 
 
 def cancel_job(job: TrainingJob, actor: User) -> None:
@@ -249,13 +271,14 @@ def retry_job(job: TrainingJob, actor: User) -> tuple[TrainingJob, bool]:
         user_id=job.user_id, minion_id=job.minion_id, base_model_id=job.base_model_id,
         job_type=job.job_type, provider_id=job.provider_id, name=retried_name(job.name),
         hyperparameters=dict(job.hyperparameters), status="queued", progress=0.0,
-        queued_at=now, retry_of_id=job.id,
+        queued_at=now, retry_of_id=job.id, max_attempts=job.max_attempts,
         datasets=[TrainingJobDataset(dataset_id=link.dataset_id, split=link.split) for link in job.datasets],
     )
     db.session.add(retry)
     job.updated_at = now
     db.session.flush()
     db.session.add(TrainingJobEvent(training_job_id=retry.id, message=f"Queued as a retry of job #{job.id}"))
+    dispatch(retry)
     record("training_job.retry", job, {"retry_id": retry.id}, actor=actor)
     return retry, True
 
@@ -396,6 +419,7 @@ def complete_job(job: TrainingJob, report: Report) -> None:
         model_id=model_id, version=version_name, training_job_id=job.id,
         parent_version_id=minion.model_version_id if minion else None,
         artifact_uri=report.output_version.get("artifact_uri"),
+        external_model_id=report.output_version.get("external_model_id"),
         metrics=report.output_version["metrics"] or dict(job.metrics), created_by_id=job.user_id,
     )
     db.session.add(version)
@@ -408,3 +432,255 @@ def complete_job(job: TrainingJob, report: Report) -> None:
 
 def is_active(job: TrainingJob) -> bool:
     return job.status in ACTIVE_JOB_STATUSES
+
+
+# --- the engine: dispatch, claim, lease, progress, finish, sweep ------------------------------
+#
+# A job row is committed first and dispatched after the commit (``dispatch`` only notes the id;
+# the session's after_commit hook sends it). Whoever claims a queued job first runs it: the claim
+# is one conditional UPDATE, so a job dispatched twice, or claimed by a worker and a runner at
+# once, runs once. The claimer then heartbeats; the sweeper queues again, or fails, a job whose
+# claimer went quiet, and dispatches again a queued job nobody claimed.
+
+RUN_TASK = "webapp.training.tasks.run_training_job"
+PENDING_DISPATCH = "training_jobs_to_dispatch"
+log = logging.getLogger(__name__)
+
+
+def dispatch(job: TrainingJob) -> None:
+    """Send ``job`` to the workers once the current transaction commits (never before: a worker must find it)."""
+    job.dispatched_at = utcnow()
+    db.session.info.setdefault(PENDING_DISPATCH, set()).add(job.id)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _send_dispatched(session: Session) -> None:
+    job_ids = session.info.pop(PENDING_DISPATCH, set())
+    if not job_ids:
+        return
+    celery = current_app.extensions["celery"]
+    for job_id in sorted(job_ids):
+        try:
+            celery.send_task(RUN_TASK, args=[job_id], retry=False)
+        except Exception:  # the broker is down: the job stays queued and the sweeper dispatches it again
+            log.warning("could not dispatch job %s; the sweeper will try again", job_id, exc_info=True)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_dispatched(session: Session) -> None:
+    session.info.pop(PENDING_DISPATCH, None)
+
+
+def claim_job(job_id: int, worker_name: str) -> int | None:
+    """Claim queued job ``job_id`` for ``worker_name`` (queued -> running, atomically); its attempt number, or None.
+
+    The state machine's queued -> running transition, done as one conditional UPDATE so that
+    of two claimers exactly one changes the row. lock_version moves too, so an edit read
+    before the claim fails instead of overwriting it.
+    """
+    now = utcnow()
+    jobs = TrainingJob.__table__.c
+    claimed = db.session.execute(
+        update(TrainingJob.__table__)
+        .where(jobs.id == job_id, jobs.status == "queued")
+        .values(status="running", started_at=now, worker_name=worker_name, heartbeat_at=now,
+                attempts=jobs.attempts + 1, lock_version=jobs.lock_version + 1, updated_at=now)
+    ).rowcount
+    if not claimed:
+        return None
+    attempts, max_attempts = db.session.execute(
+        select(TrainingJob.attempts, TrainingJob.max_attempts).where(TrainingJob.id == job_id)).one()
+    db.session.add(TrainingJobEvent(training_job_id=job_id, progress=0.0,
+                                    message=f"Started on {worker_name} (attempt {attempts} of {max_attempts})"))
+    return attempts
+
+
+def claim_next_job(job_types: list[str], worker_name: str) -> TrainingJob | None:
+    """The oldest queued job of one of ``job_types``, claimed for ``worker_name``; None when there is none."""
+    candidates = (select(TrainingJob.id)
+                  .where(TrainingJob.status == "queued", TrainingJob.job_type.in_(job_types))
+                  .order_by(TrainingJob.queued_at, TrainingJob.id).limit(CLAIM_CANDIDATES))
+    if db.session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    for job_id in db.session.scalars(candidates).all():
+        if claim_job(job_id, worker_name) is not None:
+            db.session.flush()
+            return db.session.get(TrainingJob, job_id, populate_existing=True)
+    return None
+
+
+CLAIM_CANDIDATES = 20
+
+
+def job_type_of(job_id: int) -> str:
+    return db.session.scalar(select(TrainingJob.job_type).where(TrainingJob.id == job_id))
+
+
+def heartbeat(job_id: int, worker_name: str, attempt: int) -> bool:
+    """Note that ``worker_name`` still runs the job; False when the job is no longer its own.
+
+    No lock_version bump: a heartbeat must never make a cancel in the console fail.
+    """
+    jobs = TrainingJob.__table__.c
+    return bool(db.session.execute(
+        update(TrainingJob.__table__)
+        .where(jobs.id == job_id, jobs.status == "running", jobs.worker_name == worker_name,
+               jobs.attempts == attempt)
+        .values(heartbeat_at=utcnow())
+    ).rowcount)
+
+
+def lease_state(job_id: int, worker_name: str, attempt: int) -> str | None:
+    """The job's status when ``worker_name`` still holds this attempt of it, else None."""
+    return db.session.scalar(
+        select(TrainingJob.status).where(TrainingJob.id == job_id, TrainingJob.worker_name == worker_name,
+                                         TrainingJob.attempts == attempt))
+
+
+def record_progress(job: TrainingJob, *, progress: float | None, message: str | None, level: str,
+                    metrics: dict[str, float]) -> None:
+    """A running job's progress, metrics and log line, as a runner's report records them."""
+    if job.status != "running":
+        raise IllegalTransition(job, "updated")
+    if progress is not None:
+        job.progress = min(max(progress, 0.0), 1.0)
+    if metrics:
+        job.metrics = {**job.metrics, **metrics}
+    if message or metrics:
+        db.session.add(TrainingJobEvent(training_job_id=job.id, level=level, message=message or "Metrics",
+                                        progress=job.progress, metrics=metrics))
+
+
+def finish_held_job(ctx, status: str, error: str | None = None, outcome=None) -> str:
+    """End the job ``ctx`` holds as ``status`` (succeeded with ``outcome``, failed with ``error``, canceled); commit.
+
+    Nothing is written when the job is no longer this worker's (the sweeper moved it on).
+    The owner gets a mail when it succeeded or failed.
+    """
+    for _ in range(3):
+        db.session.expire_all()
+        job = db.session.get(TrainingJob, ctx.job_id)
+        if job is None or job.worker_name != ctx.worker_name or job.attempts != ctx.attempt:
+            return "lease lost before the end"
+        try:
+            if status == "canceled":
+                if job.status == "running":
+                    transition(job, "canceled")
+                db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning", progress=job.progress,
+                                                message=f"Stopped on {ctx.worker_name} after the cancel"))
+            elif job.status != "running":
+                return f"already {job.status}"
+            elif status == "failed":
+                fail(job, error)
+            else:
+                succeed(job, outcome)
+            db.session.commit()
+        except StaleDataError:
+            db.session.rollback()
+            continue
+        if job.status in ("succeeded", "failed"):
+            notify_owner(job)
+        return job.status
+    return "gave up: the job kept changing"
+
+
+def succeed(job: TrainingJob, outcome) -> None:
+    """running -> succeeded with the trainer's outcome: metrics, the new model version, the minion's XP."""
+    transition(job, "succeeded")
+    job.metrics = {**job.metrics, **outcome.metrics}
+    complete_job(job, Report(
+        status="succeeded", progress=1.0, metrics=outcome.metrics, events=[], error=None,
+        output_version={"artifact_uri": outcome.artifact_uri, "external_model_id": outcome.external_model_id,
+                        "metrics": dict(outcome.metrics)},
+    ))
+    summary = ", ".join(f"{name} {value:.4g}" for name, value in sorted(outcome.metrics.items()))
+    db.session.add(TrainingJobEvent(training_job_id=job.id, progress=1.0, metrics={},
+                                    message=f"Succeeded: version {job.output_model_version.version}"
+                                            + (f" ({summary})" if summary else "")))
+
+
+def fail(job: TrainingJob, error: str | None) -> None:
+    transition(job, "failed", error)
+    db.session.add(TrainingJobEvent(training_job_id=job.id, level="error", message=job.error_message,
+                                    progress=job.progress))
+
+
+def notify_owner(job: TrainingJob) -> None:
+    """Mail the owner that ``job`` succeeded or failed, with a link to it; a mail problem is only logged."""
+    try:
+        send_mail(job.user.email, f"Training job #{job.id} {job.status}: {job.name}", "job_finished",
+                  user=job.user, job=job, link=absolute_url("training.job_detail", job_id=job.id))
+    except Exception:
+        log.exception("could not mail the owner of job %s", job.id)
+
+
+@dataclass
+class SweepSummary:
+    dispatched_again: int = 0
+    queued_again: int = 0
+    failed_lost: int = 0
+
+
+def sweep(now: datetime | None = None) -> SweepSummary:
+    """Dispatch again queued jobs nobody claimed in time; queue again or fail jobs whose worker went quiet.
+
+    Commits job by job, so one job written meanwhile by its worker is skipped, not the whole sweep.
+    """
+    config = current_app.config
+    now = now or utcnow()
+    summary = SweepSummary()
+    unclaimed_since = now - timedelta(seconds=config["JOB_DISPATCH_TIMEOUT_SECONDS"])
+    unclaimed = db.session.scalars(
+        select(TrainingJob).where(TrainingJob.status == "queued", or_(
+            TrainingJob.dispatched_at.is_(None), TrainingJob.dispatched_at < unclaimed_since))
+        .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
+    for job in unclaimed:
+        if commit_or_skip(lambda job=job: dispatch_again(job)):
+            summary.dispatched_again += 1
+    quiet_since = now - timedelta(seconds=config["JOB_LEASE_SECONDS"])
+    lost = db.session.scalars(
+        select(TrainingJob).options(joinedload(TrainingJob.user))
+        .where(TrainingJob.status == "running", TrainingJob.heartbeat_at < quiet_since)
+        .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
+    for job in lost:
+        if commit_or_skip(lambda job=job: release_lost(job)):
+            if job.status == "queued":
+                summary.queued_again += 1
+            else:
+                summary.failed_lost += 1
+                notify_owner(job)
+    return summary
+
+
+SWEEP_BATCH = 200
+
+
+def commit_or_skip(change) -> bool:
+    try:
+        change()
+        db.session.commit()
+        return True
+    except StaleDataError:
+        db.session.rollback()
+        return False
+
+
+def dispatch_again(job: TrainingJob) -> None:
+    if job.dispatched_at is not None:
+        db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning",
+                                        message="No worker claimed the job in time; dispatched again"))
+    dispatch(job)
+
+
+def release_lost(job: TrainingJob) -> None:
+    """A running job whose worker stopped heartbeating: queued for another attempt, or failed as "worker lost"."""
+    lost = (f"Worker lost: {job.worker_name or 'its worker'} stopped heartbeating "
+            f"(last heard {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)")
+    if job.attempts < job.max_attempts:
+        transition(job, "queued")
+        db.session.add(TrainingJobEvent(
+            training_job_id=job.id, level="warning", progress=0.0,
+            message=f"{lost}; queued again for attempt {job.attempts + 1} of {job.max_attempts}"))
+        dispatch(job)
+    else:
+        fail(job, f"{lost}, after {job.attempts} of {job.max_attempts} attempts.")
