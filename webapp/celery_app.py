@@ -78,4 +78,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_config(app))
     app.extensions["celery"] = celery
+    # Worker signal handlers (the worker registry of webapp.training.workers) run outside any task.
+    celery.flask_app = app
     return celery

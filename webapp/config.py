@@ -117,7 +117,7 @@ def from_environment(instance_path: str) -> dict:
         # External jobs: each request to a provider's fine-tuning API gives up after this many seconds;
         # a worker polls the provider's job every EXTERNAL_JOB_POLL_SECONDS and fails it after this many
         # failed polls in a row.
-        "PROVIDER_API_TIMEOUT_SECONDS": float(env("PROVIDER_API_TIMEOUT_SECONDS", 60)),
-        "EXTERNAL_JOB_POLL_SECONDS": float(env("EXTERNAL_JOB_POLL_SECONDS", 15)),
+        "PROVIDER_API_TIMEOUT_SECONDS": _float("PROVIDER_API_TIMEOUT_SECONDS", 60),
+        "EXTERNAL_JOB_POLL_SECONDS": _float("EXTERNAL_JOB_POLL_SECONDS", 15),
         "EXTERNAL_JOB_MAX_POLL_FAILURES": _int("EXTERNAL_JOB_MAX_POLL_FAILURES", 5),
     }

@@ -1,7 +1,7 @@
 """External jobs and the workers page: the mirrored provider events' cursor, and the worker registry.
 
 Revision ID: 0008_external_jobs
-Revises: 0001_initial
+Revises: 0005_training_engine
 Create Date: 2026-12-01
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0008_external_jobs"
-down_revision = "0001_initial"
+down_revision = "0005_training_engine"
 branch_labels = None
 depends_on = None
 

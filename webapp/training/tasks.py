@@ -5,6 +5,7 @@ from celery import shared_task
 
 from webapp.extensions import db
 from webapp.training import services
+from webapp.training import workers  # noqa: F401  (its signal handlers keep the worker registry)
 from webapp.training.runtime import execute_job
 
 

@@ -1,6 +1,7 @@
 """The staff workers page's facts: each Celery worker's own row, the broker's queues, the oldest queued job.
 
-Workers keep their rows themselves (``connect_worker_registry``): a row on start, a heartbeat
+Workers keep their rows themselves, through the Celery signal handlers below (connected when
+a worker imports the training tasks, which import this module): a row on start, a heartbeat
 every JOB_HEARTBEAT_SECONDS from a thread of the worker's main process, a count after every
 task, a stop time on a clean shutdown. A worker not heard from for JOB_LEASE_SECONDS is stale,
 the same time after which its jobs count as lost.
@@ -169,11 +170,6 @@ def waiting_for_worker_since(job: TrainingJob, dispatch_timeout: timedelta) -> d
 
 
 # --- the wiring into Celery ---------------------------------------------------------------------
-
-
-def connect_worker_registry(celery: Celery, app: Flask) -> None:
-    """Make every worker of ``celery`` keep its training_workers row (called where Celery is built)."""
-    celery.flask_app = app
 
 
 class Heartbeats:
