@@ -11,6 +11,8 @@ def routes(world: World) -> list[Route]:
     failed = make_training_job(world.other, status="failed")
     return [
         Route("GET", "/jobs", "/jobs", same_for_signed_in("login", "ok")),
+        # Staff only (jobs.read_all): the workers and queues page.
+        Route("GET", "/jobs/workers", "/jobs/workers", {"anonymous": "login", "user": 403, "support": 403, "admin": "ok"}),
         Route("GET", "/jobs/<int:job_id>", f"/jobs/{running.id}", NOT_THEIRS),
         Route("GET", "/jobs/<int:job_id>/row", f"/jobs/{running.id}/row", NOT_THEIRS),
         Route("POST", "/jobs/<int:job_id>/cancel", f"/jobs/{running.id}/cancel", NOT_THEIRS),

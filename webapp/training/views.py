@@ -1,12 +1,14 @@
-"""Job monitoring pages: the list, a job's detail, its live row, cancel and retry."""
+"""Job monitoring pages: the list, a job's detail, its live row, cancel and retry; the staff workers page."""
 from __future__ import annotations
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from datetime import timedelta
+
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from webapp.accounts.access import login_required
+from webapp.accounts.access import login_required, permission_required
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
@@ -18,6 +20,7 @@ from webapp.training.services import (
     JobError, cancel_job, is_active, job_events, job_for, job_list_statement, metric_chart, retry_job,
     staff_summary,
 )
+from webapp.training.workers import waiting_for_worker_since, worker_board
 
 
 @bp.app_template_filter("duration")
@@ -34,6 +37,12 @@ def format_duration(delta) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+@bp.app_template_global("age")
+def age(moment):
+    """How long ago ``moment`` was, for the duration filter."""
+    return utcnow() - moment
 
 
 @bp.app_template_global("job_duration")
@@ -90,6 +99,8 @@ def job_detail(job_id: int):
         chart=metric_chart(job), active=is_active(job),
         can_manage=job.user_id == current_user.id or current_user.has_permission("jobs.manage"),
         retried_as=db.session.scalar(select(TrainingJob.id).where(TrainingJob.retry_of_id == job.id).limit(1)),
+        waiting_since=waiting_for_worker_since(
+            job, timedelta(seconds=current_app.config["JOB_DISPATCH_TIMEOUT_SECONDS"])),
     )
 
 
@@ -135,3 +146,12 @@ def navigate(url: str):
         response.headers["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+@bp.get("/jobs/workers")
+@permission_required("jobs.read_all")
+def worker_list():
+    """Staff: every worker from its heartbeats, the broker's queues and the oldest queued job; refreshes itself."""
+    config = current_app.config
+    board = worker_board(current_app.extensions["celery"], timedelta(seconds=config["JOB_LEASE_SECONDS"]))
+    return render_page_or_block("training/worker_list.html", "worker_board", board=board)

@@ -8,6 +8,7 @@ the same time after which its jobs count as lost.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -136,20 +137,31 @@ def oldest_queued_job() -> TrainingJob | None:
 
 
 def queue_depths(celery: Celery) -> tuple[list[QueueDepth], str | None]:
-    """Messages waiting and consumers per queue the app routes to, asked of the broker; or why not."""
+    """Messages waiting and consumers per queue the app routes to, asked of the broker; or why not.
+
+    A passive declare reads a queue without creating it; a queue nobody declared yet holds nothing.
+    """
     names = sorted(celery.amqp.queues) or [celery.conf.task_default_queue]
     try:
         with celery.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-            channel = connection.default_channel
-            depths = []
-            for name in names:
-                declared = channel.queue_declare(queue=name, passive=True)
-                depths.append(QueueDepth(name, declared.message_count, declared.consumer_count))
-            return depths, None
+            return [queue_depth(connection, name) for name in names], None
     except Exception as error:  # any broker failure: the page still shows the workers and jobs
         log.warning("queue depths unavailable: %s", error)
         return [QueueDepth(name, None, None) for name in names], f"The broker did not answer ({type(error).__name__})."
+
+
+def queue_depth(connection, name: str) -> QueueDepth:
+    # A channel per queue: AMQP closes the channel that asked about a missing queue.
+    channel = connection.channel()
+    try:
+        declared = channel.queue_declare(queue=name, passive=True)
+        return QueueDepth(name, declared.message_count, declared.consumer_count)
+    except connection.channel_errors:
+        return QueueDepth(name, 0, 0)
+    finally:
+        with contextlib.suppress(*connection.connection_errors, *connection.channel_errors):
+            channel.close()
 
 
 def worker_board(celery: Celery, stale_after: timedelta) -> WorkerBoard:
