@@ -1,4 +1,4 @@
-"""The runners' JSON API: POST /api/runner/jobs/<id>/report with ``Authorization: Bearer <token>``.
+"""The runners' JSON API with ``Authorization: Bearer <token>``: claim the next job, heartbeat it, report on it.
 
 Documented in docs/runner-api.md.
 """
@@ -7,11 +7,15 @@ from __future__ import annotations
 from flask import jsonify, request
 from sqlalchemy.orm.exc import StaleDataError
 
+from webapp.db import utcnow
 from webapp.errors import error_response
 from webapp.extensions import db
 from webapp.training import api_bp
 from webapp.training.models import TrainingJob
-from webapp.training.services import JobError, apply_report, parse_report, runner_for_token
+from webapp.training.services import (
+    JobError, InvalidReport, apply_report, claim_next_job, heartbeat, job_assignment, parse_capabilities,
+    parse_report, runner_for_token, runner_worker_name,
+)
 
 
 def bearer_token() -> str | None:
@@ -19,14 +23,52 @@ def bearer_token() -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def unauthorized():
+    response = error_response(401, "A valid runner token is required: Authorization: Bearer <token>.")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="runner"'
+    return response
+
+
+@api_bp.post("/jobs/claim")
+def job_claim():
+    """Claim the oldest queued job this runner can run (atomic: each job goes to one claimer); 204 when none."""
+    runner = runner_for_token(bearer_token())
+    if runner is None:
+        return unauthorized()
+    try:
+        capabilities = parse_capabilities(request.get_json(silent=True))
+    except InvalidReport as error:
+        return error_response(error.status, str(error))
+    job = claim_next_job(capabilities, runner_worker_name(runner))
+    runner.last_seen_at = utcnow()
+    db.session.commit()
+    if job is None:
+        return "", 204
+    return jsonify(job_assignment(job))
+
+
+@api_bp.post("/jobs/<int:job_id>/heartbeat")
+def job_heartbeat(job_id: int):
+    """Keep this runner's lease on a job it claimed; the answer says whether the job was canceled meanwhile."""
+    runner = runner_for_token(bearer_token())
+    if runner is None:
+        return unauthorized()
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        return error_response(404, f"There is no job #{job_id}.")
+    if job.worker_name != runner_worker_name(runner):
+        return error_response(409, f"Job #{job_id} is not held by runner {runner.name!r}; stop working on it.")
+    held = heartbeat(job.id, job.worker_name, job.attempts)
+    db.session.commit()
+    return jsonify({"job": job.id, "status": job.status, "cancel_requested": not held})
+
+
 @api_bp.post("/jobs/<int:job_id>/report")
 def job_report(job_id: int):
     """Apply a runner's report to a job; any error leaves everything unchanged."""
     runner = runner_for_token(bearer_token())
     if runner is None:
-        response = error_response(401, "A valid runner token is required: Authorization: Bearer <token>.")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="runner"'
-        return response
+        return unauthorized()
     job = db.session.get(TrainingJob, job_id)
     if job is None:
         return error_response(404, f"There is no job #{job_id}.")

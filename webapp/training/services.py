@@ -16,12 +16,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, UsageRecord, UserSubscription
+from webapp import quotas
+from webapp.datasets.models import Dataset
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.mail import absolute_url, send_mail
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
-from webapp.providers.models import ModelVersion
+from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
 from webapp.security import hash_token, new_token
 from webapp.training.models import (
     ACTIVE_JOB_STATUSES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, JobRunner, TrainingJob,
@@ -512,6 +514,34 @@ def claim_next_job(job_types: list[str], worker_name: str) -> TrainingJob | None
 CLAIM_CANDIDATES = 20
 
 
+def runner_worker_name(runner: JobRunner) -> str:
+    return f"runner:{runner.name}"
+
+
+def parse_capabilities(body: Any) -> list[str]:
+    """The job types a claiming runner can run: ``{"capabilities": ["internal", "external"]}``."""
+    if not isinstance(body, dict) or set(body) - {"capabilities"}:
+        raise InvalidReport('The body must be {"capabilities": [job types]}.')
+    capabilities = body.get("capabilities")
+    if not isinstance(capabilities, list) or not capabilities or not all(c in JOB_TYPES for c in capabilities):
+        raise InvalidReport(f"capabilities must be a non-empty list of {', '.join(JOB_TYPES)}.")
+    return list(dict.fromkeys(capabilities))
+
+
+def job_assignment(job: TrainingJob) -> dict[str, Any]:
+    """What a runner needs to run a job it claimed: inputs, hyperparameters and its lease's clock."""
+    config = current_app.config
+    return {
+        "job": job.id, "name": job.name, "job_type": job.job_type, "status": job.status, "attempt": job.attempts,
+        "base_model": {"id": job.base_model.id, "key": job.base_model.model_key, "type": job.base_model.model_type},
+        "provider": job.provider.slug if job.provider else None,
+        "hyperparameters": job.hyperparameters,
+        "datasets": [{"dataset": link.dataset_id, "split": link.split, "format": link.dataset.format,
+                      "uri": link.dataset.uri} for link in job.datasets],
+        "heartbeat_seconds": config["JOB_HEARTBEAT_SECONDS"], "lease_seconds": config["JOB_LEASE_SECONDS"],
+    }
+
+
 def job_type_of(job_id: int) -> str:
     return db.session.scalar(select(TrainingJob.job_type).where(TrainingJob.id == job_id))
 
@@ -684,3 +714,133 @@ def release_lost(job: TrainingJob) -> None:
         dispatch(job)
     else:
         fail(job, f"{lost}, after {job.attempts} of {job.max_attempts} attempts.")
+
+
+# --- starting a job (/jobs/new) -----------------------------------------------------------------
+
+
+@dataclass
+class JobChoices:
+    """What ``user`` may pick on /jobs/new: their minions, the models they may train, the datasets they may read."""
+
+    minions: list[Minion]
+    models: list[AIModel]
+    datasets: list[Dataset]
+
+
+def job_choices(user: User) -> JobChoices:
+    minions = db.session.scalars(
+        select(Minion).options(joinedload(Minion.model), joinedload(Minion.model_version))
+        .where(Minion.owner_user_id == user.id, Minion.status != "retired").order_by(Minion.name, Minion.id)).all()
+    models = db.session.scalars(
+        select(AIModel).options(joinedload(AIModel.provider))
+        .where(AIModel.is_active.is_(True),
+               or_(AIModel.model_type != "custom", AIModel.owner_user_id == user.id))
+        .order_by(AIModel.model_type.desc(), AIModel.name, AIModel.id)).all()
+    datasets = db.session.scalars(
+        select(Dataset).where(or_(Dataset.owner_user_id == user.id, Dataset.visibility == "public"))
+        .order_by(Dataset.owner_user_id.is_(None), Dataset.name, Dataset.id).limit(MAX_DATASET_CHOICES)).all()
+    return JobChoices(list(minions), list(models), list(datasets))
+
+
+MAX_DATASET_CHOICES = 500
+
+
+def job_type_for(model: AIModel) -> str:
+    """External models train at their provider; reference and custom models on the internal trainer."""
+    return "external" if model.model_type == "external" else "internal"
+
+
+def provider_key_for(user: User, model: AIModel) -> UserProviderConfig | None:
+    """The user's enabled provider config with a stored key for ``model``'s provider (external models only)."""
+    if job_type_for(model) != "external":
+        return None
+    return db.session.scalars(select(UserProviderConfig).where(
+        UserProviderConfig.user_id == user.id, UserProviderConfig.provider_id == model.provider_id,
+        UserProviderConfig.is_enabled.is_(True), UserProviderConfig.api_key_ciphertext.is_not(None))).first()
+
+
+@dataclass
+class JobPreview:
+    """What starting a job will use: this period's jobs and minutes left, jobs at once, and whose key."""
+
+    jobs_left: int | None  # None: unlimited
+    minutes_left: int | None
+    concurrent_left: int | None
+    period_end: datetime
+    job_type: str
+    provider_key: UserProviderConfig | None
+    provider_name: str | None
+
+    @property
+    def blocked(self) -> str | None:
+        """Why the job cannot start now, or None."""
+        if self.jobs_left == 0:
+            return "You have no training jobs left this period."
+        if self.minutes_left == 0:
+            return "You have no training minutes left this period."
+        if self.concurrent_left == 0:
+            return "You already run as many jobs at once as your plan allows; wait for one to finish."
+        if self.job_type == "external" and self.provider_key is None:
+            return f"Add your {self.provider_name} API key on the Providers page first."
+        return None
+
+
+def job_preview(user: User, model: AIModel | None) -> JobPreview:
+    terms = quotas.allowance(user)
+
+    def left(key: str) -> int | None:
+        limit = terms.limit(key)
+        return None if limit is None else max(limit - quotas.used(user, key, terms), 0)
+
+    job_type = job_type_for(model) if model else "internal"
+    return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
+                      job_type, provider_key_for(user, model) if model else None,
+                      model.provider.name if model and model.provider else None)
+
+
+@dataclass
+class NewJob:
+    """A validated /jobs/new submission: the choices come from job_choices, the numbers are range-checked."""
+
+    minion: Minion
+    model: AIModel
+    train: Dataset
+    validation: Dataset | None
+    hyperparameters: dict[str, float]
+    name: str | None = None
+
+
+def start_job(user: User, new: NewJob) -> TrainingJob:
+    """Queue a job for ``user`` within their quotas (race-safe) and dispatch it once the caller commits.
+
+    Raises JobError (403) for an unverified user or a missing provider key, QuotaExceeded past a limit.
+    """
+    if user.email_verified_at is None:
+        raise VerificationRequired("Confirm your email address before starting a training job.")
+    job_type = job_type_for(new.model)
+    if job_type == "external" and provider_key_for(user, new.model) is None:
+        raise JobError(f"Add your {new.model.provider.name} API key on the Providers page first.")
+    for key in ("training_jobs", "concurrent_jobs", "training_minutes"):
+        quotas.require(user, key)  # locks the user's row first: concurrent starts are counted one by one
+    now = utcnow()
+    job = TrainingJob(
+        user_id=user.id, minion_id=new.minion.id, base_model_id=new.model.id, job_type=job_type,
+        provider_id=new.model.provider_id if job_type == "external" else None,
+        name=new.name or f"{new.minion.name} on {new.train.name}", status="queued", progress=0.0,
+        hyperparameters=dict(new.hyperparameters), queued_at=now,
+        max_attempts=current_app.config["JOB_MAX_ATTEMPTS"],
+        datasets=[TrainingJobDataset(dataset_id=new.train.id, split="train")]
+        + ([TrainingJobDataset(dataset_id=new.validation.id, split="validation")] if new.validation else []),
+    )
+    db.session.add(job)
+    db.session.flush()
+    db.session.add(TrainingJobEvent(training_job_id=job.id, message=f"Queued by {user.display_name}", progress=0.0))
+    record("training_job.start", job, {"minion": new.minion.id, "model": new.model.id, "job_type": job_type},
+           actor=user)
+    dispatch(job)
+    return job
+
+
+class VerificationRequired(JobError):
+    status = 403

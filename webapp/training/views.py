@@ -7,6 +7,7 @@ from flask import abort, current_app, flash, make_response, redirect, render_tem
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
+from wtforms import SelectChoice
 
 from webapp.accounts.access import login_required, permission_required
 from webapp.db import utcnow
@@ -14,11 +15,13 @@ from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.pagination import page_args, paginate
 from webapp.training import bp
-from webapp.training.forms import JobFilterForm
+from webapp import quotas
+from webapp.training.forms import JobFilterForm, job_form
 from webapp.training.models import TrainingJob
+from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
-    JobError, cancel_job, is_active, job_events, job_for, job_list_statement, metric_chart, retry_job,
-    staff_summary,
+    JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
+    job_type_for, metric_chart, retry_job, start_job, staff_summary,
 )
 from webapp.training.workers import waiting_for_worker_since, worker_board
 
@@ -75,6 +78,70 @@ def job_list():
         summary=staff_summary() if staff and not is_htmx() else None,
         page_url=lambda number: url_for("training.job_list", page=number, **args),
     )
+
+
+@bp.route("/jobs/new", methods=["GET", "POST"])
+@login_required
+def job_new():
+    """Choose a minion, model, datasets and hyperparameters; the preview says what the job will use.
+
+    A GET with the form's values (HTMX, on changing the minion or model) re-renders the form with the
+    chosen trainer's hyperparameters; a POST starts the job and opens its page.
+    """
+    choices = job_choices(current_user)
+    values = request.form if request.method == "POST" else request.args
+    minion = chosen(choices.minions, values.get("minion", type=int)) or next(iter(choices.minions), None)
+    model_id = values.get("base_model", type=int) if "base_model" in values else None
+    model = chosen(choices.models, model_id) or chosen(choices.models, minion.model_id if minion else None)
+    job_type = job_type_for(model) if model else "internal"
+    form = job_form(hyperparameters_for(job_type), request.form if request.method == "POST" else None)
+    form.minion.choices = [SelectChoice(m.id, m.name) for m in choices.minions]
+    form.base_model.choices = [SelectChoice(m.id, model_label(m, minion)) for m in choices.models]
+    form.train_dataset.choices = [SelectChoice(d.id, dataset_label(d)) for d in choices.datasets]
+    form.validation_dataset.choices = [SelectChoice("", "None: hold out a fifth of the train split")] + \
+        form.train_dataset.choices
+    if request.method == "GET":
+        form.minion.data, form.base_model.data = (minion.id if minion else None), (model.id if model else None)
+        form.train_dataset.data = values.get("train_dataset", type=int)
+        form.validation_dataset.data = values.get("validation_dataset", type=int)
+    status = 200
+    if request.method == "POST" and form.validate():
+        try:
+            job = start_job(current_user, NewJob(
+                minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
+                validation=chosen(choices.datasets, form.validation_dataset.data),
+                hyperparameters=form.hyperparameters(), name=form.name.data or None))
+            db.session.commit()
+        except (JobError, quotas.QuotaExceeded) as error:
+            db.session.rollback()
+            flash(str(error), "error")
+            status = getattr(error, "status", 409)
+        else:
+            flash(f"Job #{job.id} is queued; this page follows it live.", "success")
+            return navigate(url_for("training.job_detail", job_id=job.id))
+    elif request.method == "POST":
+        status = 422
+    return render_page_or_block("training/job_new.html", "job_form", status=status, form=form,
+                                choices=choices, minion=minion, model=model, job_type=job_type,
+                                preview=job_preview(current_user, model))
+
+
+def chosen(rows, row_id):
+    """The row of ``rows`` with id ``row_id`` (None when absent): a choice is only ever one we offered."""
+    return next((row for row in rows if row.id == row_id), None)
+
+
+def model_label(model, minion) -> str:
+    kind = "external, trains at " + model.provider.name if model.model_type == "external" and model.provider \
+        else model.model_type
+    current = f", {minion.name}'s current version {minion.model_version.version}" \
+        if minion and minion.model_id == model.id and minion.model_version else ""
+    return f"{model.name} ({kind}{current})"
+
+
+def dataset_label(dataset) -> str:
+    rows = f"{dataset.row_count:,} rows" if dataset.row_count is not None else "rows unknown"
+    return f"{dataset.name} ({'public' if dataset.owner_user_id is None else 'yours'}, {dataset.format}, {rows})"
 
 
 @bp.get("/jobs/<int:job_id>/row")
