@@ -21,7 +21,7 @@ from webapp.providers.openai_api import fine_tuning_refusal, supports_fine_tunin
 from webapp.training import external
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.runtime import execute_job
-from webapp.training.services import cancel_job
+from webapp.training.services import JobError, NewJob, cancel_job, start_job
 
 WORKER = "celery@test-host"
 TRAIN_ROWS = [
@@ -221,3 +221,20 @@ def test_only_providers_with_an_openai_fine_tuning_api_take_external_jobs(app, d
     assert fine_tuning_refusal(model(openai_style, ["chat", "fine_tuning"])) is None
     assert "Gemini offers no fine-tuning" in fine_tuning_refusal(model(google, ["chat", "fine_tuning"]))
     assert "does not fine-tune" in fine_tuning_refusal(model(openai_style, ["chat"]))
+
+
+def test_a_job_on_a_provider_without_fine_tuning_is_refused_when_it_is_created(app, db_session, fake):
+    owner = make_user()
+    gemini = make_provider(name="Gemini", api_style="google", capabilities=["chat", "fine_tuning"])
+    make_provider_config(owner, gemini, api_key="g-key-0123456789")
+    model = AIModel(model_type="external", provider_id=gemini.id, model_key="gemini-pro", name="Gemini Pro",
+                    capabilities=["chat", "fine_tuning"])
+    db.session.add(model)
+    db.session.flush()
+    minion = make_minion(owner, model=model)
+    train = make_dataset(owner, "Answers", TRAIN_ROWS)
+
+    with pytest.raises(JobError, match="Gemini offers no fine-tuning through an OpenAI-compatible API"):
+        start_job(owner, NewJob(minion=minion, model=model, train=train, validation=None, hyperparameters={}))
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingJob).where(
+        TrainingJob.user_id == owner.id)) == 0

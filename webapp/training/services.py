@@ -24,6 +24,7 @@ from webapp.mail import absolute_url, send_mail
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
 from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
+from webapp.providers.openai_api import fine_tuning_refusal
 from webapp.security import hash_token, new_token
 from webapp.training.models import (
     ACTIVE_JOB_STATUSES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, JobRunner, TrainingJob,
@@ -819,6 +820,8 @@ def start_job(user: User, new: NewJob) -> TrainingJob:
     if user.email_verified_at is None:
         raise VerificationRequired("Confirm your email address before starting a training job.")
     job_type = job_type_for(new.model)
+    if job_type == "external" and (refusal := fine_tuning_refusal(new.model)):
+        raise JobError(refusal)
     if job_type == "external" and provider_key_for(user, new.model) is None:
         raise JobError(f"Add your {new.model.provider.name} API key on the Providers page first.")
     for key in ("training_jobs", "concurrent_jobs", "training_minutes"):
