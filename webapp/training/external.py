@@ -69,6 +69,7 @@ def run_external_job(job_id: int, ctx: JobContext) -> TrainingOutcome:
         raise JobFailed(f"The stored {job.provider.name} key cannot be used ({error}); "
                         "replace it on the Providers page and retry.") from None
     settings = current_app.config
+    end_transaction()  # with the key's audit row
     with openai_client(config, api_key, settings["PROVIDER_API_TIMEOUT_SECONDS"]) as client:
         run = ProviderRun(client, ctx, job.id, job.provider.name, api_key)
         try:
@@ -174,6 +175,7 @@ class ProviderRun:
             for spec in HYPERPARAMETERS if job.hyperparameters.get(spec.name) is not None
         }
         model = job.base_model.model_key
+        end_transaction()
         provider_job = self.client.fine_tuning.jobs.create(
             model=model,
             training_file=training_file,
@@ -200,6 +202,7 @@ class ProviderRun:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             count = write_chat_jsonl(datasets, spool)
             spool.seek(0)
+            end_transaction()
             uploaded = self.client.files.create(
                 file=(f"minion-job-{self.job_id}-{split}.jsonl", spool, "application/jsonl"), purpose="fine-tune",
             )
@@ -256,6 +259,7 @@ class ProviderRun:
         reading stops at the first event already mirrored.
         """
         cursor = db.session.scalar(select(TrainingJob.external_events_cursor).where(TrainingJob.id == self.job_id))
+        end_transaction()
         fresh = []
         page = self.client.fine_tuning.jobs.list_events(provider_job_id, limit=EVENT_PAGE_SIZE)
         while True:
@@ -295,6 +299,12 @@ class ProviderRun:
                         self.job_id, provider_job_id, self.scrub(describe(error, self.provider_name)))
         else:
             log.info("job %s: provider job %s cancelled", self.job_id, provider_job_id)
+
+
+def end_transaction() -> None:
+    """Commit before waiting on the provider: on SQLite (WAL) a transaction that read before another
+    connection (a heartbeat) wrote can no longer write, so none stays open across a network call."""
+    db.session.commit()
 
 
 def write_chat_jsonl(datasets, out: IO[bytes]) -> int:

@@ -156,7 +156,9 @@ def queue_depth(connection, name: str) -> QueueDepth:
     channel = connection.channel()
     try:
         declared = channel.queue_declare(queue=name, passive=True)
-        return QueueDepth(name, declared.message_count, declared.consumer_count)
+        # Only AMQP brokers count consumers; the others (Redis, the filesystem) always answer 0.
+        consumers = declared.consumer_count if connection.transport.driver_type == "amqp" else None
+        return QueueDepth(name, declared.message_count, consumers)
     except connection.channel_errors:
         return QueueDepth(name, 0, 0)
     finally:
