@@ -47,12 +47,16 @@ def celery_config(app: Flask) -> dict:
     config = app.config
     return {
         "broker_url": config["CELERY_BROKER_URL"],
-        "broker_transport_options": transport_options(config["CELERY_BROKER_URL"], app.instance_path),
+        # Publishing gives up after one quick retry when the broker is down (instead of holding the request
+        # for seconds): the job stays queued and the sweeper dispatches it again.
+        "broker_transport_options": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                     **transport_options(config["CELERY_BROKER_URL"], app.instance_path)},
         "broker_connection_retry_on_startup": True,
         # A message is acknowledged after its task ran, and a worker takes one message at a time.
         "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
+        "task_default_queue": config["CELERY_QUEUE"],
         "include": TASK_MODULES,
         "beat_schedule_filename": os.path.join(app.instance_path, "celerybeat-schedule"),
         "beat_schedule": {

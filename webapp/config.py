@@ -98,6 +98,8 @@ def from_environment(instance_path: str) -> dict:
         # Celery: RabbitMQ (amqp://...) or Redis (redis://...) in production; by default the serverless
         # embedded broker, kombu's filesystem transport in the instance folder (why: webapp/celery_app.py).
         "CELERY_BROKER_URL": broker_url(env("CELERY_BROKER_URL")),
+        # The queue the console's tasks go to and its workers read: consoles sharing a broker each name their own.
+        "CELERY_QUEUE": env("CELERY_QUEUE", "minion-console"),
         # The job engine's clock: a worker heartbeats its job every JOB_HEARTBEAT_SECONDS; one not
         # heard for JOB_LEASE_SECONDS is lost. The sweeper runs every JOB_SWEEP_SECONDS and dispatches
         # again a queued job no worker claimed within JOB_DISPATCH_TIMEOUT_SECONDS.

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
@@ -76,20 +77,24 @@ class JobContext:
         """
         from webapp.training import services
 
-        for _ in range(3):
-            job = self._held_job()
-            if job.status != "running":
-                raise JobCanceled(f"Job #{job.id} is {job.status}.")
+        db.session.commit()  # end what the trainer read or wrote, so the job's lock comes first below
+        for attempt in range(services.WRITE_ATTEMPTS):
             try:
+                services.lock_job(self.job_id)
+                job = self._held_job()
+                if job.status != "running":
+                    raise JobCanceled(f"Job #{job.id} is {job.status}.")
                 services.record_progress(job, progress=progress, message=message, level=level,
                                          metrics=metrics or {})
                 job.heartbeat_at = services.utcnow()
                 db.session.commit()
                 return
-            except StaleDataError:
-                # The console (a cancel) or the sweeper wrote the job meanwhile: look again.
+            except (StaleDataError, OperationalError):
+                # The console (a cancel) or the sweeper wrote the job meanwhile, or on SQLite the
+                # heartbeat thread committed after this read began: look again.
                 db.session.rollback()
-        raise LeaseLost(f"Job #{self.job_id} kept changing under this worker.")
+                if attempt == services.WRITE_ATTEMPTS - 1:
+                    raise
 
     def heartbeat(self) -> None:
         """Tell the console this worker still holds the job (no lock_version bump, so no edit is refused)."""
@@ -116,9 +121,9 @@ class JobContext:
     def _held_job(self):
         from webapp.training.models import TrainingJob
 
-        db.session.expire_all()
-        job = db.session.get(TrainingJob, self.job_id)
+        job = db.session.get(TrainingJob, self.job_id, populate_existing=True)
         if job is None or job.worker_name != self.worker_name or job.attempts != self.attempt:
+            db.session.rollback()
             self._lost.set()
             raise LeaseLost(f"Job #{self.job_id} is no longer held by {self.worker_name}.")
         return job

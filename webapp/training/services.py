@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.audit import record
@@ -446,6 +447,8 @@ def is_active(job: TrainingJob) -> bool:
 # claimer went quiet, and dispatches again a queued job nobody claimed.
 
 RUN_TASK = "webapp.training.tasks.run_training_job"
+# A write that lost a race with another writer of the job is read and tried again this often.
+WRITE_ATTEMPTS = 3
 PENDING_DISPATCH = "training_jobs_to_dispatch"
 log = logging.getLogger(__name__)
 
@@ -475,44 +478,45 @@ def _forget_dispatched(session: Session) -> None:
 
 
 def claim_job(job_id: int, worker_name: str) -> int | None:
-    """Claim queued job ``job_id`` for ``worker_name`` (queued -> running, atomically); its attempt number, or None.
-
-    The state machine's queued -> running transition, done as one conditional UPDATE so that
-    of two claimers exactly one changes the row. lock_version moves too, so an edit read
-    before the claim fails instead of overwriting it.
-    """
-    now = utcnow()
-    jobs = TrainingJob.__table__.c
-    claimed = db.session.execute(
-        update(TrainingJob.__table__)
-        .where(jobs.id == job_id, jobs.status == "queued")
-        .values(status="running", started_at=now, worker_name=worker_name, heartbeat_at=now,
-                attempts=jobs.attempts + 1, lock_version=jobs.lock_version + 1, updated_at=now)
-    ).rowcount
-    if not claimed:
-        return None
-    attempts, max_attempts = db.session.execute(
-        select(TrainingJob.attempts, TrainingJob.max_attempts).where(TrainingJob.id == job_id)).one()
-    db.session.add(TrainingJobEvent(training_job_id=job_id, progress=0.0,
-                                    message=f"Started on {worker_name} (attempt {attempts} of {max_attempts})"))
-    return attempts
+    """Claim queued job ``job_id`` for ``worker_name``; its attempt number, or None when it is not queued."""
+    claimed = claim(TrainingJob.__table__.c.id == job_id, worker_name)
+    return claimed[1] if claimed else None
 
 
 def claim_next_job(job_types: list[str], worker_name: str) -> TrainingJob | None:
     """The oldest queued job of one of ``job_types``, claimed for ``worker_name``; None when there is none."""
-    candidates = (select(TrainingJob.id)
-                  .where(TrainingJob.status == "queued", TrainingJob.job_type.in_(job_types))
-                  .order_by(TrainingJob.queued_at, TrainingJob.id).limit(CLAIM_CANDIDATES))
+    jobs = TrainingJob.__table__.c
+    oldest = (select(jobs.id).where(jobs.status == "queued", jobs.job_type.in_(job_types))
+              .order_by(jobs.queued_at, jobs.id).limit(1))
     if db.session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    for job_id in db.session.scalars(candidates).all():
-        if claim_job(job_id, worker_name) is not None:
-            db.session.flush()
-            return db.session.get(TrainingJob, job_id, populate_existing=True)
-    return None
+        # Claimers skip the row another claimer holds instead of queueing behind it.
+        oldest = oldest.with_for_update(skip_locked=True)
+    claimed = claim(jobs.id == oldest.scalar_subquery(), worker_name)
+    return db.session.get(TrainingJob, claimed[0], populate_existing=True) if claimed else None
 
 
-CLAIM_CANDIDATES = 20
+def claim(which, worker_name: str) -> tuple[int, int] | None:
+    """The state machine's queued -> running, as one conditional UPDATE: of two claimers exactly one wins.
+
+    Returns (job id, attempt) of the claimed job, or None. lock_version moves too, so an edit
+    read before the claim fails instead of overwriting it. One statement also means SQLite
+    takes its write lock before reading, so concurrent claimers wait instead of failing.
+    """
+    now = utcnow()
+    jobs = TrainingJob.__table__.c
+    row = db.session.execute(
+        update(TrainingJob.__table__)
+        .where(which, jobs.status == "queued")
+        .values(status="running", started_at=now, worker_name=worker_name, heartbeat_at=now,
+                attempts=jobs.attempts + 1, lock_version=jobs.lock_version + 1, updated_at=now)
+        .returning(jobs.id, jobs.attempts, jobs.max_attempts)
+    ).first()
+    if row is None:
+        return None
+    job_id, attempts, max_attempts = row
+    db.session.add(TrainingJobEvent(training_job_id=job_id, progress=0.0,
+                                    message=f"Started on {worker_name} (attempt {attempts} of {max_attempts})"))
+    return job_id, attempts
 
 
 def runner_worker_name(runner: JobRunner) -> str:
@@ -561,6 +565,15 @@ def heartbeat(job_id: int, worker_name: str, attempt: int) -> bool:
     ).rowcount)
 
 
+def lock_job(job_id: int) -> None:
+    """Hold the job's row until this transaction ends, before reading it: writers of one job queue up.
+
+    On SQLite the no-op update takes the database's write lock first, so a write after the read
+    cannot fail because another process (a heartbeat, the sweeper) committed in between.
+    """
+    db.session.execute(text("UPDATE training_jobs SET id = id WHERE id = :id"), {"id": job_id})
+
+
 def lease_state(job_id: int, worker_name: str, attempt: int) -> str | None:
     """The job's status when ``worker_name`` still holds this attempt of it, else None."""
     return db.session.scalar(
@@ -588,12 +601,14 @@ def finish_held_job(ctx, status: str, error: str | None = None, outcome=None) ->
     Nothing is written when the job is no longer this worker's (the sweeper moved it on).
     The owner gets a mail when it succeeded or failed.
     """
-    for _ in range(3):
-        db.session.expire_all()
-        job = db.session.get(TrainingJob, ctx.job_id)
-        if job is None or job.worker_name != ctx.worker_name or job.attempts != ctx.attempt:
-            return "lease lost before the end"
+    db.session.commit()  # end what the trainer read or wrote, so the job's lock comes first below
+    for attempt in range(WRITE_ATTEMPTS):
         try:
+            lock_job(ctx.job_id)
+            job = db.session.get(TrainingJob, ctx.job_id, populate_existing=True)
+            if job is None or job.worker_name != ctx.worker_name or job.attempts != ctx.attempt:
+                db.session.rollback()
+                return "lease lost before the end"
             if status == "canceled":
                 if job.status == "running":
                     transition(job, "canceled")
@@ -606,13 +621,15 @@ def finish_held_job(ctx, status: str, error: str | None = None, outcome=None) ->
             else:
                 succeed(job, outcome)
             db.session.commit()
-        except StaleDataError:
+        except (StaleDataError, OperationalError):
+            # Written meanwhile (a cancel, the sweeper), or SQLite's write lock taken after this read.
             db.session.rollback()
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
             continue
         if job.status in ("succeeded", "failed"):
             notify_owner(job)
         return job.status
-    return "gave up: the job kept changing"
 
 
 def succeed(job: TrainingJob, outcome) -> None:
@@ -655,56 +672,67 @@ class SweepSummary:
 def sweep(now: datetime | None = None) -> SweepSummary:
     """Dispatch again queued jobs nobody claimed in time; queue again or fail jobs whose worker went quiet.
 
-    Commits job by job, so one job written meanwhile by its worker is skipped, not the whole sweep.
+    Reads the due jobs' ids, then changes and commits job by job, each under its row lock and checked
+    again, so a job its worker wrote meanwhile is skipped, not the whole sweep.
     """
     config = current_app.config
     now = now or utcnow()
     summary = SweepSummary()
     unclaimed_since = now - timedelta(seconds=config["JOB_DISPATCH_TIMEOUT_SECONDS"])
+    quiet_since = now - timedelta(seconds=config["JOB_LEASE_SECONDS"])
     unclaimed = db.session.scalars(
-        select(TrainingJob).where(TrainingJob.status == "queued", or_(
+        select(TrainingJob.id).where(TrainingJob.status == "queued", or_(
             TrainingJob.dispatched_at.is_(None), TrainingJob.dispatched_at < unclaimed_since))
         .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
-    for job in unclaimed:
-        if commit_or_skip(lambda job=job: dispatch_again(job)):
-            summary.dispatched_again += 1
-    quiet_since = now - timedelta(seconds=config["JOB_LEASE_SECONDS"])
     lost = db.session.scalars(
-        select(TrainingJob).options(joinedload(TrainingJob.user))
-        .where(TrainingJob.status == "running", TrainingJob.heartbeat_at < quiet_since)
+        select(TrainingJob.id).where(TrainingJob.status == "running", TrainingJob.heartbeat_at < quiet_since)
         .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
-    for job in lost:
-        if commit_or_skip(lambda job=job: release_lost(job)):
-            if job.status == "queued":
-                summary.queued_again += 1
-            else:
-                summary.failed_lost += 1
-                notify_owner(job)
+    db.session.rollback()  # end the read: each change below starts with its job's lock
+    for job_id in unclaimed:
+        if change_job(job_id, lambda job: dispatch_again(job, unclaimed_since)):
+            summary.dispatched_again += 1
+    for job_id in lost:
+        job = change_job(job_id, lambda job: release_lost(job, quiet_since))
+        if job and job.status == "queued":
+            summary.queued_again += 1
+        elif job:
+            summary.failed_lost += 1
+            notify_owner(job)
     return summary
 
 
 SWEEP_BATCH = 200
 
 
-def commit_or_skip(change) -> bool:
+def change_job(job_id: int, change) -> TrainingJob | None:
+    """Lock job ``job_id``, apply ``change`` (False: nothing to do) and commit; the job, or None when skipped."""
     try:
-        change()
+        lock_job(job_id)
+        job = db.session.get(TrainingJob, job_id, populate_existing=True)
+        if job is None or not change(job):
+            db.session.rollback()
+            return None
         db.session.commit()
-        return True
-    except StaleDataError:
+        return job
+    except (StaleDataError, OperationalError):
         db.session.rollback()
+        return None
+
+
+def dispatch_again(job: TrainingJob, unclaimed_since: datetime) -> bool:
+    if job.status != "queued" or (job.dispatched_at is not None and job.dispatched_at >= unclaimed_since):
         return False
-
-
-def dispatch_again(job: TrainingJob) -> None:
     if job.dispatched_at is not None:
         db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning",
                                         message="No worker claimed the job in time; dispatched again"))
     dispatch(job)
+    return True
 
 
-def release_lost(job: TrainingJob) -> None:
+def release_lost(job: TrainingJob, quiet_since: datetime) -> bool:
     """A running job whose worker stopped heartbeating: queued for another attempt, or failed as "worker lost"."""
+    if job.status != "running" or job.heartbeat_at is None or job.heartbeat_at >= quiet_since:
+        return False
     lost = (f"Worker lost: {job.worker_name or 'its worker'} stopped heartbeating "
             f"(last heard {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)")
     if job.attempts < job.max_attempts:
@@ -715,6 +743,7 @@ def release_lost(job: TrainingJob) -> None:
         dispatch(job)
     else:
         fail(job, f"{lost}, after {job.attempts} of {job.max_attempts} attempts.")
+    return True
 
 
 # --- starting a job (/jobs/new) -----------------------------------------------------------------
