@@ -122,4 +122,9 @@ def from_environment(instance_path: str) -> dict:
         "PROVIDER_API_TIMEOUT_SECONDS": _float("PROVIDER_API_TIMEOUT_SECONDS", 60),
         "EXTERNAL_JOB_POLL_SECONDS": _float("EXTERNAL_JOB_POLL_SECONDS", 15),
         "EXTERNAL_JOB_MAX_POLL_FAILURES": _int("EXTERNAL_JOB_MAX_POLL_FAILURES", 5),
+        # The staff workers page: each worker writes a heartbeat row every WORKER_HEARTBEAT_SECONDS and
+        # shows as stale once not heard from for WORKER_STALE_SECONDS. Kept slower than the job heartbeat:
+        # on SQLite every write from another process can make a web request's transaction retry.
+        "WORKER_HEARTBEAT_SECONDS": _float("WORKER_HEARTBEAT_SECONDS", 30),
+        "WORKER_STALE_SECONDS": _float("WORKER_STALE_SECONDS", 90),
     }

@@ -29,6 +29,7 @@ TRAIN_ROWS = [
                   {"role": "assistant", "content": f"Answer {n}."}]}
     for n in range(12)
 ]
+HYPERPARAMETERS = {"n_epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 4}
 VALIDATION_ROWS = [{"prompt": "2+2?", "completion": "4"}, {"prompt": "Capital of France?", "completion": "Paris"}]
 
 
@@ -62,8 +63,8 @@ def make_dataset(owner, name: str, rows) -> Dataset:
     return dataset
 
 
-def external_job(fake, model_key: str = SUCCEEDS, api_key: str = GOOD_KEY, validation: bool = True) -> TrainingJob:
-    """A queued external job of a new user on a fake provider, committed as the console would leave it."""
+def fake_provider_minion(fake, model_key: str = SUCCEEDS, api_key: str = GOOD_KEY):
+    """A new user with a key for the fake provider ("Fake AI") and a minion on its model ``model_key``."""
     owner = make_user()
     provider = make_provider(name="Fake AI", api_style="openai", default_base_url=fake.url("/v1"),
                              capabilities=["chat", "fine_tuning"])
@@ -72,13 +73,18 @@ def external_job(fake, model_key: str = SUCCEEDS, api_key: str = GOOD_KEY, valid
                     capabilities=["chat", "fine_tuning"])
     db.session.add(model)
     db.session.flush()
-    minion = make_minion(owner, model=model)
+    return owner, make_minion(owner, model=model)
+
+
+def external_job(fake, model_key: str = SUCCEEDS, api_key: str = GOOD_KEY, validation: bool = True) -> TrainingJob:
+    """A queued external job of a new user on a fake provider, committed as the console would leave it."""
+    owner, minion = fake_provider_minion(fake, model_key, api_key)
+    model = minion.model
     links = [TrainingJobDataset(dataset=make_dataset(owner, "Support answers", TRAIN_ROWS), split="train")]
     if validation:
         links.append(TrainingJobDataset(dataset=make_dataset(owner, "Held out", VALIDATION_ROWS), split="validation"))
-    job = make_training_job(owner, minion=minion, job_type="external", provider_id=provider.id,
-                            base_model_id=model.id, datasets=links,
-                            hyperparameters={"n_epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 4})
+    job = make_training_job(owner, minion=minion, job_type="external", provider_id=model.provider_id,
+                            base_model_id=model.id, datasets=links, hyperparameters=HYPERPARAMETERS)
     db.session.commit()
     return job
 
@@ -113,7 +119,7 @@ def test_an_external_job_fine_tunes_at_the_provider_and_mirrors_every_event_once
         {"messages": [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]}
         for row in VALIDATION_ROWS
     ]
-    assert at_provider.hyperparameters == {"n_epochs": 2, "learning_rate_multiplier": 0.5, "batch_size": 4}
+    assert at_provider.hyperparameters == HYPERPARAMETERS
     # Every provider event, oldest first, exactly once, although each poll brought more than a page.
     assert mirrored_messages(job) == [f"Fake AI: {event['message']}" for event in at_provider.events]
     event_reads = [path for method, path, _ in fake.state.requests if path.startswith(f"/v1/fine_tuning/jobs/{at_provider.id}/events")]

@@ -16,16 +16,16 @@ from webapp.training.workers import (
     queue_depths, task_finished, worker_heartbeat, worker_rows, worker_started, worker_stopped,
 )
 
-LEASE = timedelta(seconds=60)
+STALE = timedelta(seconds=90)
 
 
 @pytest.fixture
 def quiet_heartbeats(app):
     """The registry's heartbeat thread waits an hour, so it never shares the test's connection."""
-    saved = app.config["JOB_HEARTBEAT_SECONDS"]
-    app.config["JOB_HEARTBEAT_SECONDS"] = 3600
+    saved = app.config["WORKER_HEARTBEAT_SECONDS"]
+    app.config["WORKER_HEARTBEAT_SECONDS"] = 3600
     yield
-    app.config["JOB_HEARTBEAT_SECONDS"] = saved
+    app.config["WORKER_HEARTBEAT_SECONDS"] = saved
 
 
 class WorkerNode:
@@ -59,7 +59,7 @@ def test_a_worker_keeps_its_row_through_celerys_signals(app, db_session, quiet_h
     signals.worker_shutdown.send(sender=node)
 
     worker = db.session.query(TrainingWorker).filter_by(name="celery@signals-test").one()
-    assert (worker.processed, worker.failed, worker.queues) == (2, 1, ["celery"])
+    assert (worker.processed, worker.failed, worker.queues) == (2, 1, [app.config["CELERY_QUEUE"]])
     assert worker.stopped_at is not None and worker.pid
 
 
@@ -70,7 +70,7 @@ def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_ses
     job = make_training_job(make_user(), status="running", worker_name="celery@a")
     make_training_job(make_user(), status="succeeded", worker_name="celery@a")
 
-    rows = {row.worker.name: row for row in worker_rows(utcnow(), LEASE)}
+    rows = {row.worker.name: row for row in worker_rows(utcnow(), STALE)}
 
     assert rows["celery@a"].state == "online" and rows["celery@a"].since == online.started_at
     assert [j.id for j in rows["celery@a"].running_jobs] == [job.id]
@@ -81,11 +81,11 @@ def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_ses
     worker_heartbeat("celery@b")
     worker_started("celery@b", "host-b", 99, ["celery"])
     db.session.expire_all()
-    row = {row.worker.name: row for row in worker_rows(utcnow(), LEASE)}["celery@b"]
+    row = {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"]
     assert row.state == "online" and (row.worker.processed, row.worker.failed, row.worker.pid) == (1, 1, 99)
     worker_stopped("celery@b")
     db.session.expire_all()
-    assert {row.worker.name: row for row in worker_rows(utcnow(), LEASE)}["celery@b"].state == "stopped"
+    assert {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"].state == "stopped"
 
 
 def test_queue_depth_is_asked_of_the_broker(app, db_session):
@@ -94,7 +94,8 @@ def test_queue_depth_is_asked_of_the_broker(app, db_session):
     celery.send_task("webapp.training.tasks.run_training_job", args=[0])
     after, error = queue_depths(celery)
     assert error is None
-    assert {queue.name: queue.messages for queue in after} == {"celery": before["celery"] + 1}
+    name = app.config["CELERY_QUEUE"]
+    assert {queue.name: queue.messages for queue in after} == {name: before[name] + 1}
 
 
 def test_the_workers_page_shows_workers_queues_and_the_oldest_queued_job(app, client, count_queries):
@@ -114,7 +115,7 @@ def test_the_workers_page_shows_workers_queues_and_the_oldest_queued_job(app, cl
     assert "no heartbeat since" in html  # beta is stale
     assert f"#{running.id} Tune alpha" in html
     assert f"#{oldest.id} Waiting long" in html and "3 h 0 min" in html
-    assert "Queue <code>celery</code>" in html
+    assert f"Queue <code>{app.config['CELERY_QUEUE']}</code>" in html
 
     fragment = client.get("/jobs/workers", headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)

@@ -219,6 +219,6 @@ def navigate(url: str):
 @permission_required("jobs.read_all")
 def worker_list():
     """Staff: every worker from its heartbeats, the broker's queues and the oldest queued job; refreshes itself."""
-    config = current_app.config
-    board = worker_board(current_app.extensions["celery"], timedelta(seconds=config["JOB_LEASE_SECONDS"]))
+    board = worker_board(current_app.extensions["celery"],
+                         timedelta(seconds=current_app.config["WORKER_STALE_SECONDS"]))
     return render_page_or_block("training/worker_list.html", "worker_board", board=board)

@@ -2,9 +2,8 @@
 
 Workers keep their rows themselves, through the Celery signal handlers below (connected when
 a worker imports the training tasks, which import this module): a row on start, a heartbeat
-every JOB_HEARTBEAT_SECONDS from a thread of the worker's main process, a count after every
-task, a stop time on a clean shutdown. A worker not heard from for JOB_LEASE_SECONDS is stale,
-the same time after which its jobs count as lost.
+every WORKER_HEARTBEAT_SECONDS from a thread of the worker's main process, a count after every
+task, a stop time on a clean shutdown. A worker not heard from for WORKER_STALE_SECONDS is stale.
 """
 from __future__ import annotations
 
@@ -223,7 +222,7 @@ def on_worker_ready(sender, **kwargs) -> None:
     name = sender.hostname
     queues = sorted(sender.app.amqp.queues.consume_from or sender.app.amqp.queues)
     in_transaction(app, worker_started, name, socket.gethostname(), os.getpid(), queues)
-    beats = _heartbeats[name] = Heartbeats(app, name, app.config["JOB_HEARTBEAT_SECONDS"])
+    beats = _heartbeats[name] = Heartbeats(app, name, app.config["WORKER_HEARTBEAT_SECONDS"])
     beats.thread.start()
 
 
