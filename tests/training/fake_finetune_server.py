@@ -11,6 +11,7 @@ happens depends on the base model asked for:
 - ``fake-broken``: fails while validating files, with an error message;
 - ``fake-forever``: keeps running (and logging) until it is cancelled.
 A training file that is not chat JSONL fails validation with the line at fault, as the real API does.
+Setting ``state.outages`` makes that many job retrievals answer 503.
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ class FakeFineTuneState:
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path with query, headers)
+        self.outages = 0  # the next this many job retrievals answer 503, as an overloaded provider does
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):06d}"
@@ -208,7 +210,11 @@ class FakeFineTuneHandler(BaseHTTPRequestHandler):
         self.reply(200, job.document())
 
     def job_action(self, method: str, job: FakeJob, rest: list[str], query: dict[str, str]) -> None:
-        if method == "GET" and not rest:
+        if method == "GET" and not rest and self.state.outages:
+            self.state.outages -= 1
+            self.reply(503, {"error": {"message": "The server is overloaded. Please try again later.",
+                                       "type": "server_error"}})
+        elif method == "GET" and not rest:
             self.state.advance(job)
             self.reply(200, job.document())
         elif method == "POST" and rest == ["cancel"]:

@@ -16,7 +16,7 @@ from tests.training.fake_finetune_server import (
 from webapp.artifacts import new_key, write_stream
 from webapp.datasets.models import Dataset
 from webapp.extensions import db
-from webapp.providers.models import AIModel
+from webapp.providers.models import AIModel, UserProviderConfig
 from webapp.providers.openai_api import fine_tuning_refusal, supports_fine_tuning
 from webapp.training import external
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
@@ -244,3 +244,38 @@ def test_a_job_on_a_provider_without_fine_tuning_is_refused_when_it_is_created(a
         start_job(owner, NewJob(minion=minion, model=model, train=train, validation=None, hyperparameters={}))
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingJob).where(
         TrainingJob.user_id == owner.id)) == 0
+
+
+def test_polls_that_fail_for_a_while_are_retried_and_too_many_fail_the_job(app, db_session, fake, worker_settings):
+    app.config["EXTERNAL_JOB_MAX_POLL_FAILURES"] = 3
+    try:
+        fake.state.outages = 2
+        recovered = external_job(fake)
+        assert execute_job(recovered.id, WORKER) == "succeeded"
+        warnings = db.session.scalars(sa.select(TrainingJobEvent.message).where(
+            TrainingJobEvent.training_job_id == recovered.id, TrainingJobEvent.level == "warning")).all()
+        assert [w.split(":")[0] for w in warnings] == ["Polling failed (1 of 3 in a row), trying again",
+                                                       "Polling failed (2 of 3 in a row), trying again"]
+
+        fake.state.outages = 3
+        lost = external_job(fake)
+        assert execute_job(lost.id, WORKER).startswith("failed")
+        db.session.expire_all()
+        assert "Fake AI refused the request (HTTP 503): The server is overloaded" in \
+            db.session.get(TrainingJob, lost.id).error_message
+    finally:
+        fake.state.outages = 0
+        app.config["EXTERNAL_JOB_MAX_POLL_FAILURES"] = 5
+
+
+def test_a_job_without_a_saved_key_fails_with_what_to_do(app, db_session, fake, worker_settings):
+    job = external_job(fake)
+    config = db.session.scalar(sa.select(UserProviderConfig).where(UserProviderConfig.user_id == job.user_id))
+    config.api_key_ciphertext = None
+    db.session.commit()
+
+    assert execute_job(job.id, WORKER).startswith("failed")
+
+    db.session.expire_all()
+    assert db.session.get(TrainingJob, job.id).error_message == (
+        "No Fake AI API key is saved for this account; add one on the Providers page and retry.")
