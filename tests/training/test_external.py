@@ -9,11 +9,12 @@ import openai
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import login
 from tests.factories import make_minion, make_provider, make_provider_config, make_training_job, make_user
 from tests.training.fake_finetune_server import (
     FAILS, FAILURE_MESSAGE, GOOD_KEY, RUNS_FOREVER, SUCCEEDS, FakeFineTuneServer,
 )
-from webapp.artifacts import new_key, write_stream
+from webapp.artifacts import delete_artifact, new_key, write_stream
 from webapp.datasets.models import Dataset
 from webapp.extensions import db
 from webapp.providers.models import AIModel, UserProviderConfig
@@ -100,7 +101,7 @@ def mirrored_messages(job: TrainingJob) -> list[str]:
         .order_by(TrainingJobEvent.id)))
 
 
-def test_an_external_job_fine_tunes_at_the_provider_and_mirrors_every_event_once(app, db_session, fake,
+def test_an_external_job_fine_tunes_at_the_provider_and_mirrors_every_event_once(app, client, fake,
                                                                                worker_settings):
     job = external_job(fake)
 
@@ -131,6 +132,9 @@ def test_an_external_job_fine_tunes_at_the_provider_and_mirrors_every_event_once
     steps = db.session.scalars(sa.select(TrainingJobEvent.progress).where(
         TrainingJobEvent.training_job_id == job.id, TrainingJobEvent.message.like("Fake AI: Step %"))).all()
     assert steps == sorted(steps) and 0 < steps[0] < steps[-1] < 1
+    # The owner sees the provider's model id on the job's page.
+    login(client, job.user)
+    assert at_provider.fine_tuned_model in client.get(f"/jobs/{job.id}").get_data(as_text=True)
 
 
 def test_a_provider_failure_keeps_the_providers_message(app, db_session, fake, worker_settings):
@@ -279,3 +283,16 @@ def test_a_job_without_a_saved_key_fails_with_what_to_do(app, db_session, fake, 
     db.session.expire_all()
     assert db.session.get(TrainingJob, job.id).error_message == (
         "No Fake AI API key is saved for this account; add one on the Providers page and retry.")
+
+
+def test_a_dataset_missing_from_the_store_fails_the_job_with_its_name(app, db_session, fake, worker_settings):
+    job = external_job(fake, validation=False)
+    train = job.datasets[0].dataset
+    delete_artifact(train.uri)
+
+    assert execute_job(job.id, WORKER).startswith("failed")
+
+    db.session.expire_all()
+    assert db.session.get(TrainingJob, job.id).error_message.startswith(
+        "Dataset Support answers cannot be read from the artifact store (FileNotFoundError")
+    assert not fake.state.jobs.get(db.session.get(TrainingJob, job.id).external_job_id or "")

@@ -239,12 +239,14 @@ class ProviderRun:
         """Copy the provider's new events into the job's log, oldest first, each exactly once."""
         for event in self.new_events(provider_job_id):
             data = event.data if isinstance(event.data, dict) else {}
+            # The step becomes progress (and is in the message), so metrics are only what is measured.
             metrics = {name: float(value) for name, value in data.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "total_steps"}
+                       if isinstance(value, (int, float)) and not isinstance(value, bool)
+                       and name not in ("step", "total_steps")}
             progress = None
             if data.get("total_steps") and isinstance(data.get("step"), (int, float)):
                 progress = min(max(data["step"] / data["total_steps"], 0.0), 0.99)
-            self.last_metrics.update({name: value for name, value in metrics.items() if name != "step"})
+            self.last_metrics.update(metrics)
             # The cursor commits with the event it belongs to (ctx.report commits the session).
             db.session.execute(update(TrainingJob).where(TrainingJob.id == self.job_id)
                                .values(external_events_cursor=event.id))
@@ -319,7 +321,12 @@ def write_chat_jsonl(datasets, out: IO[bytes]) -> int:
 def examples_of(datasets) -> Iterator[Any]:
     max_row_chars = current_app.config["DATASET_MAX_ROW_CHARS"]
     for dataset in datasets:
-        with open_artifact(dataset.uri) as stream:
+        try:
+            stream = open_artifact(dataset.uri)
+        except (OSError, ImportError, ValueError) as error:  # gone, unreachable, or a store this worker cannot read
+            raise JobFailed(f"Dataset {dataset.name} cannot be read from the artifact store "
+                            f"({type(error).__name__}: {error}).") from None
+        with stream:
             try:
                 yield from read_examples(stream, dataset.format, max_row_chars)
             except ValueError as error:
