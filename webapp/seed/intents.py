@@ -33,10 +33,12 @@ def intent_rows(count: int, seed: int) -> list[dict[str, str]]:
     for _ in range(count):
         team = rng.choice(sorted(INTENTS))
         openings, objects = INTENTS[team]
-        # A tenth of the messages borrow another team's object: real inboxes are not clean.
-        if rng.random() < 0.1:
+        # Real inboxes are not clean: a third of the messages name another team's object, and some
+        # say only what they are about, so the object alone is a weak hint.
+        if rng.random() < 0.35:
             objects = INTENTS[rng.choice(sorted(INTENTS))][1]
-        words = [rng.choice(SHARED_WORDS), rng.choice(openings), rng.choice(objects)]
+        opening = rng.choice(openings) if rng.random() > 0.15 else rng.choice(SHARED_WORDS)
+        words = [rng.choice(SHARED_WORDS), opening, rng.choice(objects)]
         if rng.random() < 0.5:
             words.append(rng.choice(SHARED_WORDS))
         rows.append({"prompt": " ".join(words), "completion": team})

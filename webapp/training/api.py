@@ -39,7 +39,11 @@ def job_claim():
         capabilities = parse_capabilities(request.get_json(silent=True))
     except InvalidReport as error:
         return error_response(error.status, str(error))
-    job = claim_next_job(capabilities, runner_worker_name(runner))
+    worker_name = runner_worker_name(runner)
+    # End the token's read: the claim is then its transaction's first statement, so on SQLite it
+    # takes the write lock before it reads, and concurrent claimers wait for each other instead of failing.
+    db.session.rollback()
+    job = claim_next_job(capabilities, worker_name)
     runner.last_seen_at = utcnow()
     db.session.commit()
     if job is None:
@@ -58,9 +62,11 @@ def job_heartbeat(job_id: int):
         return error_response(404, f"There is no job #{job_id}.")
     if job.worker_name != runner_worker_name(runner):
         return error_response(409, f"Job #{job_id} is not held by runner {runner.name!r}; stop working on it.")
-    held = heartbeat(job.id, job.worker_name, job.attempts)
+    worker_name, attempt = job.worker_name, job.attempts
+    db.session.rollback()  # the heartbeat's update comes first in its transaction (see job_claim)
+    held = heartbeat(job_id, worker_name, attempt)
     db.session.commit()
-    return jsonify({"job": job.id, "status": job.status, "cancel_requested": not held})
+    return jsonify({"job": job_id, "status": job.status, "cancel_requested": not held})
 
 
 @api_bp.post("/jobs/<int:job_id>/report")

@@ -41,6 +41,7 @@ HOLDOUT_SHARE = 0.2
 # Long epochs still look for a cancel every this many mini-batches.
 CANCEL_CHECK_BATCHES = 200
 FEATURES = 2 ** 13
+METRIC_DIGITS = 4
 
 
 @dataclass
@@ -121,7 +122,7 @@ def run_internal_job(job_id: int, ctx: JobContext) -> TrainingOutcome:
     train_x, validation_x = features.transform(train.prompts), features.transform(validation.prompts)
     train_y, validation_y = np.array(train.labels), np.array(validation.labels)
     known = np.isin(validation_y, classes)
-    baseline = float(np.mean(validation_y == majority(train.labels)))
+    baseline = round(float(np.mean(validation_y == majority(train.labels))), METRIC_DIGITS)
     model = SGDClassifier(loss="log_loss", learning_rate="constant", eta0=params["learning_rate"],
                           alpha=params["l2"] or 1e-12, random_state=job_id)
     shuffle = np.random.default_rng(job_id)
@@ -155,7 +156,7 @@ def score(model, train_x, train_y, validation_x, validation_y, known, classes) -
         metrics["val_loss"] = float(log_loss(validation_y[known], model.predict_proba(validation_x[known]),
                                              labels=classes))
     metrics["val_accuracy"] = float(accuracy_score(validation_y, model.predict(validation_x)))
-    return metrics
+    return {name: round(value, METRIC_DIGITS) for name, value in metrics.items()}
 
 
 def save(job_id: int, model: SGDClassifier) -> str:

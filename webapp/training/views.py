@@ -20,7 +20,7 @@ from webapp.training.forms import JobFilterForm, job_form
 from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
-    JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
+    JobError, NewJob, cancel_job, write_transaction, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
     job_type_for, metric_chart, retry_job, start_job, staff_summary,
 )
 from webapp.training.workers import waiting_for_worker_since, worker_board
@@ -107,11 +107,10 @@ def job_new():
     status = 200
     if request.method == "POST" and form.validate():
         try:
-            job = start_job(current_user, NewJob(
-                minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
-                validation=chosen(choices.datasets, form.validation_dataset.data),
-                hyperparameters=form.hyperparameters(), name=form.name.data or None))
-            db.session.commit()
+            new = NewJob(minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
+                         validation=chosen(choices.datasets, form.validation_dataset.data),
+                         hyperparameters=form.hyperparameters(), name=form.name.data or None)
+            job = write_transaction(lambda: start_job(current_user, new))
         except (JobError, quotas.QuotaExceeded) as error:
             db.session.rollback()
             flash(str(error), "error")
