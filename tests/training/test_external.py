@@ -123,7 +123,8 @@ def test_an_external_job_fine_tunes_at_the_provider_and_mirrors_every_event_once
     assert at_provider.hyperparameters == HYPERPARAMETERS
     # Every provider event, oldest first, exactly once, although each poll brought more than a page.
     assert mirrored_messages(job) == [f"Fake AI: {event['message']}" for event in at_provider.events]
-    event_reads = [path for method, path, _ in fake.state.requests if path.startswith(f"/v1/fine_tuning/jobs/{at_provider.id}/events")]
+    events_path = f"/v1/fine_tuning/jobs/{at_provider.id}/events"
+    event_reads = [path for _, path, _ in fake.state.requests if path.startswith(events_path)]
     assert any("after=" in path for path in event_reads)
     # Metrics reach the chart's event stream, the job and the version.
     assert job.metrics["train_loss"] == round(2.0 / 24, 4)

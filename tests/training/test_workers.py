@@ -103,7 +103,8 @@ def test_the_workers_page_shows_workers_queues_and_the_oldest_queued_job(app, cl
     registered("celery@alpha")
     registered("celery@beta", heard_ago=timedelta(minutes=10))
     running = make_training_job(make_user(), status="running", worker_name="celery@alpha", name="Tune alpha")
-    oldest = make_training_job(make_user(), status="queued", name="Waiting long", queued_at=utcnow() - timedelta(hours=3))
+    oldest = make_training_job(make_user(), status="queued", name="Waiting long",
+                               queued_at=utcnow() - timedelta(hours=3))
     make_training_job(make_user(), status="queued", name="Waiting less")
     login(client, admin)
 

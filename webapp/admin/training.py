@@ -9,7 +9,7 @@ from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
 from webapp.training.models import (
     EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent,
-    TrainingJobStatusCount,
+    TrainingJobStatusCount, TrainingWorker,
 )
 from webapp.training.services import JobError, cancel_job
 
@@ -103,6 +103,17 @@ class TrainingJobStatusCountView(TrainingView):
     column_filters = ("status", "updated_at")
 
 
+class TrainingWorkerView(TrainingView):
+    """Celery workers as they last reported themselves (the workers page reads them): written only by the workers."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "name", "host", "pid", "queues", "started_at", "heartbeat_at", "stopped_at", "processed",
+                   "failed")
+    column_searchable_list = ("name", "host")
+    column_filters = ("host", "heartbeat_at", "stopped_at")
+    column_default_sort = ("heartbeat_at", True)
+
+
 def views() -> list[SecureModelView]:
     return [
         DatasetView(Dataset, "admin_datasets", "Datasets", CATEGORY),
@@ -112,4 +123,5 @@ def views() -> list[SecureModelView]:
         JobRunnerView(JobRunner, "admin_job_runners", "Runners", CATEGORY),
         TrainingJobStatusCountView(TrainingJobStatusCount, "admin_training_job_status_counts", "Jobs per status",
                                    CATEGORY),
+        TrainingWorkerView(TrainingWorker, "admin_training_workers", "Workers", CATEGORY),
     ]

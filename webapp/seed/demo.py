@@ -34,7 +34,7 @@ from webapp.datasets.models import Dataset
 from webapp.artifacts import new_key, write_stream
 from webapp.seed.intents import intents_jsonl
 from webapp.training.internal import HYPERPARAMETERS
-from webapp.training.models import JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent
+from webapp.training.models import JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent, TrainingWorker
 from webapp.training.services import dispatch
 
 # Users are named below by the part of their email before the "@".
@@ -719,6 +719,10 @@ class _DemoSeed:
     def seed_operations(self) -> None:
         _ensure(JobRunner, {"name": "demo-runner"}, token_hash=_unusable_token_hash(),
                 last_seen_at=self.ago(minutes=1))
+        # The worker that ran the demo's history, stopped since; a real worker adds its own row when it starts.
+        _ensure(TrainingWorker, {"name": "celery@demo-gpu-1"}, host="demo-gpu-1", pid=None,
+                queues=[current_app.config["CELERY_QUEUE"]], started_at=self.ago(30), heartbeat_at=self.ago(2),
+                stopped_at=self.ago(2), processed=48, failed=3)
         admin, support, grace = self.users["admin"], self.users["support"], self.users["grace"]
         issued = self.ago(2, hours=1)
         token, _ = _ensure(
