@@ -98,7 +98,7 @@ def test_a_job_created_while_the_broker_is_down_runs_once_it_is_back(ctx):
 
 def test_a_worker_killed_mid_job_loses_it_and_another_attempt_finishes_it(ctx, engine):
     _, processes, tmp_dir = engine
-    job_id = queue_job(ctx, epochs=4, train_rows=1500, batch_size=8)
+    job_id = queue_job(ctx, epochs=3, train_rows=800, batch_size=8)
     running = wait_until(lambda: job(job_id).status == "running" and job(job_id).progress > 0 and job(job_id),
                          what="the job to run")
     holder = running.worker_name.split("@")[0]
@@ -120,7 +120,7 @@ def test_cancel_stops_the_running_trainer(ctx):
     from webapp.accounts.models import User
     from webapp.training.services import cancel_job
 
-    job_id = queue_job(ctx, epochs=50, train_rows=2000, batch_size=8)
+    job_id = queue_job(ctx, epochs=50, train_rows=800, batch_size=8)
     wait_until(lambda: job(job_id).status == "running" and job(job_id).progress > 0, what="the job to run")
     cancel_job(job(job_id), db.session.get(User, ctx.config["TEST_OWNER"]))
     db.session.commit()
