@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import make_minion, make_user
-from tests.training.broker import broker_app, start_beat, start_worker, wait_until
+from tests.training.broker import broker_app, start_beat, start_together, start_worker, stop_together, wait_until
 from tests.training.engine_helpers import queue_internal_job
 from webapp import create_app
 from webapp.extensions import db
@@ -18,16 +18,16 @@ def engine(backend, tmp_path_factory):
     """The app, one beat and two workers, on a database of their own."""
     tmp_dir = tmp_path_factory.mktemp(f"broker-{backend}")
     app = broker_app(backend, tmp_dir, "_broker")
-    processes = {"beat": start_beat(app, tmp_dir)}
-    processes.update({name: start_worker(app, tmp_dir, name) for name in ("alpha", "beta")})
+    processes = {"beat": start_beat(app, tmp_dir, wait=False),
+                 **{name: start_worker(app, tmp_dir, name, wait=False) for name in ("alpha", "beta")}}
+    start_together(*processes.values())
     with app.app_context():
         owner = make_user()
         minion = make_minion(owner)
         db.session.commit()
         app.config["TEST_OWNER"], app.config["TEST_MINION"] = owner.id, minion.id
     yield app, processes, tmp_dir
-    for process in processes.values():
-        process.stop()
+    stop_together(processes.values())
     with app.app_context():
         db.engine.dispose()
 
