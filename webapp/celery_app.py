@@ -69,7 +69,6 @@ def celery_config(app: Flask) -> dict:
                 "schedule": timedelta(seconds=config["BILLING_ROLL_SECONDS"]),
             },
         },
-        **config.get("CELERY_OVERRIDES", {}),
     }
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.browser.helpers import sign_in
 from tests.browser.test_jobs_leaderboard import rank_and_xp
 from tests.conftest import LiveServer
-from tests.training.broker import broker_app, start_beat, start_worker, wait_until
+from tests.training.broker import broker_app, start_beat, start_together, start_worker, stop_together, wait_until
 from webapp.extensions import db
 from webapp.minions.models import Minion
 from webapp.seed.demo import FIRST_JOB_NAME
@@ -33,14 +33,13 @@ def engine_server(backend, tmp_path_factory):
         app.config["BASE_URL"] = server.url
         with app.app_context():
             seed_demo(app.config["DEMO_PASSWORD"])
-        processes = [start_beat(app, tmp_dir), start_worker(app, tmp_dir, "alpha")]
+        processes = start_together(start_beat(app, tmp_dir, wait=False), start_worker(app, tmp_dir, "alpha", wait=False))
         with app.app_context():
             # The demo's queued job runs first, as on a newcomer's first start.
             wait_until(lambda: db.session.scalars(select(TrainingJob).filter_by(
                 name=FIRST_JOB_NAME, status="succeeded")).first(), what="the demo's queued job to succeed")
         yield server
-        for process in processes:
-            process.stop()
+        stop_together(processes)
     with app.app_context():
         db.engine.dispose()
 

@@ -90,17 +90,36 @@ class CeleryProcess:
                 self.kill()
 
 
-def start_worker(app, log_dir, name: str) -> CeleryProcess:
+def start_worker(app, log_dir, name: str, wait: bool = True) -> CeleryProcess:
     worker = CeleryProcess(app, log_dir, name, "worker", "--hostname", f"{name}@%h", "--concurrency", "2",
                            "--without-mingle", "--without-gossip")
-    worker.wait_for("ready.")
+    worker.ready_text = "ready."
+    if wait:
+        worker.wait_for(worker.ready_text)
     return worker
 
 
-def start_beat(app, log_dir) -> CeleryProcess:
+def start_beat(app, log_dir, wait: bool = True) -> CeleryProcess:
     beat = CeleryProcess(app, log_dir, "beat", "beat", "--schedule", str(Path(log_dir) / "beat-schedule"))
-    beat.wait_for("beat: Starting")
+    beat.ready_text = "beat: Starting"
+    if wait:
+        beat.wait_for(beat.ready_text)
     return beat
+
+
+def start_together(*starting: CeleryProcess) -> list[CeleryProcess]:
+    """Processes started with ``wait=False``, once every one of them is ready (they boot in parallel)."""
+    for process in starting:
+        process.wait_for(process.ready_text)
+    return list(starting)
+
+
+def stop_together(processes) -> None:
+    for process in processes:
+        if process.process.poll() is None:
+            os.killpg(process.process.pid, signal.SIGTERM)
+    for process in processes:
+        process.stop()
 
 
 def wait_until(check, timeout: float = 60, interval: float = 0.3, what: str = "the condition"):

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import make_minion, make_user
-from tests.training.broker import broker_app, start_beat, start_worker, wait_until
+from tests.training.broker import broker_app, start_beat, start_together, start_worker, stop_together, wait_until
 from tests.training.engine_helpers import queue_internal_job
 from webapp import create_app
 from webapp.extensions import db
@@ -18,16 +18,16 @@ def engine(backend, tmp_path_factory):
     """The app, one beat and two workers, on a database of their own."""
     tmp_dir = tmp_path_factory.mktemp(f"broker-{backend}")
     app = broker_app(backend, tmp_dir, "_broker")
-    processes = {"beat": start_beat(app, tmp_dir)}
-    processes.update({name: start_worker(app, tmp_dir, name) for name in ("alpha", "beta")})
+    processes = {"beat": start_beat(app, tmp_dir, wait=False),
+                 **{name: start_worker(app, tmp_dir, name, wait=False) for name in ("alpha", "beta")}}
+    start_together(*processes.values())
     with app.app_context():
         owner = make_user()
         minion = make_minion(owner)
         db.session.commit()
         app.config["TEST_OWNER"], app.config["TEST_MINION"] = owner.id, minion.id
     yield app, processes, tmp_dir
-    for process in processes.values():
-        process.stop()
+    stop_together(processes.values())
     with app.app_context():
         db.engine.dispose()
 
@@ -98,7 +98,7 @@ def test_a_job_created_while_the_broker_is_down_runs_once_it_is_back(ctx):
 
 def test_a_worker_killed_mid_job_loses_it_and_another_attempt_finishes_it(ctx, engine):
     _, processes, tmp_dir = engine
-    job_id = queue_job(ctx, epochs=4, train_rows=1500, batch_size=8)
+    job_id = queue_job(ctx, epochs=3, train_rows=800, batch_size=8)
     running = wait_until(lambda: job(job_id).status == "running" and job(job_id).progress > 0 and job(job_id),
                          what="the job to run")
     holder = running.worker_name.split("@")[0]
@@ -120,7 +120,7 @@ def test_cancel_stops_the_running_trainer(ctx):
     from webapp.accounts.models import User
     from webapp.training.services import cancel_job
 
-    job_id = queue_job(ctx, epochs=50, train_rows=2000, batch_size=8)
+    job_id = queue_job(ctx, epochs=50, train_rows=800, batch_size=8)
     wait_until(lambda: job(job_id).status == "running" and job(job_id).progress > 0, what="the job to run")
     cancel_job(job(job_id), db.session.get(User, ctx.config["TEST_OWNER"]))
     db.session.commit()
