@@ -12,8 +12,9 @@ from tests.factories import make_training_job, make_user
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingWorker
+from webapp.training.services import RUN_TASK
 from webapp.training.workers import (
-    queue_depths, task_finished, worker_heartbeat, worker_rows, worker_started, worker_stopped,
+    job_task_finished, queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
 )
 
 STALE = timedelta(seconds=90)
@@ -46,19 +47,25 @@ def registered(name: str, heard_ago: timedelta = timedelta(0), stopped: bool = F
 def test_a_worker_keeps_its_row_through_celerys_signals(app, db_session, quiet_heartbeats):
     celery = app.extensions["celery"]
     celery.loader.import_default_modules()  # as a worker does on start: the task modules, and the registry's signals
-    node = WorkerNode(celery, "celery@signals-test")  # what Celery sends as the consumer and the worker
+    name = "celery@signals-test"
+    owner = make_user()
+    succeeded, failed, running = (make_training_job(owner, status=status, worker_name=name)
+                                  for status in ("succeeded", "failed", "running"))
+    elsewhere = make_training_job(owner, status="succeeded", worker_name="celery@other")
+    node = WorkerNode(celery, name)  # what Celery sends as the consumer and the worker
     signals.worker_ready.send(sender=node)
-    task = celery.tasks["webapp.training.tasks.run_training_job"]
-    task.push_request(hostname="celery@signals-test")
-    try:
-        signals.task_postrun.send(sender=task, state="SUCCESS")
-        signals.task_postrun.send(sender=task, state="FAILURE")
-        signals.task_postrun.send(sender=task, state="RETRY")  # not finished: not counted
-    finally:
-        task.pop_request()
+    run, sweep = celery.tasks[RUN_TASK], celery.tasks["webapp.training.tasks.sweep_jobs"]
+    for task, args in [(run, [succeeded.id]), (run, [failed.id]), (run, [running.id]), (run, [elsewhere.id]),
+                       (sweep, [])]:
+        task.push_request(hostname=name)
+        try:
+            signals.task_postrun.send(sender=task, args=args, state="SUCCESS")
+        finally:
+            task.pop_request()
     signals.worker_shutdown.send(sender=node)
 
-    worker = db.session.query(TrainingWorker).filter_by(name="celery@signals-test").one()
+    worker = db.session.query(TrainingWorker).filter_by(name=name).one()
+    # The jobs that ended on this worker count; a running one, another worker's and the sweep do not.
     assert (worker.processed, worker.failed, worker.queues) == (2, 1, [app.config["CELERY_QUEUE"]])
     assert worker.stopped_at is not None and worker.pid
 
@@ -77,7 +84,7 @@ def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_ses
     assert rows["celery@b"].state == "stale" and rows["celery@b"].since == stale.heartbeat_at
     assert rows["celery@c"].state == "stopped"
     # A stale worker that beats again is online; a restart keeps its counts.
-    task_finished("celery@b", failed=True)
+    job_task_finished("celery@b", make_training_job(make_user(), status="failed", worker_name="celery@b").id)
     worker_heartbeat("celery@b")
     worker_started("celery@b", "host-b", 99, ["celery"])
     db.session.expire_all()

@@ -3,7 +3,7 @@
 Workers keep their rows themselves, through the Celery signal handlers below (connected when
 a worker imports the training tasks, which import this module): a row on start, a heartbeat
 every WORKER_HEARTBEAT_SECONDS from a thread of the worker's main process, a count after every
-task, a stop time on a clean shutdown. A worker not heard from for WORKER_STALE_SECONDS is stale.
+training job it ran, a stop time on a clean shutdown. A worker not heard from for WORKER_STALE_SECONDS is stale.
 """
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 
 from celery import Celery, signals
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJob, TrainingWorker
+from webapp.training.services import FINISHED_STATUSES, RUN_TASK
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,20 @@ def worker_stopped(name: str) -> None:
     db.session.execute(update(TrainingWorker).where(TrainingWorker.name == name).values(stopped_at=utcnow()))
 
 
-def task_finished(name: str, failed: bool) -> None:
-    """Count one task run by worker ``name``: an UPDATE of the counters, so concurrent tasks add up."""
-    db.session.execute(update(TrainingWorker).where(TrainingWorker.name == name).values(
-        processed=TrainingWorker.processed + 1, failed=TrainingWorker.failed + int(failed),
-    ))
+def job_task_finished(name: str, job_id: int) -> None:
+    """Count job ``job_id`` as processed by worker ``name`` (and failed, if it failed) once it has ended there.
+
+    One UPDATE that reads the job inside it: no read-then-write transaction, which SQLite would
+    refuse when another process wrote in between. A delivery the worker did not claim counts nothing.
+    """
+    jobs = TrainingJob.__table__
+    ended_here = select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.worker_name == name,
+                                             jobs.c.status.in_(FINISHED_STATUSES)).scalar_subquery()
+    db.session.execute(
+        update(TrainingWorker).where(TrainingWorker.name == name, ended_here.is_not(None))
+        .values(processed=TrainingWorker.processed + 1,
+                failed=TrainingWorker.failed + case((ended_here == "failed", 1), else_=0))
+    )
 
 
 # --- what the page reads ------------------------------------------------------------------------
@@ -238,9 +248,11 @@ def on_worker_shutdown(sender, **kwargs) -> None:
 
 
 @signals.task_postrun.connect
-def on_task_postrun(sender=None, state=None, **kwargs) -> None:
-    app = getattr(sender.app, "flask_app", None) if sender is not None else None
-    hostname = getattr(sender.request, "hostname", None) if sender is not None else None
-    if app is None or hostname is None or state not in ("SUCCESS", "FAILURE"):
+def on_task_postrun(sender=None, args=None, **kwargs) -> None:
+    """After a training job's task (not every task: beat's sweeps would write every few seconds)."""
+    if sender is None or sender.name != RUN_TASK or not args:
         return
-    in_transaction(app, task_finished, hostname, state == "FAILURE")
+    app = getattr(sender.app, "flask_app", None)
+    hostname = getattr(sender.request, "hostname", None)
+    if app is not None and hostname is not None:
+        in_transaction(app, job_task_finished, hostname, args[0])
