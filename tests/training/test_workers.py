@@ -12,9 +12,9 @@ from tests.factories import make_training_job, make_user
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingWorker
-from webapp.training.services import RUN_TASK
+from webapp.training.services import transition
 from webapp.training.workers import (
-    job_task_finished, queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
+    queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
 )
 
 STALE = timedelta(seconds=90)
@@ -47,27 +47,31 @@ def registered(name: str, heard_ago: timedelta = timedelta(0), stopped: bool = F
 def test_a_worker_keeps_its_row_through_celerys_signals(app, db_session, quiet_heartbeats):
     celery = app.extensions["celery"]
     celery.loader.import_default_modules()  # as a worker does on start: the task modules, and the registry's signals
-    name = "celery@signals-test"
-    owner = make_user()
-    succeeded, failed, running = (make_training_job(owner, status=status, worker_name=name)
-                                  for status in ("succeeded", "failed", "running"))
-    elsewhere = make_training_job(owner, status="succeeded", worker_name="celery@other")
-    node = WorkerNode(celery, name)  # what Celery sends as the consumer and the worker
+    node = WorkerNode(celery, "celery@signals-test")  # what Celery sends as the consumer and the worker
     signals.worker_ready.send(sender=node)
-    run, sweep = celery.tasks[RUN_TASK], celery.tasks["webapp.training.tasks.sweep_jobs"]
-    for task, args in [(run, [succeeded.id]), (run, [failed.id]), (run, [running.id]), (run, [elsewhere.id]),
-                       (sweep, [])]:
-        task.push_request(hostname=name)
-        try:
-            signals.task_postrun.send(sender=task, args=args, state="SUCCESS")
-        finally:
-            task.pop_request()
+    worker = db.session.query(TrainingWorker).filter_by(name="celery@signals-test").one()
+    assert worker.queues == [app.config["CELERY_QUEUE"]] and worker.pid and worker.stopped_at is None
+
     signals.worker_shutdown.send(sender=node)
 
-    worker = db.session.query(TrainingWorker).filter_by(name=name).one()
-    # The jobs that ended on this worker count; a running one, another worker's and the sweep do not.
-    assert (worker.processed, worker.failed, worker.queues) == (2, 1, [app.config["CELERY_QUEUE"]])
-    assert worker.stopped_at is not None and worker.pid
+    db.session.expire_all()
+    assert db.session.get(TrainingWorker, worker.id).stopped_at is not None
+
+
+def test_a_worker_counts_the_jobs_that_end_while_it_holds_them(app, db_session):
+    worker = registered("celery@counting")
+    owner = make_user()
+    held = [make_training_job(owner, status="running", worker_name=worker.name) for _ in range(4)]
+    elsewhere = make_training_job(owner, status="running", worker_name="celery@other")
+    transition(held[0], "succeeded")
+    transition(held[1], "failed", "Worker lost")
+    transition(held[2], "canceled")
+    transition(elsewhere, "succeeded")
+    held[3].progress = 0.5  # still running: not counted
+    db.session.flush()
+
+    db.session.refresh(worker)
+    assert (worker.processed, worker.failed) == (3, 1)
 
 
 def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_session):
@@ -84,12 +88,11 @@ def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_ses
     assert rows["celery@b"].state == "stale" and rows["celery@b"].since == stale.heartbeat_at
     assert rows["celery@c"].state == "stopped"
     # A stale worker that beats again is online; a restart keeps its counts.
-    job_task_finished("celery@b", make_training_job(make_user(), status="failed", worker_name="celery@b").id)
     worker_heartbeat("celery@b")
     worker_started("celery@b", "host-b", 99, ["celery"])
     db.session.expire_all()
     row = {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"]
-    assert row.state == "online" and (row.worker.processed, row.worker.failed, row.worker.pid) == (1, 1, 99)
+    assert row.state == "online" and row.worker.pid == 99
     worker_stopped("celery@b")
     db.session.expire_all()
     assert {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"].state == "stopped"

@@ -2,8 +2,9 @@
 
 Workers keep their rows themselves, through the Celery signal handlers below (connected when
 a worker imports the training tasks, which import this module): a row on start, a heartbeat
-every WORKER_HEARTBEAT_SECONDS from a thread of the worker's main process, a count after every
-training job it ran, a stop time on a clean shutdown. A worker not heard from for WORKER_STALE_SECONDS is stale.
+every WORKER_HEARTBEAT_SECONDS from a thread of the worker's main process, a stop time on a
+clean shutdown. A worker not heard from for WORKER_STALE_SECONDS is stale. Its counts grow with
+each job that ends while it holds it, in the transaction that ends the job.
 """
 from __future__ import annotations
 
@@ -12,19 +13,21 @@ import logging
 import os
 import socket
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import Celery, signals
 from flask import Flask
-from sqlalchemy import case, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJob, TrainingWorker
-from webapp.training.services import FINISHED_STATUSES, RUN_TASK
+from webapp.training.services import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +62,23 @@ def worker_stopped(name: str) -> None:
     db.session.execute(update(TrainingWorker).where(TrainingWorker.name == name).values(stopped_at=utcnow()))
 
 
-def job_task_finished(name: str, job_id: int) -> None:
-    """Count job ``job_id`` as processed by worker ``name`` (and failed, if it failed) once it has ended there.
+@sa_event.listens_for(Session, "before_flush")
+def count_ended_jobs(session: Session, flush_context, instances) -> None:
+    """Count a job that ends (succeeded, failed, canceled) on the worker that held it, in the same transaction.
 
-    One UPDATE that reads the job inside it: no read-then-write transaction, which SQLite would
-    refuse when another process wrote in between. A delivery the worker did not claim counts nothing.
+    Whoever ends it (the worker, the sweeper after a lost worker, a cancel in the console), no
+    commit is added: on SQLite every extra commit from another process can refuse a request's write.
     """
-    jobs = TrainingJob.__table__
-    ended_here = select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.worker_name == name,
-                                             jobs.c.status.in_(FINISHED_STATUSES)).scalar_subquery()
-    db.session.execute(
-        update(TrainingWorker).where(TrainingWorker.name == name, ended_here.is_not(None))
-        .values(processed=TrainingWorker.processed + 1,
-                failed=TrainingWorker.failed + case((ended_here == "failed", 1), else_=0))
-    )
+    ended: Counter[tuple[str, bool]] = Counter()
+    for job in session.dirty:
+        if not isinstance(job, TrainingJob) or not job.worker_name:
+            continue
+        before, after = inspect(job).attrs.status.history.deleted, inspect(job).attrs.status.history.added
+        if after and after[0] in FINISHED_STATUSES and before and before[0] not in FINISHED_STATUSES:
+            ended[job.worker_name, after[0] == "failed"] += 1
+    for (name, failed), count in ended.items():
+        session.connection().execute(update(TrainingWorker).where(TrainingWorker.name == name).values(
+            processed=TrainingWorker.processed + count, failed=TrainingWorker.failed + (count if failed else 0)))
 
 
 # --- what the page reads ------------------------------------------------------------------------
@@ -245,14 +251,3 @@ def on_worker_shutdown(sender, **kwargs) -> None:
     if beats is not None:
         beats.stopped.set()
     in_transaction(app, worker_stopped, sender.hostname)
-
-
-@signals.task_postrun.connect
-def on_task_postrun(sender=None, args=None, **kwargs) -> None:
-    """After a training job's task (not every task: beat's sweeps would write every few seconds)."""
-    if sender is None or sender.name != RUN_TASK or not args:
-        return
-    app = getattr(sender.app, "flask_app", None)
-    hostname = getattr(sender.request, "hostname", None)
-    if app is not None and hostname is not None:
-        in_transaction(app, job_task_finished, hostname, args[0])
