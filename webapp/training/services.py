@@ -775,6 +775,14 @@ def job_choices(user: User) -> JobChoices:
 MAX_DATASET_CHOICES = 500
 
 
+def last_splits(user: User) -> dict[str, int]:
+    """The datasets of ``user``'s latest job by split: the form's defaults, as people train on the same data again."""
+    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
+    return dict(db.session.execute(select(TrainingJobDataset.split, TrainingJobDataset.dataset_id)
+                                   .where(TrainingJobDataset.training_job_id == latest)).all())
+
+
 def job_type_for(model: AIModel) -> str:
     """External models train at their provider; reference and custom models on the internal trainer."""
     return "external" if model.model_type == "external" else "internal"
