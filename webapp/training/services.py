@@ -250,7 +250,13 @@ def record_training_minutes(job: TrainingJob, now: datetime) -> None:
 
 
 def cancel_job(job: TrainingJob, actor: User) -> None:
-    """Cancel a queued or running job, logged in its events and audited."""
+    """Cancel a queued or running job, logged in its events and audited.
+
+    Takes the job's row lock and reads it again first: a worker reporting every step must not
+    make the owner's cancel fail as a concurrent edit (its next report sees the cancel and stops).
+    """
+    lock_job(job.id)
+    db.session.refresh(job)
     previous = transition(job, "canceled")
     db.session.add(TrainingJobEvent(
         training_job_id=job.id, level="warning", message=f"Canceled by {actor.display_name}", progress=job.progress,

@@ -164,7 +164,7 @@ def job_detail(job_id: int):
 @login_required
 def job_cancel(job_id: int):
     job = viewable_job(job_id, "jobs.manage")
-    run_action(lambda: cancel_job(job, current_user))
+    run_action(lambda: write_transaction(lambda: cancel_job(job, current_user)))
     flash(f"Job #{job.id} was canceled.", "success")
     return navigate(url_for("training.job_detail", job_id=job.id))
 
