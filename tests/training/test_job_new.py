@@ -43,6 +43,16 @@ def test_the_form_offers_the_trainer_s_fields_and_previews_what_the_job_uses(cli
     assert 'name="learning_rate"' in html and "Train rows (yours, jsonl, 40 rows)" in html
     assert f'<option selected value="{minion.id}">Quill</option>' in html
     assert "5 this period" in html and "90" in html and "none needed" in html
+    # Changing the minion or the model re-renders the form for that trainer (HTMX, data- attributes).
+    assert html.count('data-hx-get="/jobs/new"') == 2 and 'data-hx-target="#job-new"' in html
+
+
+def test_the_form_defaults_to_the_datasets_of_the_latest_job(client, db_session, ada, setup):
+    minion, train, validation = setup
+    client.post("/jobs/new", data=form(minion, train, validation))
+    html = client.get("/jobs/new").get_data(as_text=True)
+    assert f'<option selected value="{train.id}">Train rows' in html
+    assert f'<option selected value="{validation.id}">Check rows' in html
 
 
 def test_starting_a_job_opens_its_page_and_dispatches_it_after_the_commit(client, db_session, ada, setup):

@@ -33,8 +33,8 @@ from webapp.seed import row_counts
 from webapp.datasets.models import Dataset
 from webapp.artifacts import new_key, write_stream
 from webapp.seed.intents import intents_jsonl
-from webapp.training.internal import HYPERPARAMETERS
 from webapp.training.models import JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent, TrainingWorker
+from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import dispatch
 
 # Users are named below by the part of their email before the "@".
@@ -592,7 +592,7 @@ class _DemoSeed:
         job, created = _ensure(
             TrainingJob, {"user_id": ada.id, "name": FIRST_JOB_NAME},
             minion_id=minion.id, base_model_id=minion.model_id, job_type="internal", status="queued",
-            hyperparameters={field.name: field.default for field in HYPERPARAMETERS},
+            hyperparameters={field.name: field.default for field in hyperparameters_for("internal")},
             queued_at=self.now, max_attempts=current_app.config["JOB_MAX_ATTEMPTS"],
         )
         if created:

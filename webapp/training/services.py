@@ -251,7 +251,13 @@ def record_training_minutes(job: TrainingJob, now: datetime) -> None:
 
 
 def cancel_job(job: TrainingJob, actor: User) -> None:
-    """Cancel a queued or running job, logged in its events and audited."""
+    """Cancel a queued or running job, logged in its events and audited.
+
+    Takes the job's row lock and reads it again first: a worker reporting every step must not
+    make the owner's cancel fail as a concurrent edit (its next report sees the cancel and stops).
+    """
+    lock_job(job.id)
+    db.session.refresh(job)
     previous = transition(job, "canceled")
     db.session.add(TrainingJobEvent(
         training_job_id=job.id, level="warning", message=f"Canceled by {actor.display_name}", progress=job.progress,
@@ -774,6 +780,14 @@ def job_choices(user: User) -> JobChoices:
 
 
 MAX_DATASET_CHOICES = 500
+
+
+def last_splits(user: User) -> dict[str, int]:
+    """The datasets of ``user``'s latest job by split: the form's defaults, as people train on the same data again."""
+    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
+    return dict(db.session.execute(select(TrainingJobDataset.split, TrainingJobDataset.dataset_id)
+                                   .where(TrainingJobDataset.training_job_id == latest)).all())
 
 
 def job_type_for(model: AIModel) -> str:

@@ -21,7 +21,7 @@ from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
     JobError, NewJob, cancel_job, write_transaction, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
-    job_type_for, metric_chart, retry_job, start_job, staff_summary,
+    job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
 )
 from webapp.training.workers import waiting_for_worker_since, worker_board
 
@@ -102,8 +102,9 @@ def job_new():
         form.train_dataset.choices
     if request.method == "GET":
         form.minion.data, form.base_model.data = (minion.id if minion else None), (model.id if model else None)
-        form.train_dataset.data = values.get("train_dataset", type=int)
-        form.validation_dataset.data = values.get("validation_dataset", type=int)
+        previous = last_splits(current_user)
+        form.train_dataset.data = values.get("train_dataset", type=int) or previous.get("train")
+        form.validation_dataset.data = values.get("validation_dataset", type=int) or previous.get("validation")
     status = 200
     if request.method == "POST" and form.validate():
         try:
@@ -174,7 +175,7 @@ def job_detail(job_id: int):
 @login_required
 def job_cancel(job_id: int):
     job = viewable_job(job_id, "jobs.manage")
-    run_action(lambda: cancel_job(job, current_user))
+    run_action(lambda: write_transaction(lambda: cancel_job(job, current_user)))
     flash(f"Job #{job.id} was canceled.", "success")
     return navigate(url_for("training.job_detail", job_id=job.id))
 
