@@ -103,6 +103,8 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
         "RATELIMIT_ENABLED": False,
         "BASE_URL": "http://console.test",
         "DEMO_PASSWORD": "demo-password-123",
+        # Dispatched jobs wait in memory: no worker runs in ordinary tests (tests/training/broker run them).
+        "CELERY_BROKER_URL": "memory://",
     }
     config.update(overrides)
     os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))

@@ -44,6 +44,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     from webapp import diagnostics, htmx, inputs, navigation, ratelimits, security
     from webapp.accounts import access
+    from webapp.celery_app import celery_init_app
 
     inputs.init_app(app)
     ratelimits.init_app(app)
@@ -52,6 +53,7 @@ def register_extensions(app: Flask) -> None:
     htmx.init_app(app)
     navigation.init_app(app)
     diagnostics.init_app(app)
+    celery_init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

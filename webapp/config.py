@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from webapp.celery_app import broker_url
+
 
 def database_url(raw: str | None, instance_path: str) -> str:
     """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
@@ -114,6 +116,23 @@ def from_environment(instance_path: str) -> dict:
         "SIGNUP_PLAN": env("SIGNUP_PLAN", "free"),
         # Off for private deployments: accounts are then made by staff only.
         "SIGNUP_ENABLED": _bool("SIGNUP_ENABLED", True),
+        # Celery: RabbitMQ (amqp://...) or Redis (redis://...) in production; by default the serverless
+        # embedded broker, kombu's filesystem transport in the instance folder (why: webapp/celery_app.py).
+        "CELERY_BROKER_URL": broker_url(env("CELERY_BROKER_URL")),
+        # The queue the console's tasks go to and its workers read: consoles sharing a broker each name their own.
+        "CELERY_QUEUE": env("CELERY_QUEUE", "minion-console"),
+        # The job engine's clock: a worker heartbeats its job every JOB_HEARTBEAT_SECONDS; one not
+        # heard for JOB_LEASE_SECONDS is lost. The sweeper runs every JOB_SWEEP_SECONDS and dispatches
+        # again a queued job no worker claimed within JOB_DISPATCH_TIMEOUT_SECONDS.
+        "JOB_HEARTBEAT_SECONDS": _float("JOB_HEARTBEAT_SECONDS", 10),
+        "JOB_LEASE_SECONDS": _float("JOB_LEASE_SECONDS", 60),
+        "JOB_SWEEP_SECONDS": _float("JOB_SWEEP_SECONDS", 30),
+        "JOB_DISPATCH_TIMEOUT_SECONDS": _float("JOB_DISPATCH_TIMEOUT_SECONDS", 120),
+        # Claims a job may use: 2 is one retry after a lost worker.
+        "JOB_MAX_ATTEMPTS": _int("JOB_MAX_ATTEMPTS", 2),
+        "BILLING_ROLL_SECONDS": _float("BILLING_ROLL_SECONDS", 3600),
+        # minion-console starts a Celery worker and beat beside the web server unless this is off.
+        "EMBEDDED_WORKER": _bool("EMBEDDED_WORKER", True),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),
         "PAGE_SIZE": _int("PAGE_SIZE", 20),
         "DEMO_PASSWORD": env("DEMO_PASSWORD"),
@@ -126,4 +145,15 @@ def from_environment(instance_path: str) -> dict:
         "RUNNER_MAX_METRIC_KEYS": _int("RUNNER_MAX_METRIC_KEYS", 100),
         "RUNNER_MAX_METRIC_KEY_LENGTH": _int("RUNNER_MAX_METRIC_KEY_LENGTH", 100),
         "JOB_MAX_STORED_METRICS": _int("JOB_MAX_STORED_METRICS", 200),
+        # External jobs: each request to a provider's fine-tuning API gives up after this many seconds;
+        # a worker polls the provider's job every EXTERNAL_JOB_POLL_SECONDS and fails it after this many
+        # failed polls in a row.
+        "PROVIDER_API_TIMEOUT_SECONDS": _float("PROVIDER_API_TIMEOUT_SECONDS", 60),
+        "EXTERNAL_JOB_POLL_SECONDS": _float("EXTERNAL_JOB_POLL_SECONDS", 15),
+        "EXTERNAL_JOB_MAX_POLL_FAILURES": _int("EXTERNAL_JOB_MAX_POLL_FAILURES", 5),
+        # The staff workers page: each worker writes a heartbeat row every WORKER_HEARTBEAT_SECONDS and
+        # shows as stale once not heard from for WORKER_STALE_SECONDS. Kept slower than the job heartbeat:
+        # on SQLite every write from another process can make a web request's transaction retry.
+        "WORKER_HEARTBEAT_SECONDS": _float("WORKER_HEARTBEAT_SECONDS", 30),
+        "WORKER_STALE_SECONDS": _float("WORKER_STALE_SECONDS", 90),
     }

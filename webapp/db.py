@@ -168,4 +168,10 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 @sa.event.listens_for(sa.engine.Engine, "begin")
 def _sqlite_begin(connection) -> None:
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN")
+        # A transaction that will write after reading asks for the write lock up front (see
+        # write_transaction): a deferred one fails at once if another process wrote in between.
+        immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+SQLITE_BEGIN_IMMEDIATE = "sqlite_begin_immediate"

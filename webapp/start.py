@@ -1,13 +1,18 @@
 """``minion-console``: the newcomer's one command.
 
 Builds or upgrades the schema through the migrations, loads the demo data on
-first start, prints the demo sign-ins, and serves the console.
+first start, prints the demo sign-ins, starts a Celery worker with beat beside
+the web server (on the embedded broker unless CELERY_BROKER_URL names one; off
+with EMBEDDED_WORKER=0), and serves the console.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import secrets
+import signal
+import subprocess
+import sys
 
 from flask_migrate import upgrade
 from sqlalchemy import func, select
@@ -45,6 +50,26 @@ def prepare(app) -> str:
     return password
 
 
+def start_worker(app) -> subprocess.Popen:
+    """``celery -A webapp.worker worker -B`` in its own process group: it runs the jobs and the periodic work."""
+    command = [sys.executable, "-m", "celery", "-A", "webapp.worker", "worker", "--beat",
+               "--schedule", os.path.join(app.instance_path, "celerybeat-schedule"),
+               "--concurrency", "2", "--loglevel", os.environ.get("WORKER_LOG_LEVEL", "WARNING"),
+               "--without-mingle", "--without-gossip"]
+    return subprocess.Popen(command, start_new_session=True,
+                            env={**os.environ, "INSTANCE_PATH": app.instance_path})
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """Warm shutdown (a running job is finished or, if it takes too long, found by the sweeper next time)."""
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -57,8 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     print("Demo sign-ins, all with the password:", password)
     for email, what in DEMO_ACCOUNTS:
         print(f"  {email:<20} {what}")
+    # A plain SIGTERM (a service manager, ``timeout``) ends the server through the finally below, worker included.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    worker = start_worker(app) if app.config["EMBEDDED_WORKER"] else None
+    if worker:
+        print("A Celery worker and beat run beside the server: queued training jobs start within seconds.")
     print()
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    try:
+        run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    finally:
+        if worker:
+            stop_worker(worker)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests.browser.helpers import sign_in
+from tests.factories import make_training_job
+from webapp.accounts.models import User
 from webapp.extensions import db
 from webapp.minions.models import Minion
 from webapp.providers.models import AIModel, Provider
@@ -28,10 +30,14 @@ def runner_token(live_server):
     return token
 
 
-def demo_job(live_server, name: str) -> tuple[int, str | None]:
+def ada_job(live_server, minion: str, status: str, progress: float = 0.0) -> tuple[int, str]:
+    """A job of Ada's for ``minion`` as a third-party runner holds it (the demo's jobs are history)."""
     with live_server.app.app_context():
-        job = db.session.scalars(select(TrainingJob).filter_by(name=name)).one()
-        return job.id, job.minion.name if job.minion else None
+        ada = db.session.scalars(select(User).filter_by(email="ada@demo.test")).one()
+        owned = db.session.scalars(select(Minion).filter_by(owner_user_id=ada.id, name=minion)).one()
+        job = make_training_job(ada, status=status, minion=owned, progress=progress, name=f"{minion} browser run")
+        db.session.commit()
+        return job.id, minion
 
 
 def report(live_server, token: str, job_id: int, body: dict) -> dict:
@@ -56,7 +62,7 @@ def rank_and_xp(page, minion: str) -> tuple[int, int]:
 
 
 def test_a_running_job_reports_progress_succeeds_and_lifts_the_minion(live_server, page, runner_token, backend):
-    job_id, minion = demo_job(live_server, "Engine Notes distillation (retry)")
+    job_id, minion = ada_job(live_server, "Cog", "running", progress=0.4)
     sign_in(page, live_server.url, "ada@demo.test")
     page.goto(f"{live_server.url}/leaderboard?q={minion}")
     rank_before, xp_before = rank_and_xp(page, minion)
@@ -99,7 +105,7 @@ def test_a_running_job_reports_progress_succeeds_and_lifts_the_minion(live_serve
 
 
 def test_cancel_and_retry_from_the_job_page(live_server, page, backend):
-    job_id, _ = demo_job(live_server, "Poetry Assistant v4")
+    job_id, _ = ada_job(live_server, "Quill", "queued")
     sign_in(page, live_server.url, "ada@demo.test")
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{live_server.url}/jobs/{job_id}")

@@ -11,6 +11,11 @@ def routes(world: World) -> list[Route]:
     failed = make_training_job(world.other, status="failed")
     return [
         Route("GET", "/jobs", "/jobs", same_for_signed_in("login", "ok")),
+        # Staff only (jobs.read_all): the workers and queues page.
+        Route("GET", "/jobs/workers", "/jobs/workers", {"anonymous": "login", "user": 403, "support": 403, "admin": "ok"}),
+        Route("GET", "/jobs/new", "/jobs/new", same_for_signed_in("login", "ok")),
+        # An empty form: every signed-in role gets it back with its errors, nothing is created.
+        Route("POST", "/jobs/new", "/jobs/new", same_for_signed_in("login", 422), data={}),
         Route("GET", "/jobs/<int:job_id>", f"/jobs/{running.id}", NOT_THEIRS),
         Route("GET", "/jobs/<int:job_id>/row", f"/jobs/{running.id}/row", NOT_THEIRS),
         Route("POST", "/jobs/<int:job_id>/cancel", f"/jobs/{running.id}/cancel", NOT_THEIRS),
@@ -18,4 +23,8 @@ def routes(world: World) -> list[Route]:
         # The runner API knows no sessions: without a runner token everyone gets 401.
         Route("POST", "/api/runner/jobs/<int:job_id>/report", f"/api/runner/jobs/{running.id}/report",
               same_for_signed_in(401, 401), json={"progress": 0.5}),
+        Route("POST", "/api/runner/jobs/claim", "/api/runner/jobs/claim",
+              same_for_signed_in(401, 401), json={"capabilities": ["internal"]}),
+        Route("POST", "/api/runner/jobs/<int:job_id>/heartbeat", f"/api/runner/jobs/{running.id}/heartbeat",
+              same_for_signed_in(401, 401), json={}),
     ]

@@ -23,6 +23,7 @@ def test_the_state_machine_allows_exactly_the_documented_transitions():
     assert set(LEGAL) == {
         ("queued", "running"), ("queued", "canceled"), ("queued", "failed"),
         ("running", "succeeded"), ("running", "failed"), ("running", "canceled"),
+        ("running", "queued"),  # a lost worker's job, queued for another attempt
     }
 
 

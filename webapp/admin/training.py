@@ -16,7 +16,7 @@ from webapp.inputs import allow_larger_body
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import (
     EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset,
-    TrainingJobEvent, TrainingJobStatusCount,
+    TrainingJobEvent, TrainingJobStatusCount, TrainingWorker,
 )
 from webapp.training.services import JobError, cancel_job
 
@@ -168,6 +168,17 @@ class TrainingJobStatusCountView(TrainingView):
     column_filters = ("status", "updated_at")
 
 
+class TrainingWorkerView(TrainingView):
+    """Celery workers as they last reported themselves (the workers page reads them): written only by the workers."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "name", "host", "pid", "queues", "started_at", "heartbeat_at", "stopped_at", "processed",
+                   "failed")
+    column_searchable_list = ("name", "host")
+    column_filters = ("host", "heartbeat_at", "stopped_at")
+    column_default_sort = ("heartbeat_at", True)
+
+
 def admin_upload_body_limit() -> tuple[int, str]:
     """The admin's create form carries the dataset file: up to the dataset limit, past the app-wide one."""
     limit = current_app.config["DATASET_MAX_BYTES"]
@@ -187,4 +198,5 @@ def views() -> list[SecureModelView]:
         JobRunnerReportView(JobRunnerReport, "admin_job_runner_reports", "Runner reports", CATEGORY),
         TrainingJobStatusCountView(TrainingJobStatusCount, "admin_training_job_status_counts", "Jobs per status",
                                    CATEGORY),
+        TrainingWorkerView(TrainingWorker, "admin_training_workers", "Workers", CATEGORY),
     ]

@@ -107,6 +107,8 @@ class ModelVersion(TimestampMixin, db.Model):
     )
     stage: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     artifact_uri: Mapped[str | None] = mapped_column(String(500))
+    # A model fine-tuned at a provider: its id there (what requests name as "model").
+    external_model_id: Mapped[str | None] = mapped_column(String(200))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by_id: Mapped[int | None] = mapped_column(fk("users.id", "SET NULL"), index=True)
 

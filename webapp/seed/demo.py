@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from webapp.accounts.models import AuditEvent, Permission, Role, RolePermission, Token, User, UserRole
@@ -30,7 +31,13 @@ from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
 from webapp.datasets.models import Dataset
-from webapp.training.models import JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset, TrainingJobEvent
+from webapp.artifacts import new_key, write_stream
+from webapp.seed.intents import intents_jsonl
+from webapp.training.models import (
+    JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset, TrainingJobEvent, TrainingWorker,
+)
+from webapp.training.runtime import hyperparameters_for
+from webapp.training.services import dispatch
 
 # Users are named below by the part of their email before the "@".
 # (email, display name, role, joined days ago, email verified)
@@ -203,11 +210,12 @@ TRAINING_JOBS = [
     JobSpec("ada", "Engine Notes distillation", "failed", "gpt-4o-mini", 6,
             (("engine-notes-qa", "train"), ("engine-notes-qa", "validation")), minion="Cog", provider="openai",
             progress=0.0, error="The provider rejected the training file: line 412 is not valid JSON."),
-    JobSpec("ada", "Engine Notes distillation (retry)", "running", "gpt-4o-mini", 0.2,
+    JobSpec("ada", "Engine Notes distillation (retry)", "canceled", "gpt-4o-mini", 0.2,
             (("engine-notes-qa", "train"), ("engine-notes-qa", "validation")), minion="Cog", provider="openai",
             retry_of="Engine Notes distillation", progress=0.4),
-    JobSpec("ada", "Poetry Assistant v4", "queued", "llama-3-8b", 0.05,
-            (("victorian-poetry", "train"), ("oasst1", "validation"), ("gsm8k", "test")), minion="Quill"),
+    JobSpec("ada", "Poetry Assistant v4", "failed", "llama-3-8b", 0.05,
+            (("victorian-poetry", "train"), ("oasst1", "validation"), ("gsm8k", "test")), minion="Quill",
+            progress=0.6, error="Worker lost: runner-2 stopped heartbeating, after 2 of 2 attempts."),
     JobSpec("grace", "COBOL Copilot v1", "succeeded", "llama-3-8b", 27,
             (("cobol-snippets", "train"), ("code-review-comments", "validation")),
             minion="Nanosecond", produces=("cobol-copilot", "v1", "production", None)),
@@ -219,12 +227,20 @@ TRAINING_JOBS = [
             minion="Nanosecond", retry_of="COBOL Copilot v2", produces=("cobol-copilot", "v2", "none", "v1")),
     JobSpec("grace", "COBOL Copilot v3", "canceled", "llama-3-8b", 4,
             (("cobol-snippets", "train"), ("code-review-comments", "validation")), minion="Nanosecond", progress=0.1),
-    JobSpec("grace", "Bug Hunter v1", "running", "mistral-large", 0.3,
+    JobSpec("grace", "Bug Hunter v1", "failed", "mistral-large", 0.3,
             (("relay-bug-reports", "train"), ("code-review-comments", "validation")), minion="Moth",
-            provider="mistral", progress=0.42),
-    JobSpec("grace", "Bug Hunter evaluation sweep", "queued", "gpt-4o-mini", 0.02,
-            (("relay-bug-reports", "train"), ("relay-bug-reports", "test")), minion="Moth", provider="openai"),
+            provider="mistral", progress=0.42,
+            error="The provider stopped the job: the training loss diverged at step 1,050."),
+    JobSpec("grace", "Bug Hunter evaluation sweep", "canceled", "gpt-4o-mini", 0.02,
+            (("relay-bug-reports", "train"), ("relay-bug-reports", "test")), minion="Moth", provider="openai",
+            progress=0.0),
 ]
+# The one queued demo job: real data, run by the embedded worker on the first start.
+FIRST_JOB_NAME = "Quill support triage v1"
+FIRST_JOB_MINION = "Quill"
+# (slug, name, rows, generator seed): the train split, then the validation split.
+FIRST_JOB_DATASETS = [("support-intents-train", "Support intents (train)", 480, 1),
+                      ("support-intents-validation", "Support intents (validation)", 120, 2)]
 JOB_DURATIONS = {"succeeded": timedelta(hours=2, minutes=15), "failed": timedelta(minutes=40),
                  "canceled": timedelta(minutes=25)}
 XP_FOR_SUCCEEDED_JOB = 150
@@ -336,6 +352,7 @@ class _DemoSeed:
         self.seed_datasets()
         self.seed_minions()
         self.seed_training_jobs()
+        self.seed_first_job()
         self.seed_xp()
         self.seed_usage()
         self.seed_operations()
@@ -557,6 +574,35 @@ class _DemoSeed:
                     select(ModelVersion.id).filter_by(model_id=minion.model_id, stage="production").limit(1)
                 )
 
+    def seed_first_job(self) -> None:
+        """Ada's queued job on a small real dataset: the embedded worker runs it on the first start."""
+        ada = self.users["ada"]
+        datasets = {}
+        for slug, name, rows, seed in FIRST_JOB_DATASETS:
+            dataset = db.session.scalars(select(Dataset).filter_by(owner_user_id=ada.id, slug=slug)).first()
+            if dataset is None:
+                content = intents_jsonl(rows, seed)
+                stored = write_stream(new_key("datasets", str(ada.id), suffix=".jsonl"), [content])
+                dataset = Dataset(owner_user_id=ada.id, slug=slug, name=name, format="jsonl", uri=stored.uri,
+                                  size_bytes=stored.size_bytes, row_count=rows, checksum="sha256:" + stored.sha256,
+                                  tags=["demo", "intents"], visibility="private",
+                                  description=f"{name}: {rows} support messages and the team each belongs to.")
+                db.session.add(dataset)
+                db.session.flush()
+            datasets[slug] = dataset
+        minion = self.minions[("ada", FIRST_JOB_MINION)]
+        job, created = _ensure(
+            TrainingJob, {"user_id": ada.id, "name": FIRST_JOB_NAME},
+            minion_id=minion.id, base_model_id=minion.model_id, job_type="internal", status="queued",
+            hyperparameters={field.name: field.default for field in hyperparameters_for("internal")},
+            queued_at=self.now, max_attempts=current_app.config["JOB_MAX_ATTEMPTS"],
+        )
+        if created:
+            for (slug, *_), split in zip(FIRST_JOB_DATASETS, ("train", "validation")):
+                db.session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=datasets[slug].id, split=split))
+            db.session.add(TrainingJobEvent(training_job_id=job.id, message="Queued by Ada Lovelace", progress=0.0))
+            dispatch(job)
+
     def job_values(self, spec: JobSpec) -> dict[str, Any]:
         queued = self.ago(spec.queued_days_ago)
         started = queued + timedelta(minutes=6) if spec.status != "queued" else None
@@ -676,12 +722,16 @@ class _DemoSeed:
         runner, _ = _ensure(JobRunner, {"name": "demo-runner"}, token_hash=_unusable_token_hash(),
                             last_seen_at=self.ago(minutes=1))
         reported = db.session.scalars(
-            select(TrainingJob).where(TrainingJob.status == "running").order_by(TrainingJob.id).limit(1)).first()
+            select(TrainingJob).where(TrainingJob.status == "succeeded").order_by(TrainingJob.id).limit(1)).first()
         if reported is not None:
-            _ensure(JobRunnerReport, {"runner_id": runner.id, "report_id": f"demo-job-{reported.id}-progress"},
+            _ensure(JobRunnerReport, {"runner_id": runner.id, "report_id": f"demo-job-{reported.id}-final"},
                     training_job_id=reported.id,
                     response={"job": reported.id, "status": reported.status, "progress": reported.progress,
-                              "output_model_version_id": None})
+                              "output_model_version_id": reported.output_model_version_id})
+        # The worker that ran the demo's history, stopped since; a real worker adds its own row when it starts.
+        _ensure(TrainingWorker, {"name": "celery@demo-gpu-1"}, host="demo-gpu-1", pid=None,
+                queues=[current_app.config["CELERY_QUEUE"]], started_at=self.ago(30), heartbeat_at=self.ago(2),
+                stopped_at=self.ago(2), processed=48, failed=3)
         admin, support, grace = self.users["admin"], self.users["support"], self.users["grace"]
         issued = self.ago(2, hours=1)
         token, _ = _ensure(

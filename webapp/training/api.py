@@ -1,4 +1,4 @@
-"""The runners' JSON API: POST /api/runner/jobs/<id>/report with ``Authorization: Bearer <token>``.
+"""The runners' JSON API with ``Authorization: Bearer <token>``: claim the next job, heartbeat it, report on it.
 
 Documented in docs/runner-api.md.
 """
@@ -13,13 +13,60 @@ from webapp.extensions import db
 from webapp.training import api_bp
 from webapp.training.models import TrainingJob
 from webapp.training.services import (
-    JobError, ReportLimits, applied_report, parse_report, receive_report, runner_for_token,
+    InvalidReport, JobError, ReportLimits, applied_report, claim_next_job, heartbeat, job_assignment,
+    mark_seen, parse_capabilities, parse_report, receive_report, runner_for_token, runner_worker_name,
 )
 
 
 def bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
+
+
+def unauthorized():
+    response = error_response(401, "A valid runner token is required: Authorization: Bearer <token>.")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="runner"'
+    return response
+
+
+@api_bp.post("/jobs/claim")
+def job_claim():
+    """Claim the oldest queued job this runner can run (atomic: each job goes to one claimer); 204 when none."""
+    runner = runner_for_token(bearer_token())
+    if runner is None:
+        return unauthorized()
+    try:
+        capabilities = parse_capabilities(request.get_json(silent=True))
+    except InvalidReport as error:
+        return error_response(error.status, str(error))
+    worker_name = runner_worker_name(runner)
+    # End the token's read: the claim is then its transaction's first statement, so on SQLite it
+    # takes the write lock before it reads, and concurrent claimers wait for each other instead of failing.
+    db.session.rollback()
+    job = claim_next_job(capabilities, worker_name)
+    mark_seen(runner)
+    db.session.commit()
+    if job is None:
+        return "", 204
+    return jsonify(job_assignment(job))
+
+
+@api_bp.post("/jobs/<int:job_id>/heartbeat")
+def job_heartbeat(job_id: int):
+    """Keep this runner's lease on a job it claimed; the answer says whether the job was canceled meanwhile."""
+    runner = runner_for_token(bearer_token())
+    if runner is None:
+        return unauthorized()
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        return error_response(404, f"There is no job #{job_id}.")
+    if job.worker_name != runner_worker_name(runner):
+        return error_response(409, f"Job #{job_id} is not held by runner {runner.name!r}; stop working on it.")
+    worker_name, attempt = job.worker_name, job.attempts
+    db.session.rollback()  # the heartbeat's update comes first in its transaction (see job_claim)
+    held = heartbeat(job_id, worker_name, attempt)
+    db.session.commit()
+    return jsonify({"job": job_id, "status": job.status, "cancel_requested": not held})
 
 
 @api_bp.post("/jobs/<int:job_id>/report")
@@ -30,9 +77,7 @@ def job_report(job_id: int):
     """
     runner = runner_for_token(bearer_token())
     if runner is None:
-        response = error_response(401, "A valid runner token is required: Authorization: Bearer <token>.")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="runner"'
-        return response
+        return unauthorized()
     runner_id = runner.id
     job = db.session.get(TrainingJob, job_id)
     if job is None:

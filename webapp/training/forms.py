@@ -1,13 +1,14 @@
-"""The job list's filters, read from the query string so a filtered list can be linked."""
+"""The job list's filters (read from the query string so a filtered list can be linked) and the new-job form."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, EmailField, SelectChoice, SelectField
-from wtforms.validators import Length, Optional, ValidationError
+from wtforms import DateField, EmailField, FloatField, IntegerField, SelectChoice, SelectField, StringField
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from webapp.training.models import JOB_STATUSES, JOB_TYPES
+from webapp.training.runtime import HyperParameter
 from webapp.training.services import SORTS, JobFilters
 
 
@@ -54,3 +55,39 @@ def start_of_day(day, days: int = 0) -> datetime | None:
     if day is None:
         return None
     return datetime.combine(day + timedelta(days=days), time.min, tzinfo=timezone.utc)
+
+
+def optional_int(value) -> int | None:
+    return int(value) if value not in (None, "", "None") else None
+
+
+class NewJobForm(FlaskForm):
+    """/jobs/new: what to train, on what, and how. Hyperparameter fields come from the trainer (see job_form)."""
+
+    minion = SelectField("Minion", coerce=int, validators=[InputRequired("Choose the minion to train.")])
+    base_model = SelectField("Base model", coerce=int, validators=[InputRequired("Choose the model to start from.")])
+    train_dataset = SelectField("Train split", coerce=int, validators=[InputRequired("Choose the dataset to train on.")])
+    validation_dataset = SelectField("Validation split", coerce=optional_int, validators=[Optional()])
+    name = StringField("Job name", validators=[Optional(), Length(max=200)],
+                       filters=[lambda value: value.strip() if value else value])
+
+    hyperparameter_names: tuple[str, ...] = ()
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {name: self[name].data for name in self.hyperparameter_names}
+
+
+def job_form(hyperparameters: list[HyperParameter], formdata) -> NewJobForm:
+    """A NewJobForm with one range-checked number field per hyperparameter the trainer declares."""
+    fields = {}
+    for parameter in hyperparameters:
+        field_class = IntegerField if parameter.type is int else FloatField
+        fields[parameter.name] = field_class(
+            parameter.label, default=parameter.default, description=parameter.help,
+            validators=[InputRequired(f"{parameter.label} is required."),
+                        NumberRange(parameter.min, parameter.max,
+                                    f"{parameter.label} must be from {parameter.min:g} to {parameter.max:g}.")],
+            render_kw={"min": parameter.min, "max": parameter.max,
+                       "step": 1 if parameter.type is int else "any"})
+    form_class = type("TrainerJobForm", (NewJobForm,), {**fields, "hyperparameter_names": tuple(fields)})
+    return form_class(formdata=formdata)

@@ -8,7 +8,7 @@ from sqlalchemy import CheckConstraint, Float, Index, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.datasets.models import Dataset
-from webapp.db import TimestampMixin, choice_check, fk, trigram_index
+from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
 
 JOB_TYPES = ("internal", "external")
@@ -37,6 +37,10 @@ class TrainingJob(TimestampMixin, db.Model):
         Index("ix_training_jobs_created_at_id", "created_at", "id"),
         # The staff summary's "finished in the last 24 hours" reads only that day.
         Index("ix_training_jobs_finished_at", "finished_at"),
+        # The sweeper: queued jobs nobody claimed since their dispatch, running jobs whose worker went quiet.
+        Index("ix_training_jobs_status_dispatched_at", "status", "dispatched_at"),
+        Index("ix_training_jobs_status_heartbeat_at", "status", "heartbeat_at"),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts_range"),
     )
 
     user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
@@ -48,6 +52,9 @@ class TrainingJob(TimestampMixin, db.Model):
     job_type: Mapped[str] = mapped_column(String(16), default="internal", server_default="internal")
     provider_id: Mapped[int | None] = mapped_column(fk("providers.id", "RESTRICT"), index=True)
     external_job_id: Mapped[str | None] = mapped_column(String(120))
+    # The newest provider event already mirrored into the event log, so a poll (or a worker taking
+    # the job over) mirrors only what is newer.
+    external_events_cursor: Mapped[str | None] = mapped_column(String(120))
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -58,6 +65,13 @@ class TrainingJob(TimestampMixin, db.Model):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     retry_of_id: Mapped[int | None] = mapped_column(fk("training_jobs.id", "SET NULL"), index=True)
+    # The lease: who runs the job (a Celery worker's host name, or "runner:<name>"), when it was last
+    # heard from, how often it was claimed, and how many claims a lost worker may cost before it fails.
+    worker_name: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(default=2, server_default="2")
 
     user = relationship("User", foreign_keys=[user_id])
     minion = relationship("Minion", foreign_keys=[minion_id])
@@ -162,3 +176,29 @@ class JobRunnerReport(TimestampMixin, db.Model):
 
     def __str__(self) -> str:
         return f"{self.report_id} (job #{self.training_job_id})"
+class TrainingWorker(TimestampMixin, db.Model):
+    """A Celery worker process as it last reported itself: the staff workers page reads these rows.
+
+    Each worker writes its own row (webapp.training.workers): on start, every heartbeat, after
+    each task and on a clean stop. A worker that stopped without a word shows as stale.
+    """
+
+    __tablename__ = "training_workers"
+    __table_args__ = (
+        non_negative("processed"),
+        non_negative("failed"),
+        Index("ix_training_workers_heartbeat_at", "heartbeat_at"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # Celery's node name, e.g. celery@host
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int | None]
+    queues: Mapped[list[Any]] = mapped_column(default=list)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
+    processed: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,22 +1,31 @@
 """Training jobs: the one status state machine, scoped look-ups, the list, actions and runner reports."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, func, or_, select, text, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.db import utcnow
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, UsageRecord, UserSubscription
+from webapp import quotas
+from webapp.datasets.models import Dataset
+from webapp.db import SQLITE_BEGIN_IMMEDIATE, utcnow
 from webapp.extensions import db
+from webapp.mail import absolute_url, send_mail
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
-from webapp.providers.models import ModelVersion
+from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
+from webapp.providers.openai_api import fine_tuning_refusal
 from webapp.security import hash_token, new_token
 from webapp.training.models import (
     ACTIVE_JOB_STATUSES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, JobRunner, JobRunnerReport, TrainingJob,
@@ -26,7 +35,8 @@ from webapp.training.models import (
 # The job state machine: every status change goes through ``transition``.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "canceled", "failed"}),
-    "running": frozenset({"succeeded", "failed", "canceled"}),
+    # running -> queued: a lost worker's job goes back to the queue for another attempt.
+    "running": frozenset({"succeeded", "failed", "canceled", "queued"}),
     "succeeded": frozenset(),
     "failed": frozenset(),
     "canceled": frozenset(),
@@ -223,11 +233,31 @@ def transition(job: TrainingJob, target: str, error_message: str | None = None) 
         job.progress = 1.0
     if target == "failed":
         job.error_message = error_message or "The runner reported a failure without a message."
+    if target == "queued":
+        job.worker_name, job.heartbeat_at, job.progress = None, None, 0.0
+    if previous == "running" and target in FINISHED_STATUSES:
+        record_training_minutes(job, now)
     return previous
 
 
+def record_training_minutes(job: TrainingJob, now: datetime) -> None:
+    """Meter the minutes the job ran (started, rounded up) against its owner's training_minutes."""
+    minutes = math.ceil((now - job.started_at).total_seconds() / 60) if job.started_at else 0
+    subscription_id = db.session.scalar(
+        select(UserSubscription.id).where(UserSubscription.user_id == job.user_id,
+                                          UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES)).limit(1))
+    db.session.add(UsageRecord(user_id=job.user_id, subscription_id=subscription_id, model_id=job.base_model_id,
+                               metric="training_minutes", quantity=max(minutes, 1), occurred_at=now))
+
+
 def cancel_job(job: TrainingJob, actor: User) -> None:
-    """Cancel a queued or running job, logged in its events and audited."""
+    """Cancel a queued or running job, logged in its events and audited.
+
+    Takes the job's row lock and reads it again first: a worker reporting every step must not
+    make the owner's cancel fail as a concurrent edit (its next report sees the cancel and stops).
+    """
+    lock_job(job.id)
+    db.session.refresh(job)
     previous = transition(job, "canceled")
     db.session.add(TrainingJobEvent(
         training_job_id=job.id, level="warning", message=f"Canceled by {actor.display_name}", progress=job.progress,
@@ -253,13 +283,14 @@ def retry_job(job: TrainingJob, actor: User) -> tuple[TrainingJob, bool]:
         user_id=job.user_id, minion_id=job.minion_id, base_model_id=job.base_model_id,
         job_type=job.job_type, provider_id=job.provider_id, name=retried_name(job.name),
         hyperparameters=dict(job.hyperparameters), status="queued", progress=0.0,
-        queued_at=now, retry_of_id=job.id,
+        queued_at=now, retry_of_id=job.id, max_attempts=job.max_attempts,
         datasets=[TrainingJobDataset(dataset_id=link.dataset_id, split=link.split) for link in job.datasets],
     )
     db.session.add(retry)
     job.updated_at = now
     db.session.flush()
     db.session.add(TrainingJobEvent(training_job_id=retry.id, message=f"Queued as a retry of job #{job.id}"))
+    dispatch(retry)
     record("training_job.retry", job, {"retry_id": retry.id}, actor=actor)
     return retry, True
 
@@ -502,6 +533,7 @@ def complete_job(job: TrainingJob, report: Report) -> None:
         model_id=model_id, version=version_name, training_job_id=job.id,
         parent_version_id=minion.model_version_id if minion else None,
         artifact_uri=report.output_version.get("artifact_uri"),
+        external_model_id=report.output_version.get("external_model_id"),
         metrics=report.output_version["metrics"] or dict(job.metrics), created_by_id=job.user_id,
     )
     db.session.add(version)
@@ -514,3 +546,470 @@ def complete_job(job: TrainingJob, report: Report) -> None:
 
 def is_active(job: TrainingJob) -> bool:
     return job.status in ACTIVE_JOB_STATUSES
+
+
+# --- the engine: dispatch, claim, lease, progress, finish, sweep ------------------------------
+#
+# A job row is committed first and dispatched after the commit (``dispatch`` only notes the id;
+# the session's after_commit hook sends it). Whoever claims a queued job first runs it: the claim
+# is one conditional UPDATE, so a job dispatched twice, or claimed by a worker and a runner at
+# once, runs once. The claimer then heartbeats; the sweeper queues again, or fails, a job whose
+# claimer went quiet, and dispatches again a queued job nobody claimed.
+
+RUN_TASK = "webapp.training.tasks.run_training_job"
+# A write that lost a race with another writer of the job is read and tried again this often.
+WRITE_ATTEMPTS = 3
+PENDING_DISPATCH = "training_jobs_to_dispatch"
+log = logging.getLogger(__name__)
+
+
+def dispatch(job: TrainingJob) -> None:
+    """Send ``job`` to the workers once the current transaction commits (never before: a worker must find it)."""
+    job.dispatched_at = utcnow()
+    db.session.info.setdefault(PENDING_DISPATCH, set()).add(job.id)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _send_dispatched(session: Session) -> None:
+    job_ids = session.info.pop(PENDING_DISPATCH, set())
+    if not job_ids:
+        return
+    celery = current_app.extensions["celery"]
+    for job_id in sorted(job_ids):
+        try:
+            celery.send_task(RUN_TASK, args=[job_id], retry=False)
+        except Exception:  # the broker is down: the job stays queued and the sweeper dispatches it again
+            log.warning("could not dispatch job %s; the sweeper will try again", job_id, exc_info=True)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_dispatched(session: Session) -> None:
+    session.info.pop(PENDING_DISPATCH, None)
+
+
+def claim_job(job_id: int, worker_name: str) -> int | None:
+    """Claim queued job ``job_id`` for ``worker_name``; its attempt number, or None when it is not queued."""
+    claimed = claim(TrainingJob.__table__.c.id == job_id, worker_name)
+    return claimed[1] if claimed else None
+
+
+def claim_next_job(job_types: list[str], worker_name: str) -> TrainingJob | None:
+    """The oldest queued job of one of ``job_types``, claimed for ``worker_name``; None when there is none."""
+    jobs = TrainingJob.__table__.c
+    oldest = (select(jobs.id).where(jobs.status == "queued", jobs.job_type.in_(job_types))
+              .order_by(jobs.queued_at, jobs.id).limit(1))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Claimers skip the row another claimer holds instead of queueing behind it.
+        oldest = oldest.with_for_update(skip_locked=True)
+    claimed = claim(jobs.id == oldest.scalar_subquery(), worker_name)
+    return db.session.get(TrainingJob, claimed[0], populate_existing=True) if claimed else None
+
+
+def claim(which, worker_name: str) -> tuple[int, int] | None:
+    """The state machine's queued -> running, as one conditional UPDATE: of two claimers exactly one wins.
+
+    Returns (job id, attempt) of the claimed job, or None. lock_version moves too, so an edit
+    read before the claim fails instead of overwriting it. One statement also means SQLite
+    takes its write lock before reading, so concurrent claimers wait instead of failing.
+    """
+    now = utcnow()
+    jobs = TrainingJob.__table__.c
+    row = db.session.execute(
+        update(TrainingJob.__table__)
+        .where(which, jobs.status == "queued")
+        .values(status="running", started_at=now, worker_name=worker_name, heartbeat_at=now,
+                attempts=jobs.attempts + 1, lock_version=jobs.lock_version + 1, updated_at=now)
+        .returning(jobs.id, jobs.attempts, jobs.max_attempts)
+    ).first()
+    if row is None:
+        return None
+    job_id, attempts, max_attempts = row
+    db.session.add(TrainingJobEvent(training_job_id=job_id, progress=0.0,
+                                    message=f"Started on {worker_name} (attempt {attempts} of {max_attempts})"))
+    return job_id, attempts
+
+
+def runner_worker_name(runner: JobRunner) -> str:
+    return f"runner:{runner.name}"
+
+
+def parse_capabilities(body: Any) -> list[str]:
+    """The job types a claiming runner can run: ``{"capabilities": ["internal", "external"]}``."""
+    if not isinstance(body, dict) or set(body) - {"capabilities"}:
+        raise InvalidReport('The body must be {"capabilities": [job types]}.')
+    capabilities = body.get("capabilities")
+    if not isinstance(capabilities, list) or not capabilities or not all(c in JOB_TYPES for c in capabilities):
+        raise InvalidReport(f"capabilities must be a non-empty list of {', '.join(JOB_TYPES)}.")
+    return list(dict.fromkeys(capabilities))
+
+
+def job_assignment(job: TrainingJob) -> dict[str, Any]:
+    """What a runner needs to run a job it claimed: inputs, hyperparameters and its lease's clock."""
+    config = current_app.config
+    return {
+        "job": job.id, "name": job.name, "job_type": job.job_type, "status": job.status, "attempt": job.attempts,
+        "base_model": {"id": job.base_model.id, "key": job.base_model.model_key, "type": job.base_model.model_type},
+        "provider": job.provider.slug if job.provider else None,
+        "hyperparameters": job.hyperparameters,
+        "datasets": [{"dataset": link.dataset_id, "split": link.split, "format": link.dataset.format,
+                      "uri": link.dataset.uri} for link in job.datasets],
+        "heartbeat_seconds": config["JOB_HEARTBEAT_SECONDS"], "lease_seconds": config["JOB_LEASE_SECONDS"],
+    }
+
+
+def job_type_of(job_id: int) -> str:
+    return db.session.scalar(select(TrainingJob.job_type).where(TrainingJob.id == job_id))
+
+
+def heartbeat(job_id: int, worker_name: str, attempt: int) -> bool:
+    """Note that ``worker_name`` still runs the job; False when the job is no longer its own.
+
+    No lock_version bump: a heartbeat must never make a cancel in the console fail.
+    """
+    jobs = TrainingJob.__table__.c
+    return bool(db.session.execute(
+        update(TrainingJob.__table__)
+        .where(jobs.id == job_id, jobs.status == "running", jobs.worker_name == worker_name,
+               jobs.attempts == attempt)
+        .values(heartbeat_at=utcnow())
+    ).rowcount)
+
+
+def lock_job(job_id: int) -> None:
+    """Hold the job's row until this transaction ends, before reading it: writers of one job queue up.
+
+    On SQLite the no-op update takes the database's write lock first, so a write after the read
+    cannot fail because another process (a heartbeat, the sweeper) committed in between.
+    """
+    db.session.execute(text("UPDATE training_jobs SET id = id WHERE id = :id"), {"id": job_id})
+
+
+def lease_state(job_id: int, worker_name: str, attempt: int) -> str | None:
+    """The job's status when ``worker_name`` still holds this attempt of it, else None."""
+    return db.session.scalar(
+        select(TrainingJob.status).where(TrainingJob.id == job_id, TrainingJob.worker_name == worker_name,
+                                         TrainingJob.attempts == attempt))
+
+
+def record_progress(job: TrainingJob, *, progress: float | None, message: str | None, level: str,
+                    metrics: dict[str, float]) -> None:
+    """A running job's progress, metrics and log line, as a runner's report records them."""
+    if job.status != "running":
+        raise IllegalTransition(job, "updated")
+    if progress is not None:
+        job.progress = min(max(progress, 0.0), 1.0)
+    if metrics:
+        job.metrics = {**job.metrics, **metrics}
+    if message or metrics:
+        db.session.add(TrainingJobEvent(training_job_id=job.id, level=level, message=message or "Metrics",
+                                        progress=job.progress, metrics=metrics))
+
+
+def finish_held_job(ctx, status: str, error: str | None = None, outcome=None) -> str:
+    """End the job ``ctx`` holds as ``status`` (succeeded with ``outcome``, failed with ``error``, canceled); commit.
+
+    Nothing is written when the job is no longer this worker's (the sweeper moved it on).
+    The owner gets a mail when it succeeded or failed.
+    """
+    db.session.commit()  # end what the trainer read or wrote, so the job's lock comes first below
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            lock_job(ctx.job_id)
+            job = db.session.get(TrainingJob, ctx.job_id, populate_existing=True)
+            if job is None or job.worker_name != ctx.worker_name or job.attempts != ctx.attempt:
+                db.session.rollback()
+                return "lease lost before the end"
+            if status == "canceled":
+                if job.status == "running":
+                    transition(job, "canceled")
+                db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning", progress=job.progress,
+                                                message=f"Stopped on {ctx.worker_name} after the cancel"))
+            elif job.status != "running":
+                return f"already {job.status}"
+            elif status == "failed":
+                fail(job, error)
+            else:
+                succeed(job, outcome)
+            db.session.commit()
+        except (StaleDataError, OperationalError):
+            # Written meanwhile (a cancel, the sweeper), or SQLite's write lock taken after this read.
+            db.session.rollback()
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            continue
+        if job.status in ("succeeded", "failed"):
+            notify_owner(job)
+        return job.status
+
+
+def succeed(job: TrainingJob, outcome) -> None:
+    """running -> succeeded with the trainer's outcome: metrics, the new model version, the minion's XP."""
+    transition(job, "succeeded")
+    job.metrics = {**job.metrics, **outcome.metrics}
+    complete_job(job, Report(
+        status="succeeded", progress=1.0, metrics=outcome.metrics, events=[], error=None,
+        output_version={"artifact_uri": outcome.artifact_uri, "external_model_id": outcome.external_model_id,
+                        "metrics": dict(outcome.metrics)},
+    ))
+    summary = ", ".join(f"{name} {value:.4g}" for name, value in sorted(outcome.metrics.items()))
+    db.session.add(TrainingJobEvent(training_job_id=job.id, progress=1.0, metrics={},
+                                    message=f"Succeeded: version {job.output_model_version.version}"
+                                            + (f" ({summary})" if summary else "")))
+
+
+def fail(job: TrainingJob, error: str | None) -> None:
+    transition(job, "failed", error)
+    db.session.add(TrainingJobEvent(training_job_id=job.id, level="error", message=job.error_message,
+                                    progress=job.progress))
+
+
+def notify_owner(job: TrainingJob) -> None:
+    """Mail the owner that ``job`` succeeded or failed, with a link to it; a mail problem is only logged."""
+    try:
+        send_mail(job.user.email, f"Training job #{job.id} {job.status}: {job.name}", "job_finished",
+                  user=job.user, job=job, link=absolute_url("training.job_detail", job_id=job.id))
+    except Exception:
+        log.exception("could not mail the owner of job %s", job.id)
+
+
+@dataclass
+class SweepSummary:
+    dispatched_again: int = 0
+    queued_again: int = 0
+    failed_lost: int = 0
+
+
+def sweep(now: datetime | None = None) -> SweepSummary:
+    """Dispatch again queued jobs nobody claimed in time; queue again or fail jobs whose worker went quiet.
+
+    Reads the due jobs' ids, then changes and commits job by job, each under its row lock and checked
+    again, so a job its worker wrote meanwhile is skipped, not the whole sweep.
+    """
+    config = current_app.config
+    now = now or utcnow()
+    summary = SweepSummary()
+    unclaimed_since = now - timedelta(seconds=config["JOB_DISPATCH_TIMEOUT_SECONDS"])
+    quiet_since = now - timedelta(seconds=config["JOB_LEASE_SECONDS"])
+    unclaimed = db.session.scalars(
+        select(TrainingJob.id).where(TrainingJob.status == "queued", or_(
+            TrainingJob.dispatched_at.is_(None), TrainingJob.dispatched_at < unclaimed_since))
+        .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
+    lost = db.session.scalars(
+        select(TrainingJob.id).where(TrainingJob.status == "running", TrainingJob.heartbeat_at < quiet_since)
+        .order_by(TrainingJob.id).limit(SWEEP_BATCH)).all()
+    db.session.rollback()  # end the read: each change below starts with its job's lock
+    for job_id in unclaimed:
+        if change_job(job_id, lambda job: dispatch_again(job, unclaimed_since)):
+            summary.dispatched_again += 1
+    for job_id in lost:
+        job = change_job(job_id, lambda job: release_lost(job, quiet_since))
+        if job and job.status == "queued":
+            summary.queued_again += 1
+        elif job:
+            summary.failed_lost += 1
+            notify_owner(job)
+    return summary
+
+
+SWEEP_BATCH = 200
+
+
+def change_job(job_id: int, change) -> TrainingJob | None:
+    """Lock job ``job_id``, apply ``change`` (False: nothing to do) and commit; the job, or None when skipped."""
+    try:
+        lock_job(job_id)
+        job = db.session.get(TrainingJob, job_id, populate_existing=True)
+        if job is None or not change(job):
+            db.session.rollback()
+            return None
+        db.session.commit()
+        return job
+    except (StaleDataError, OperationalError):
+        db.session.rollback()
+        return None
+
+
+def dispatch_again(job: TrainingJob, unclaimed_since: datetime) -> bool:
+    if job.status != "queued" or (job.dispatched_at is not None and job.dispatched_at >= unclaimed_since):
+        return False
+    if job.dispatched_at is not None:
+        db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning",
+                                        message="No worker claimed the job in time; dispatched again"))
+    dispatch(job)
+    return True
+
+
+def release_lost(job: TrainingJob, quiet_since: datetime) -> bool:
+    """A running job whose worker stopped heartbeating: queued for another attempt, or failed as "worker lost"."""
+    if job.status != "running" or job.heartbeat_at is None or job.heartbeat_at >= quiet_since:
+        return False
+    lost = (f"Worker lost: {job.worker_name or 'its worker'} stopped heartbeating "
+            f"(last heard {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)")
+    if job.attempts < job.max_attempts:
+        transition(job, "queued")
+        db.session.add(TrainingJobEvent(
+            training_job_id=job.id, level="warning", progress=0.0,
+            message=f"{lost}; queued again for attempt {job.attempts + 1} of {job.max_attempts}"))
+        dispatch(job)
+    else:
+        fail(job, f"{lost}, after {job.attempts} of {job.max_attempts} attempts.")
+    return True
+
+
+# --- starting a job (/jobs/new) -----------------------------------------------------------------
+
+
+@dataclass
+class JobChoices:
+    """What ``user`` may pick on /jobs/new: their minions, the models they may train, the datasets they may read."""
+
+    minions: list[Minion]
+    models: list[AIModel]
+    datasets: list[Dataset]
+
+
+def job_choices(user: User) -> JobChoices:
+    minions = db.session.scalars(
+        select(Minion).options(joinedload(Minion.model), joinedload(Minion.model_version))
+        .where(Minion.owner_user_id == user.id, Minion.status != "retired").order_by(Minion.name, Minion.id)).all()
+    models = db.session.scalars(
+        select(AIModel).options(joinedload(AIModel.provider))
+        .where(AIModel.is_active.is_(True),
+               or_(AIModel.model_type != "custom", AIModel.owner_user_id == user.id))
+        .order_by(AIModel.model_type.desc(), AIModel.name, AIModel.id)).all()
+    datasets = db.session.scalars(
+        select(Dataset).where(or_(Dataset.owner_user_id == user.id, Dataset.visibility == "public"))
+        .order_by(Dataset.owner_user_id.is_(None), Dataset.name, Dataset.id).limit(MAX_DATASET_CHOICES)).all()
+    return JobChoices(list(minions), list(models), list(datasets))
+
+
+MAX_DATASET_CHOICES = 500
+
+
+def last_splits(user: User) -> dict[str, int]:
+    """The datasets of ``user``'s latest job by split: the form's defaults, as people train on the same data again."""
+    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
+    return dict(db.session.execute(select(TrainingJobDataset.split, TrainingJobDataset.dataset_id)
+                                   .where(TrainingJobDataset.training_job_id == latest)).all())
+
+
+def job_type_for(model: AIModel) -> str:
+    """External models train at their provider; reference and custom models on the internal trainer."""
+    return "external" if model.model_type == "external" else "internal"
+
+
+def provider_key_for(user: User, model: AIModel) -> UserProviderConfig | None:
+    """The user's enabled provider config with a stored key for ``model``'s provider (external models only)."""
+    if job_type_for(model) != "external":
+        return None
+    return db.session.scalars(select(UserProviderConfig).where(
+        UserProviderConfig.user_id == user.id, UserProviderConfig.provider_id == model.provider_id,
+        UserProviderConfig.is_enabled.is_(True), UserProviderConfig.api_key_ciphertext.is_not(None))).first()
+
+
+@dataclass
+class JobPreview:
+    """What starting a job will use: this period's jobs and minutes left, jobs at once, and whose key."""
+
+    jobs_left: int | None  # None: unlimited
+    minutes_left: int | None
+    concurrent_left: int | None
+    period_end: datetime
+    job_type: str
+    provider_key: UserProviderConfig | None
+    provider_name: str | None
+
+    @property
+    def blocked(self) -> str | None:
+        """Why the job cannot start now, or None."""
+        if self.jobs_left == 0:
+            return "You have no training jobs left this period."
+        if self.minutes_left == 0:
+            return "You have no training minutes left this period."
+        if self.concurrent_left == 0:
+            return "You already run as many jobs at once as your plan allows; wait for one to finish."
+        if self.job_type == "external" and self.provider_key is None:
+            return f"Add your {self.provider_name} API key on the Providers page first."
+        return None
+
+
+def job_preview(user: User, model: AIModel | None) -> JobPreview:
+    terms = quotas.allowance(user)
+
+    def left(key: str) -> int | None:
+        limit = terms.limit(key)
+        return None if limit is None else max(limit - quotas.used(user, key, terms), 0)
+
+    job_type = job_type_for(model) if model else "internal"
+    return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
+                      job_type, provider_key_for(user, model) if model else None,
+                      model.provider.name if model and model.provider else None)
+
+
+@dataclass
+class NewJob:
+    """A validated /jobs/new submission: the choices come from job_choices, the numbers are range-checked."""
+
+    minion: Minion
+    model: AIModel
+    train: Dataset
+    validation: Dataset | None
+    hyperparameters: dict[str, float]
+    name: str | None = None
+
+
+def start_job(user: User, new: NewJob) -> TrainingJob:
+    """Queue a job for ``user`` within their quotas (race-safe) and dispatch it once the caller commits.
+
+    Raises JobError (403) for an unverified user or a missing provider key, QuotaExceeded past a limit.
+    """
+    if user.email_verified_at is None:
+        raise VerificationRequired("Confirm your email address before starting a training job.")
+    job_type = job_type_for(new.model)
+    if job_type == "external" and (refusal := fine_tuning_refusal(new.model)):
+        raise JobError(refusal)
+    if job_type == "external" and provider_key_for(user, new.model) is None:
+        raise JobError(f"Add your {new.model.provider.name} API key on the Providers page first.")
+    for key in ("training_jobs", "concurrent_jobs", "training_minutes"):
+        quotas.require(user, key)  # locks the user's row first: concurrent starts are counted one by one
+    now = utcnow()
+    job = TrainingJob(
+        user_id=user.id, minion_id=new.minion.id, base_model_id=new.model.id, job_type=job_type,
+        provider_id=new.model.provider_id if job_type == "external" else None,
+        name=new.name or f"{new.minion.name} on {new.train.name}", status="queued", progress=0.0,
+        hyperparameters=dict(new.hyperparameters), queued_at=now,
+        max_attempts=current_app.config["JOB_MAX_ATTEMPTS"],
+        datasets=[TrainingJobDataset(dataset_id=new.train.id, split="train")]
+        + ([TrainingJobDataset(dataset_id=new.validation.id, split="validation")] if new.validation else []),
+    )
+    db.session.add(job)
+    db.session.flush()
+    db.session.add(TrainingJobEvent(training_job_id=job.id, message=f"Queued by {user.display_name}", progress=0.0))
+    record("training_job.start", job, {"minion": new.minion.id, "model": new.model.id, "job_type": job_type},
+           actor=user)
+    dispatch(job)
+    return job
+
+
+class VerificationRequired(JobError):
+    status = 403
+
+
+def write_transaction(action):
+    """Run ``action`` in a transaction of its own that holds the write lock from its start, and commit it.
+
+    On PostgreSQL this is an ordinary transaction (rows are locked where they are written). On
+    SQLite, the embedded default, a transaction that reads before it writes fails at once when
+    another process (a worker's heartbeat, another request) committed in between; starting with
+    BEGIN IMMEDIATE makes concurrent writers wait for each other instead.
+    """
+    db.session.commit()  # what the request did so far; the action's reads happen under the lock
+    db.session.connection(execution_options={SQLITE_BEGIN_IMMEDIATE: True})
+    try:
+        result = action()
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return result

@@ -1,23 +1,29 @@
-"""Job monitoring pages: the list, a job's detail, its live row, cancel and retry."""
+"""Job monitoring pages: the list, a job's detail, its live row, cancel and retry; the staff workers page."""
 from __future__ import annotations
 
-from flask import abort, flash, render_template, request, url_for
+from datetime import timedelta
+
+from flask import abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
+from wtforms import SelectChoice
 
-from webapp.accounts.access import login_required, verified_email_required
+from webapp.accounts.access import login_required, permission_required, verified_email_required
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.pagination import page_args, paginate
 from webapp.training import bp
-from webapp.training.forms import JobFilterForm
+from webapp import quotas
+from webapp.training.forms import JobFilterForm, job_form
 from webapp.training.models import TrainingJob
+from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
-    JobError, cancel_job, is_active, job_events, job_for, job_list_statement, metric_chart, retry_job,
-    staff_summary,
+    JobError, NewJob, cancel_job, write_transaction, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
+    job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
 )
+from webapp.training.workers import waiting_for_worker_since, worker_board
 
 
 @bp.app_template_filter("duration")
@@ -34,6 +40,12 @@ def format_duration(delta) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+@bp.app_template_global("age")
+def age(moment):
+    """How long ago ``moment`` was, for the duration filter."""
+    return utcnow() - moment
 
 
 @bp.app_template_global("job_duration")
@@ -68,6 +80,70 @@ def job_list():
     )
 
 
+@bp.route("/jobs/new", methods=["GET", "POST"])
+@login_required
+def job_new():
+    """Choose a minion, model, datasets and hyperparameters; the preview says what the job will use.
+
+    A GET with the form's values (HTMX, on changing the minion or model) re-renders the form with the
+    chosen trainer's hyperparameters; a POST starts the job and opens its page.
+    """
+    choices = job_choices(current_user)
+    values = request.form if request.method == "POST" else request.args
+    minion = chosen(choices.minions, values.get("minion", type=int)) or next(iter(choices.minions), None)
+    model_id = values.get("base_model", type=int) if "base_model" in values else None
+    model = chosen(choices.models, model_id) or chosen(choices.models, minion.model_id if minion else None)
+    job_type = job_type_for(model) if model else "internal"
+    form = job_form(hyperparameters_for(job_type), request.form if request.method == "POST" else None)
+    form.minion.choices = [SelectChoice(m.id, m.name) for m in choices.minions]
+    form.base_model.choices = [SelectChoice(m.id, model_label(m, minion)) for m in choices.models]
+    form.train_dataset.choices = [SelectChoice(d.id, dataset_label(d)) for d in choices.datasets]
+    form.validation_dataset.choices = [SelectChoice("", "None: hold out a fifth of the train split")] + \
+        form.train_dataset.choices
+    if request.method == "GET":
+        form.minion.data, form.base_model.data = (minion.id if minion else None), (model.id if model else None)
+        previous = last_splits(current_user)
+        form.train_dataset.data = values.get("train_dataset", type=int) or previous.get("train")
+        form.validation_dataset.data = values.get("validation_dataset", type=int) or previous.get("validation")
+    status = 200
+    if request.method == "POST" and form.validate():
+        try:
+            new = NewJob(minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
+                         validation=chosen(choices.datasets, form.validation_dataset.data),
+                         hyperparameters=form.hyperparameters(), name=form.name.data or None)
+            job = write_transaction(lambda: start_job(current_user, new))
+        except (JobError, quotas.QuotaExceeded) as error:
+            db.session.rollback()
+            flash(str(error), "error")
+            status = getattr(error, "status", 409)
+        else:
+            flash(f"Job #{job.id} is queued; this page follows it live.", "success")
+            return navigate(url_for("training.job_detail", job_id=job.id))
+    elif request.method == "POST":
+        status = 422
+    return render_page_or_block("training/job_new.html", "job_form", status=status, form=form,
+                                choices=choices, minion=minion, model=model, job_type=job_type,
+                                preview=job_preview(current_user, model))
+
+
+def chosen(rows, row_id):
+    """The row of ``rows`` with id ``row_id`` (None when absent): a choice is only ever one we offered."""
+    return next((row for row in rows if row.id == row_id), None)
+
+
+def model_label(model, minion) -> str:
+    kind = "external, trains at " + model.provider.name if model.model_type == "external" and model.provider \
+        else model.model_type
+    current = f", {minion.name}'s current version {minion.model_version.version}" \
+        if minion and minion.model_id == model.id and minion.model_version else ""
+    return f"{model.name} ({kind}{current})"
+
+
+def dataset_label(dataset) -> str:
+    rows = f"{dataset.row_count:,} rows" if dataset.row_count is not None else "rows unknown"
+    return f"{dataset.name} ({'public' if dataset.owner_user_id is None else 'yours'}, {dataset.format}, {rows})"
+
+
 @bp.get("/jobs/<int:job_id>/row")
 @login_required
 def job_row(job_id: int):
@@ -90,6 +166,8 @@ def job_detail(job_id: int):
         chart=metric_chart(job), active=is_active(job),
         can_manage=job.user_id == current_user.id or current_user.has_permission("jobs.manage"),
         retried_as=db.session.scalar(select(TrainingJob.id).where(TrainingJob.retry_of_id == job.id).limit(1)),
+        waiting_since=waiting_for_worker_since(
+            job, timedelta(seconds=current_app.config["JOB_DISPATCH_TIMEOUT_SECONDS"])),
     )
 
 
@@ -97,7 +175,7 @@ def job_detail(job_id: int):
 @login_required
 def job_cancel(job_id: int):
     job = viewable_job(job_id, "jobs.manage")
-    run_action(lambda: cancel_job(job, current_user))
+    run_action(lambda: write_transaction(lambda: cancel_job(job, current_user)))
     flash(f"Job #{job.id} was canceled.", "success")
     return navigate(url_for("training.job_detail", job_id=job.id))
 
@@ -128,3 +206,11 @@ def run_action(action):
         abort(409, "Someone else changed this job at the same moment. Reload the page and try again.")
     return result
 
+
+@bp.get("/jobs/workers")
+@permission_required("jobs.read_all")
+def worker_list():
+    """Staff: every worker from its heartbeats, the broker's queues and the oldest queued job; refreshes itself."""
+    board = worker_board(current_app.extensions["celery"],
+                         timedelta(seconds=current_app.config["WORKER_STALE_SECONDS"]))
+    return render_page_or_block("training/worker_list.html", "worker_board", board=board)

@@ -4,14 +4,14 @@ datasets gains approved_at/approved_by_id and an index for the public catalogue.
 training_job_datasets.dataset_id becomes nullable with ON DELETE SET NULL, so a
 finished job's history survives the deletion of a dataset it trained on.
 
-Revision ID: 0004_self_service
-Revises: 0001_initial
+Revision ID: 0003_self_service
+Revises: 0002_hardening_input
 Create Date: 2026-12-01
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_self_service"
+revision = "0003_self_service"
 down_revision = "0002_hardening_input"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,231 @@
+"""The engine without a broker: claim, run, report, finish, cancel, sweep, start (quotas), and the trainer's learning."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_minion, make_plan, make_subscription, make_usage, make_user
+from tests.training.engine_helpers import make_dataset, queue_internal_job
+from webapp.billing.models import UsageRecord
+from webapp.db import utcnow
+from webapp.extensions import db
+from webapp.mail import outbox
+from webapp.minions.models import MinionXpEvent
+from webapp.quotas import QuotaExceeded
+from webapp.seed.intents import intent_rows
+from webapp.training import internal, runtime, services
+from webapp.training.models import TrainingJob, TrainingJobEvent
+from webapp.training.runtime import JobContext, JobFailed, execute_job, trainer_for
+
+
+@pytest.fixture(autouse=True)
+def quiet_heartbeat_thread(app):
+    """The test shares one connection: the trainer's own reports heartbeat, the thread stays asleep."""
+    old = app.config["JOB_HEARTBEAT_SECONDS"]
+    app.config["JOB_HEARTBEAT_SECONDS"] = 3600
+    yield
+    app.config["JOB_HEARTBEAT_SECONDS"] = old
+
+
+def events_of(job_id: int) -> list[str]:
+    return list(db.session.scalars(select(TrainingJobEvent.message)
+                                   .where(TrainingJobEvent.training_job_id == job_id).order_by(TrainingJobEvent.id)))
+
+
+def test_an_internal_job_learns_and_feeds_the_version_xp_usage_and_mail(app, db_session):
+    owner = make_user()
+    minion = make_minion(owner)
+    job = queue_internal_job(owner, minion, epochs=5)
+    assert job.status == "queued" and job.dispatched_at is not None
+
+    assert execute_job(job.id, "celery@test") == "succeeded"
+
+    db.session.expire_all()
+    job = db.session.get(TrainingJob, job.id)
+    assert job.status == "succeeded" and job.progress == 1.0 and job.worker_name == "celery@test"
+    # It learned: the validation split (rows the trainer never saw) beats always answering the commonest team.
+    assert job.metrics["val_accuracy"] > job.metrics["baseline_accuracy"] + 0.3
+    epochs = [event for event in db.session.scalars(select(TrainingJobEvent).where(
+        TrainingJobEvent.training_job_id == job.id, TrainingJobEvent.message.like("Epoch %")))]
+    assert [event.metrics["step"] for event in epochs] == [1, 2, 3, 4, 5]
+    assert all({"train_loss", "val_loss", "val_accuracy"} <= set(event.metrics) for event in epochs)
+    assert epochs[-1].metrics["val_loss"] < epochs[0].metrics["val_loss"]
+    version = job.output_model_version
+    assert version.model_id == minion.model_id and version.metrics["val_accuracy"] == job.metrics["val_accuracy"]
+    fitted = internal.load_model(version.artifact_uri)
+    assert list(fitted.predict(["I was charged twice for my subscription", "the app crashes when I open the editor"])) \
+        == ["billing", "technical"]
+    assert minion.model_version_id == version.id and minion.xp == 150
+    assert db.session.scalar(select(MinionXpEvent.training_job_id).where(MinionXpEvent.minion_id == minion.id)) == job.id
+    minutes = db.session.scalars(select(UsageRecord).where(UsageRecord.user_id == owner.id)).all()
+    assert [(record.metric, record.quantity) for record in minutes] == [("training_minutes", 1)]
+    mail = outbox(app)[-1]
+    assert mail["To"] == owner.email and "succeeded" in mail["Subject"]
+    assert f"http://console.test/jobs/{job.id}" in mail.get_content()
+
+
+def test_a_job_delivered_twice_runs_once(db_session):
+    job = queue_internal_job(epochs=1)
+    assert execute_job(job.id, "celery@one") == "succeeded"
+    assert execute_job(job.id, "celery@two").startswith("not claimed")
+    assert sum(message.startswith("Started on") for message in events_of(job.id)) == 1
+    assert db.session.get(TrainingJob, job.id).worker_name == "celery@one"
+
+
+def test_without_a_validation_split_a_fifth_of_train_is_held_out(db_session):
+    job = queue_internal_job(epochs=2, validation_rows=0)
+    assert execute_job(job.id, "celery@test") == "succeeded"
+    assert any("20% of the train split held out" in message for message in events_of(job.id))
+
+
+def test_hyperparameters_are_honoured(db_session):
+    job = queue_internal_job(epochs=3, batch_size=16, learning_rate=0.2)
+    assert execute_job(job.id, "celery@test") == "succeeded"
+    assert sum(message.startswith("Epoch ") for message in events_of(job.id)) == 3
+    assert internal.settings({"epochs": 3, "batch_size": 16, "learning_rate": 0.2}) == \
+        {"epochs": 3, "batch_size": 16, "learning_rate": 0.2, "l2": 0.0001}
+    with pytest.raises(JobFailed, match="Epochs must be a number from 1 to 50"):
+        internal.settings({"epochs": 500})
+
+
+def test_cancel_reaches_the_trainer_at_its_next_step(db_session, monkeypatch):
+    owner = make_user()
+    job = queue_internal_job(owner, epochs=8)
+    real_score = internal.score
+
+    def score_then_cancel(*args):
+        # The owner cancels in the console while epoch 2 is being scored.
+        metrics = real_score(*args)
+        if len(events_of(job.id)) >= 4:
+            with db.session.no_autoflush:
+                services.cancel_job(db.session.get(TrainingJob, job.id), owner)
+            db.session.commit()
+        return metrics
+
+    monkeypatch.setattr(internal, "score", score_then_cancel)
+    assert execute_job(job.id, "celery@test") == "canceled"
+    db.session.expire_all()
+    job = db.session.get(TrainingJob, job.id)
+    messages = events_of(job.id)
+    assert job.status == "canceled" and job.output_model_version_id is None
+    assert sum(message.startswith("Epoch ") for message in messages) < 8
+    assert messages[-1] == "Stopped on celery@test after the cancel"
+
+
+def test_a_failing_trainer_fails_the_job_with_its_message_and_a_mail(app, db_session):
+    job = queue_internal_job(epochs=1)
+    job.hyperparameters = {"epochs": 99}  # as a third-party tool could have written it
+    db.session.commit()
+    assert execute_job(job.id, "celery@test").startswith("failed")
+    job = db.session.get(TrainingJob, job.id)
+    assert job.status == "failed" and job.error_message.startswith("Epochs must be a number from 1 to 50")
+    assert "failed" in outbox(app)[-1]["Subject"]
+
+
+def test_an_external_job_fails_clearly_until_its_trainer_is_installed(db_session, monkeypatch):
+    monkeypatch.setitem(runtime.TRAINERS, "external", "webapp.training.no_such_trainer:run")
+    with pytest.raises(JobFailed, match="External training is not available"):
+        trainer_for("external")
+    assert runtime.hyperparameters_for("external") == []
+
+
+def test_the_sweeper_dispatches_unclaimed_jobs_again_and_releases_lost_ones(app, db_session):
+    owner = make_user()
+    stale = queue_internal_job(owner, epochs=1)
+    stale.dispatched_at = utcnow() - timedelta(hours=1)
+    lost = queue_internal_job(owner, epochs=1)
+    lost.max_attempts = 2
+    db.session.commit()
+    assert services.claim_job(lost.id, "celery@gone") == 1
+    db.session.commit()
+    # The worker went quiet long ago.
+    lost = db.session.get(TrainingJob, lost.id, populate_existing=True)
+    lost.heartbeat_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+
+    summary = services.sweep()
+    assert (summary.dispatched_again, summary.queued_again, summary.failed_lost) == (1, 1, 0)
+    assert stale.dispatched_at > utcnow() - timedelta(minutes=1)
+    assert "No worker claimed the job in time; dispatched again" in events_of(stale.id)
+    assert lost.status == "queued" and lost.worker_name is None
+    assert "queued again for attempt 2 of 2" in events_of(lost.id)[-1]
+    assert events_of(lost.id)[-1].startswith("Worker lost: celery@gone stopped heartbeating")
+
+    # The lost worker wakes up: its lease is gone, so it writes nothing.
+    ghost = JobContext(job_id=lost.id, worker_name="celery@gone", attempt=1)
+    assert ghost.cancel_requested()
+    with pytest.raises(runtime.LeaseLost):
+        ghost.report(progress=0.5, message="still here")
+
+    assert services.claim_job(lost.id, "celery@other") == 2
+    db.session.commit()
+    lost = db.session.get(TrainingJob, lost.id, populate_existing=True)
+    lost.heartbeat_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert services.sweep().failed_lost == 1
+    assert lost.status == "failed" and lost.error_message.startswith("Worker lost: celery@other stopped heartbeating")
+    assert lost.error_message.endswith("after 2 of 2 attempts.")
+    assert "failed" in outbox(app)[-1]["Subject"]
+
+
+def test_a_sweep_with_nothing_due_changes_nothing(db_session):
+    job = queue_internal_job(epochs=1)
+    assert services.sweep() == services.SweepSummary()
+    assert events_of(job.id) == [events_of(job.id)[0]]
+
+
+def test_heartbeats_do_not_make_a_console_edit_fail(db_session):
+    owner = make_user()
+    job = queue_internal_job(owner, epochs=1)
+    attempt = services.claim_job(job.id, "celery@test")
+    db.session.commit()
+    job = db.session.get(TrainingJob, job.id, populate_existing=True)
+    version = job.lock_version
+    assert services.heartbeat(job.id, "celery@test", attempt)
+    db.session.commit()
+    assert db.session.get(TrainingJob, job.id, populate_existing=True).lock_version == version
+    services.cancel_job(job, owner)
+    db.session.commit()
+    assert not services.heartbeat(job.id, "celery@test", attempt), "a canceled job's heartbeat tells the worker"
+
+
+def test_starting_a_job_needs_a_verified_user_and_respects_every_quota(db_session):
+    unverified = make_user(email_verified_at=None)
+    minion = make_minion(unverified)
+    train = make_dataset(unverified, 20, seed=1, name="T")
+    new = services.NewJob(minion=minion, model=minion.model, train=train, validation=None, hyperparameters={})
+    with pytest.raises(services.VerificationRequired):
+        services.start_job(unverified, new)
+
+    for quota, usage in (("training_jobs", None), ("concurrent_jobs", None), ("training_minutes", 30)):
+        owner = make_user()
+        make_subscription(owner, make_plan(quotas={quota: 1 if quota != "training_minutes" else 30}))
+        minion = make_minion(owner)
+        new = services.NewJob(minion=minion, model=minion.model, train=make_dataset(owner, 20, seed=1, name="T"),
+                              validation=None, hyperparameters={})
+        if usage:
+            make_usage(owner, "training_minutes", usage)
+        else:
+            services.start_job(owner, new)
+        with pytest.raises(QuotaExceeded) as refused:
+            services.start_job(owner, new)
+        assert refused.value.key == quota
+
+
+def test_the_preview_counts_what_is_left(db_session):
+    owner = make_user()
+    make_subscription(owner, make_plan(quotas={"training_jobs": 5, "training_minutes": 100, "concurrent_jobs": 2}))
+    minion = make_minion(owner)
+    make_usage(owner, "training_minutes", 40)
+    queue_internal_job(owner, minion, epochs=1)
+    preview = services.job_preview(owner, minion.model)
+    assert (preview.jobs_left, preview.minutes_left, preview.concurrent_left) == (4, 60, 1)
+    assert preview.job_type == "internal" and preview.provider_key is None and preview.blocked is None
+
+
+def test_the_demo_task_has_no_dominant_answer():
+    labels = [row["completion"] for row in intent_rows(200, 5)]
+    assert 0.15 < np.mean(np.array(labels) == internal.majority(labels)) < 0.4

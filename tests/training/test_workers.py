@@ -1,0 +1,163 @@
+"""The worker registry (written by Celery's signals in a worker), the staff workers page, and the
+"waiting for a worker" note on a queued job that no worker took in time."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from celery import signals
+
+from tests.conftest import login
+from tests.factories import make_training_job, make_user
+from webapp.db import utcnow
+from webapp.extensions import db
+from webapp.training.models import TrainingWorker
+from webapp.training.services import transition
+from webapp.training.workers import (
+    queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
+)
+
+STALE = timedelta(seconds=90)
+
+
+@pytest.fixture
+def quiet_heartbeats(app):
+    """The registry's heartbeat thread waits an hour, so it never shares the test's connection."""
+    saved = app.config["WORKER_HEARTBEAT_SECONDS"]
+    app.config["WORKER_HEARTBEAT_SECONDS"] = 3600
+    yield
+    app.config["WORKER_HEARTBEAT_SECONDS"] = saved
+
+
+class WorkerNode:
+    def __init__(self, app, hostname: str) -> None:
+        self.app, self.hostname = app, hostname
+
+
+def registered(name: str, heard_ago: timedelta = timedelta(0), stopped: bool = False) -> TrainingWorker:
+    worker_started(name, "host-" + name.split("@")[-1], 4242, ["celery"])
+    when = utcnow() - heard_ago
+    worker = db.session.query(TrainingWorker).filter_by(name=name).one()
+    worker.heartbeat_at, worker.started_at = when, when - timedelta(hours=1)
+    worker.stopped_at = when if stopped else None
+    db.session.flush()
+    return worker
+
+
+def test_a_worker_keeps_its_row_through_celerys_signals(app, db_session, quiet_heartbeats):
+    celery = app.extensions["celery"]
+    celery.loader.import_default_modules()  # as a worker does on start: the task modules, and the registry's signals
+    node = WorkerNode(celery, "celery@signals-test")  # what Celery sends as the consumer and the worker
+    signals.worker_ready.send(sender=node)
+    worker = db.session.query(TrainingWorker).filter_by(name="celery@signals-test").one()
+    assert worker.queues == [app.config["CELERY_QUEUE"]] and worker.pid and worker.stopped_at is None
+
+    signals.worker_shutdown.send(sender=node)
+
+    db.session.expire_all()
+    assert db.session.get(TrainingWorker, worker.id).stopped_at is not None
+
+
+def test_a_worker_counts_the_jobs_that_end_while_it_holds_them(app, db_session):
+    worker = registered("celery@counting")
+    owner = make_user()
+    held = [make_training_job(owner, status="running", worker_name=worker.name) for _ in range(4)]
+    elsewhere = make_training_job(owner, status="running", worker_name="celery@other")
+    transition(held[0], "succeeded")
+    transition(held[1], "failed", "Worker lost")
+    transition(held[2], "canceled")
+    transition(elsewhere, "succeeded")
+    held[3].progress = 0.5  # still running: not counted
+    db.session.flush()
+
+    db.session.refresh(worker)
+    assert (worker.processed, worker.failed) == (3, 1)
+
+
+def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_session):
+    online = registered("celery@a")
+    stale = registered("celery@b", heard_ago=timedelta(minutes=5))
+    registered("celery@c", heard_ago=timedelta(hours=2), stopped=True)
+    job = make_training_job(make_user(), status="running", worker_name="celery@a")
+    make_training_job(make_user(), status="succeeded", worker_name="celery@a")
+
+    rows = {row.worker.name: row for row in worker_rows(utcnow(), STALE)}
+
+    assert rows["celery@a"].state == "online" and rows["celery@a"].since == online.started_at
+    assert [j.id for j in rows["celery@a"].running_jobs] == [job.id]
+    assert rows["celery@b"].state == "stale" and rows["celery@b"].since == stale.heartbeat_at
+    assert rows["celery@c"].state == "stopped"
+    # A stale worker that beats again is online; a restart keeps its counts.
+    worker_heartbeat("celery@b")
+    worker_started("celery@b", "host-b", 99, ["celery"])
+    db.session.expire_all()
+    row = {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"]
+    assert row.state == "online" and row.worker.pid == 99
+    worker_stopped("celery@b")
+    db.session.expire_all()
+    assert {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"].state == "stopped"
+
+
+def test_queue_depth_is_asked_of_the_broker(app, db_session):
+    celery = app.extensions["celery"]
+    before = {queue.name: queue.messages for queue in queue_depths(celery)[0]}
+    celery.send_task("webapp.training.tasks.run_training_job", args=[0])
+    after, error = queue_depths(celery)
+    assert error is None
+    name = app.config["CELERY_QUEUE"]
+    assert {queue.name: queue.messages for queue in after} == {name: before[name] + 1}
+
+
+def test_the_workers_page_shows_workers_queues_and_the_oldest_queued_job(app, client, count_queries):
+    admin = make_user("admin")
+    registered("celery@alpha")
+    registered("celery@beta", heard_ago=timedelta(minutes=10))
+    running = make_training_job(make_user(), status="running", worker_name="celery@alpha", name="Tune alpha")
+    oldest = make_training_job(make_user(), status="queued", name="Waiting long",
+                               queued_at=utcnow() - timedelta(hours=3))
+    make_training_job(make_user(), status="queued", name="Waiting less")
+    login(client, admin)
+
+    page = client.get("/jobs/workers")
+
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "celery@alpha" in html and "celery@beta" in html
+    assert "no heartbeat since" in html  # beta is stale
+    assert f"#{running.id} Tune alpha" in html
+    assert f"#{oldest.id} Waiting long" in html and "3 h 0 min" in html
+    assert f"Queue <code>{app.config['CELERY_QUEUE']}</code>" in html
+
+    fragment = client.get("/jobs/workers", headers={"HX-Request": "true"})
+    body = fragment.get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="worker-board"') and "<html" not in body
+    assert 'hx-trigger="every 5s"' in body
+
+    # The page reads the same number of rows whatever the number of workers.
+    with count_queries() as few:
+        client.get("/jobs/workers", headers={"HX-Request": "true"})
+    for n in range(6):
+        registered(f"celery@more-{n}")
+        make_training_job(make_user(), status="running", worker_name=f"celery@more-{n}")
+    with count_queries() as many:
+        client.get("/jobs/workers", headers={"HX-Request": "true"})
+    assert many.count == few.count
+
+
+def test_the_workers_page_says_when_no_worker_ever_started(app, client):
+    login(client, make_user("admin"))
+    assert "No worker has started yet" in client.get("/jobs/workers").get_data(as_text=True)
+
+
+def test_a_queued_job_waiting_past_the_sweepers_time_says_so(app, client):
+    owner = make_user()
+    timeout = app.config["JOB_DISPATCH_TIMEOUT_SECONDS"]
+    late = make_training_job(owner, status="queued", dispatched_at=utcnow() - timedelta(seconds=timeout + 60))
+    fresh = make_training_job(owner, status="queued", dispatched_at=utcnow())
+    login(client, owner)
+
+    assert "Waiting for a worker since" in client.get(f"/jobs/{late.id}").get_data(as_text=True)
+    # The poll of the live panel says it too, and the owner (no staff permission) gets no staff link.
+    polled = client.get(f"/jobs/{late.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Waiting for a worker since" in polled and "/jobs/workers" not in polled
+    assert "Waiting for a worker" not in client.get(f"/jobs/{fresh.id}").get_data(as_text=True)
