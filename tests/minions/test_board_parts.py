@@ -5,26 +5,27 @@ import webapp.models  # noqa: F401  (every model mapped, so a Minion can be buil
 from tests.factories import make_ai_model, make_minion, make_user
 from webapp.minions.models import Minion
 from webapp.minions.services import (
-    DEFAULT_AVATAR_COLOR, BoardFilters, BoardRow, gains_from_events, leaderboard_page, recompute_xp, window_start,
+    DEFAULT_AVATAR_COLOR, BoardFilters, avatar_color, gains_from_events, initials, leaderboard_page, recompute_xp,
+    window_start,
 )
 
 
-def row_for(name: str, attributes=None) -> BoardRow:
-    return BoardRow(Minion(name=name, attributes=attributes, xp=0), 1, 1, 0)
+def minion_named(name: str, attributes=None) -> Minion:
+    return Minion(name=name, attributes=attributes, xp=0)
 
 
 def test_avatar_initials_come_from_up_to_two_words():
-    assert row_for("grace brewster hopper").initials == "GB"
-    assert row_for("Cog").initials == "C"
-    assert row_for("   ").initials == "?"
+    assert initials(minion_named("grace brewster hopper")) == "GB"
+    assert initials(minion_named("Cog")) == "C"
+    assert initials(minion_named("   ")) == "?"
 
 
 def test_only_a_hex_colour_reaches_the_avatar_style():
-    assert row_for("a", {"color": "#abc"}).avatar_color == "#abc"
-    assert row_for("a", {"color": "#11223344"}).avatar_color == "#11223344"
+    assert avatar_color(minion_named("a", {"color": "#abc"})) == "#abc"
+    assert avatar_color(minion_named("a", {"color": "#11223344"})) == "#11223344"
     for unsafe in ("red", "#12", "#abc; background:url(x)", 7):
-        assert row_for("a", {"color": unsafe}).avatar_color == DEFAULT_AVATAR_COLOR
-    assert row_for("a", None).avatar_color == DEFAULT_AVATAR_COLOR
+        assert avatar_color(minion_named("a", {"color": unsafe})) == DEFAULT_AVATAR_COLOR
+    assert avatar_color(minion_named("a", None)) == DEFAULT_AVATAR_COLOR
 
 
 def test_windows_start_on_monday_and_on_the_first_at_midnight_utc():
