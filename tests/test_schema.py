@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
 from tests.conftest import make_test_app
@@ -20,7 +21,7 @@ EXPECTED_TABLES = {
     "user_provider_configs", "models", "model_versions", "datasets", "training_jobs",
     "training_job_datasets", "training_job_events", "training_job_status_counts", "minions", "minion_xp_events",
     "minion_xp_gains",
-    "migration_log", "job_runners",
+    "migration_log", "job_runners", "mail_outbox",
 }
 
 
@@ -162,6 +163,7 @@ def test_downgrade_then_upgrade_round_trips(backend, tmp_path):
         upgrade()
         assert set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"} == EXPECTED_TABLES
         log = db.session.execute(sa.text("SELECT revision, direction FROM migration_log ORDER BY id")).all()
-        assert [tuple(row) for row in log][-1] == ("0001_initial", "upgrade")
+        head = ScriptDirectory(app.extensions["migrate"].directory).get_current_head()
+        assert [tuple(row) for row in log][-1] == (head, "upgrade")
         db.engine.dispose()
     assert drift(app) == []

@@ -39,7 +39,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from webapp import diagnostics, htmx, navigation, security
+    from webapp import diagnostics, htmx, navigation, security, times
     from webapp.accounts import access
 
     access.init_app(app)
@@ -47,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     htmx.init_app(app)
     navigation.init_app(app)
     diagnostics.init_app(app)
+    times.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -72,7 +72,7 @@ def from_environment(instance_path: str) -> dict:
         },
         "RATELIMIT_STORAGE_URI": env("RATELIMIT_STORAGE_URI", "memory://"),
         "AUTH_RATE_LIMIT": env("AUTH_RATE_LIMIT", "10 per minute"),
-        "MAIL_BACKEND": env("MAIL_BACKEND", "console"),
+        "MAIL_BACKEND": env("MAIL_BACKEND", "outbox"),
         "MAIL_FROM": env("MAIL_FROM", "Minion Console <no-reply@localhost>"),
         "SMTP_HOST": env("SMTP_HOST", "localhost"),
         "SMTP_PORT": _int("SMTP_PORT", 587),

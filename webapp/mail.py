@@ -1,17 +1,22 @@
-"""The one mail backend: logged to the console by default, SMTP when configured, kept in memory for tests.
+"""The one mail path: an outbox in the console by default, SMTP when configured, kept in memory for tests.
 
-``MAIL_BACKEND`` picks it: ``console`` (the default) logs each message, ``smtp`` sends
-through ``SMTP_HOST``/``SMTP_PORT`` (STARTTLS when ``SMTP_USE_TLS``, credentials from
-``SMTP_USERNAME``/``SMTP_PASSWORD``), ``memory`` appends to :func:`outbox`.
+``MAIL_BACKEND`` picks the backend: ``outbox`` (the default) keeps each message in the
+``mail_outbox`` table, where staff with ``admin.access`` read it at /admin/mail_outbox/, and
+prints it to the terminal; ``console`` only prints it; ``smtp`` sends through
+``SMTP_HOST``/``SMTP_PORT`` (STARTTLS when ``SMTP_USE_TLS``, credentials from
+``SMTP_USERNAME``/``SMTP_PASSWORD``); ``memory`` appends to :func:`outbox`.
 Links in mail are built from ``BASE_URL``, never from the request's Host header.
 """
 from __future__ import annotations
 
 import smtplib
+import sys
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, render_template
+
+from webapp.extensions import db
 
 
 def absolute_url(endpoint: str, **values) -> str:
@@ -26,23 +31,50 @@ def outbox(app: Flask) -> list[EmailMessage]:
     return app.extensions.setdefault("mail_outbox", [])
 
 
-def send_mail(to: str, subject: str, template: str, **context) -> EmailMessage:
-    """Render ``templates/mail/<template>.txt`` and send it to ``to``."""
+def compose(to: str, subject: str, template: str, **context) -> EmailMessage:
+    """The message ``templates/mail/<template>.txt`` renders for ``to``."""
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
     message.set_content(render_template(f"mail/{template}.txt", **context))
+    return message
+
+
+def send_mail(to: str, subject: str, template: str, **context) -> EmailMessage:
+    """Render ``templates/mail/<template>.txt`` and send it to ``to``.
+
+    Called after the caller's own commit: a mail about a rolled-back change must not exist.
+    """
+    message = compose(to, subject, template, **context)
     backend = current_app.config["MAIL_BACKEND"]
     if backend == "smtp":
         send_smtp(message)
     elif backend == "memory":
         outbox(current_app).append(message)
+    elif backend == "outbox":
+        keep_in_outbox(message)
+        db.session.commit()
+        print_to_terminal(message)
     elif backend == "console":
-        current_app.logger.info("mail to %s: %s\n%s", to, subject, message.get_content())
+        print_to_terminal(message)
     else:
-        raise ValueError(f"unknown MAIL_BACKEND {backend!r}: use console, smtp or memory")
+        raise ValueError(f"unknown MAIL_BACKEND {backend!r}: use outbox, console, smtp or memory")
     return message
+
+
+def keep_in_outbox(message: EmailMessage) -> None:
+    """Add the message to the mail_outbox table (in the session's transaction)."""
+    from webapp.system.models import OutboxMessage
+
+    db.session.add(OutboxMessage(recipient=message["To"], subject=message["Subject"], body=message.get_content()))
+
+
+def print_to_terminal(message: EmailMessage) -> None:
+    """Straight to stdout: a logging configuration (Alembic's sets WARN) must not hide a newcomer's mail."""
+    rule = "-" * 72
+    print(f"{rule}\nMail to {message['To']}: {message['Subject']}\n\n{message.get_content().rstrip()}\n{rule}",
+          file=sys.stdout, flush=True)
 
 
 def send_smtp(message: EmailMessage) -> None:

@@ -31,10 +31,14 @@ RUN_AXE = """() => axe.run(document, {resultTypes: ['violations']}).then(result 
   id: v.id, impact: v.impact, help: v.help,
   nodes: v.nodes.map(n => n.target.join(' ') + ' :: ' + n.failureSummary.split('\\n').slice(1).join(' ').trim())
 })))"""
-WIDER_THAN_VIEWPORT = """() => [...document.querySelectorAll('body *')]
-  .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1 && el.getClientRects().length)
-  .slice(0, 5).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-    (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : ''))"""
+WIDER_THAN_VIEWPORT = """() => {
+  const clipped = el => { for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+    if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+  return [...document.querySelectorAll('body *')]
+    .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1 && el.getClientRects().length && !clipped(el))
+    .slice(0, 5).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+      (typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\\s+/).join('.') : ''));
+}"""
 
 
 @pytest.fixture(scope="session")

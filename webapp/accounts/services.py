@@ -74,7 +74,7 @@ def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, is
     db.session.commit()
     send_mail(
         user.email, subject, token_type, user=user, link=absolute_url(endpoint, token=raw),
-        minutes=current_app.config["TOKEN_TTL_MINUTES"][token_type],
+        minutes=current_app.config["TOKEN_TTL_MINUTES"][token_type], issued_by=issued_by,
     )
 
 

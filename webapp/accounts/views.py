@@ -7,8 +7,9 @@ from flask_login import current_user, login_user, logout_user
 
 from webapp.accounts import bp, services
 from webapp.accounts.access import login_required
+from webapp.accounts.audit import change_text
 from webapp.accounts.forms import NewPasswordForm, PasswordChangeForm, PasswordRequestForm, SignInForm
-from webapp.accounts.sessions import end_session_by_token, start_session
+from webapp.accounts.sessions import device_name, end_session_by_token, start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, usable_token
 from webapp.extensions import db, limiter
 from webapp.htmx import is_htmx, render_page_or_block
@@ -21,6 +22,9 @@ RESET_REQUESTED = (
     "If that address belongs to an account, a link to reset its password is on its way. "
     "It works once and expires soon; check your spam folder if nothing arrives."
 )
+
+bp.add_app_template_filter(device_name, "device_name")
+bp.add_app_template_filter(change_text, "change")
 
 
 def safe_next(target: str | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_login import current_user
 from sqlalchemy.orm import joinedload
 
-from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
+from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup, percent
 from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.training.models import (
     DATASET_VISIBILITIES, EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, Dataset, JobRunner, TrainingJob,
@@ -40,6 +40,7 @@ class TrainingJobView(TrainingView):
                       choice_filter(TrainingJob.job_type, "Type", JOB_TYPES),
                       "queued_at", "finished_at", "user.email")
     column_default_sort = ("queued_at", True)
+    column_formatters = {"progress": percent}
     # Status, progress, metrics and timings move through the job state machine and the runners' reports.
     form_columns = ("name", "user", "minion", "base_model", "job_type", "provider", "external_job_id",
                     "hyperparameters", "queued_at", "retry_of", "output_model_version")
@@ -76,6 +77,7 @@ class TrainingJobEventView(TrainingView):
 
     allow_create = allow_edit = allow_delete = False
     column_list = ("id", "training_job", "level", "message", "progress", "created_at")
+    column_formatters = {"progress": percent}
     column_searchable_list = ("message",)
     column_filters = (choice_filter(TrainingJobEvent.level, "Level", EVENT_LEVELS), "created_at",
                       "training_job.name")

@@ -24,11 +24,13 @@ from webapp.accounts.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLE_PER
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.mail import absolute_url, compose, keep_in_outbox
 from webapp.minions.models import Minion, MinionXpEvent
 from webapp.minions.services import add_gains, gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
+from webapp.system.models import OutboxMessage
 from webapp.training.models import Dataset, JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent
 
 # Users are named below by the part of their email before the "@".
@@ -685,11 +687,18 @@ class _DemoSeed:
         ada_pro, _ = self.live_subscriptions["ada"]
         audit = [
             (admin, "demo.seeded", "system", None, {"users": len(USERS), "minions": len(MINIONS)}),
-            (support, "token.issued", "token", token.id, {"type": "password_reset", "user": grace.email}),
-            (self.users["ada"], "subscription.changed", "user_subscription", ada_pro.id, {"plan": ["free", "pro"]}),
+            (support, "token.issued", "tokens", token.id, {"type": "password_reset", "user": grace.email}),
+            (self.users["ada"], "subscription.changed", "user_subscriptions", ada_pro.id, {"plan": ["free", "pro"]}),
         ]
         for actor, action, object_type, object_id, changes in audit:
             _ensure(
                 AuditEvent, {"action": action, "object_type": object_type, "object_id": object_id},
                 actor_id=actor.id, changes=changes, ip_address="127.0.0.1",
             )
+        if not db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.recipient == grace.email).limit(1)):
+            # The mail support's reset link went out in; the link's token is the used one above.
+            message = compose(grace.email, "Reset your Minion Console password", "password_reset", user=grace,
+                              link=absolute_url("accounts.password_reset", token=secrets.token_urlsafe(32)),
+                              minutes=60, issued_by=support)
+            keep_in_outbox(message)
+            db.session.flush()
