@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from webapp.accounts.models import User
+from webapp.accounts.profile import email_change_token
 from webapp.accounts.sessions import start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, issue_token
 from webapp.billing.models import Plan
@@ -70,6 +71,7 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
     start_session(grace, "203.0.113.7", PHONE_BROWSER)
     reset = issue_token(grace, PASSWORD_RESET)
     verify = issue_token(demo.user("john.backus@demo.test"), EMAIL_VERIFICATION)
+    email_change = email_change_token(grace, "grace.hopper@demo.test")
     job_pages = [Visit("user", f"/jobs/{demo.job('grace@demo.test', status).id}")
                  for status in ("running", "succeeded", "failed") if demo.job("grace@demo.test", status)]
     db.session.commit()
@@ -81,6 +83,7 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
         "/password/reset/<token>": [Visit("anonymous", f"/password/reset/{reset}"),
                                     Visit("anonymous", "/password/reset/not-a-token")],
         "/verify-email/<token>": [Visit("anonymous", f"/verify-email/{verify}")],
+        "/account/email/confirm/<token>": [Visit("anonymous", f"/account/email/confirm/{email_change}")],
         "/account": [Visit(role, "/account") for role in ("user", "support", "admin")],
         "/account/providers": [Visit("user", "/account/providers")],
         "/account/subscription": [Visit("user", "/account/subscription")],

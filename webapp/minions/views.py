@@ -4,13 +4,19 @@ from __future__ import annotations
 from flask import render_template, request, url_for
 from flask_login import current_user
 
+from sqlalchemy import select
+
 from webapp.accounts.access import login_required
+from webapp.accounts.models import User
+from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.minions import bp
+from webapp.minions.models import Minion
 from webapp.minions.services import (
     WINDOWS, BoardFilters, best_rank_of, filter_choices, leaderboard_page,
 )
 from webapp.pagination import page_args
+from webapp.support.panels import PANEL_ROWS, user_panel
 
 LOAD_MORE_TARGET = "leaderboard-more"
 # A refresh re-renders at most this many loaded pages (the rest come back with "load more").
@@ -82,3 +88,11 @@ def board_url(args: dict, start: int, through: int) -> str:
 def more_url(args: dict, start: int, page: int) -> str:
     """One more page for "load more", remembering the first page shown."""
     return url_for("minions.leaderboard", **args, page=page, start=start if start > 1 else None)
+
+
+@user_panel("minions/_support_panel.html", "users.read", order=20)
+def support_minions_panel(user: User) -> dict:
+    """The user's minions, strongest first, on the support user page."""
+    return {"minions": db.session.scalars(
+        select(Minion).where(Minion.owner_user_id == user.id)
+        .order_by(Minion.xp.desc(), Minion.id).limit(PANEL_ROWS)).all()}

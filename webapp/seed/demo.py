@@ -613,7 +613,7 @@ class _DemoSeed:
             end = job.finished_at or self.now
             runner = job.provider.name if job.provider else "demo-runner"
             events.append((job.started_at, "info", f"Started on {runner}", 0.0, {}))
-            steps = max(1, round(job.progress * 5))
+            steps = max(1, int(job.progress * 5))  # one report per fifth of the progress reached, at least one
             for step in range(1, steps + 1):
                 progress = min(1.0, step / 5)
                 at = job.started_at + (end - job.started_at) * step / (steps + 1)

@@ -7,10 +7,12 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.access import login_required
+from webapp.accounts.models import User
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.pagination import page_args, paginate
+from webapp.support.panels import PANEL_ROWS, user_panel
 from webapp.training import bp
 from webapp.training.forms import JobFilterForm
 from webapp.training.models import TrainingJob
@@ -135,3 +137,11 @@ def navigate(url: str):
         response.headers["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+@user_panel("training/_support_panel.html", "users.read", order=30)
+def support_jobs_panel(user: User) -> dict:
+    """The user's latest training jobs, on the support user page."""
+    return {"jobs": db.session.scalars(
+        select(TrainingJob).where(TrainingJob.user_id == user.id)
+        .order_by(TrainingJob.id.desc()).limit(PANEL_ROWS)).all()}
