@@ -80,7 +80,9 @@ def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, is
 
 def send_password_reset(user: User, issued_by: User | None = None) -> None:
     """Mail ``user`` a single-use reset link; staff who start it never see the link."""
-    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by)
+    subject = ("Minion Console support sent you a password reset link" if issued_by
+               else "Reset your Minion Console password")
+    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", subject, issued_by)
 
 
 def request_password_reset(email: str) -> None:
