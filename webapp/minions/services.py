@@ -160,25 +160,6 @@ class BoardRow:
         color = (self.minion.attributes or {}).get("color", "")
         return color if AVATAR_COLOR.fullmatch(str(color)) else DEFAULT_AVATAR_COLOR
 
-    @property
-    def avatar_text_color(self) -> str:
-        """White or near-black, whichever reads better on the minion's own colour."""
-        return readable_text_on(self.avatar_color)
-
-
-def readable_text_on(background: str) -> str:
-    """#ffffff or #1d2330, whichever has the higher WCAG contrast with the hex colour ``background``."""
-    digits = background.lstrip("#")[:6] if len(background) > 5 else "".join(c * 2 for c in background[1:4])
-
-    def linear(channel: int) -> float:
-        value = channel / 255
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (linear(int(digits[i:i + 2], 16)) for i in (0, 2, 4))
-    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
-    dark = 0.0151  # the luminance of #1d2330
-    return "#ffffff" if (1.05 / (luminance + 0.05)) >= ((luminance + 0.05) / (dark + 0.05)) else "#1d2330"
-
 
 def window_start(window: str, now: datetime | None = None) -> datetime | None:
     """Start of the window in UTC: Monday 00:00 for a week, the 1st 00:00 for a month, None for all time."""
