@@ -58,7 +58,8 @@ def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_
 
 
 def test_email_change_needs_the_password_and_a_free_address(client, db_session, mailbox):
-    user, other = make_user(), make_user(email="taken@example.test")
+    user = make_user()
+    make_user(email="taken@example.test")
     db_session.commit()
     login(client, user)
     wrong = client.post("/account/email", data={"email": "new@example.test", "current_password": "nope"})
