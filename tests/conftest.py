@@ -248,7 +248,9 @@ def live_server(backend, tmp_path_factory):
     from webapp.seed.demo import seed_demo
 
     tmp_dir = tmp_path_factory.mktemp(f"live-{backend}")
-    app = make_test_app(backend, tmp_dir, suffix="_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None)
+    # Mail goes to the outbox table, as on the embedded start, so browser tests read it in the admin.
+    app = make_test_app(backend, tmp_dir, suffix="_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None,
+                        MAIL_BACKEND="outbox")
     with app.app_context():
         seed_demo(app.config["DEMO_PASSWORD"])
     with LiveServer(app) as server:

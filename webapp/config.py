@@ -94,7 +94,7 @@ def from_environment(instance_path: str) -> dict:
         "RATELIMIT_STORAGE_URI": env("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": env("RATELIMIT_KEY_PREFIX", "minion-console"),
         "AUTH_RATE_LIMIT": env("AUTH_RATE_LIMIT", "10 per minute"),
-        "MAIL_BACKEND": env("MAIL_BACKEND", "console"),
+        "MAIL_BACKEND": env("MAIL_BACKEND", "outbox"),
         "MAIL_FROM": env("MAIL_FROM", "Minion Console <no-reply@localhost>"),
         "SMTP_HOST": env("SMTP_HOST", "localhost"),
         "SMTP_PORT": _int("SMTP_PORT", 587),

@@ -1,21 +1,27 @@
-"""The one mail backend: logged to the console by default, SMTP when configured, kept in memory for tests.
+"""The one mail path: an outbox in the console by default, SMTP when configured, kept in memory for tests.
 
-``MAIL_BACKEND`` picks it: ``console`` (the default) logs each message, ``smtp`` sends
-through ``SMTP_HOST``/``SMTP_PORT`` (STARTTLS when ``SMTP_USE_TLS``, credentials from
-``SMTP_USERNAME``/``SMTP_PASSWORD``), ``memory`` appends to :func:`outbox`.
+``MAIL_BACKEND`` picks the backend: ``outbox`` (the default) keeps each message in the
+``mail_outbox`` table, where staff with ``admin.access`` read it at /admin/mail_outbox/, and
+prints it to the terminal; ``console`` only prints it; ``smtp`` sends through
+``SMTP_HOST``/``SMTP_PORT`` (STARTTLS when ``SMTP_USE_TLS``, credentials from
+``SMTP_USERNAME``/``SMTP_PASSWORD``); ``memory`` appends to :func:`outbox`.
 Links in mail are built from ``BASE_URL``, never from the request's Host header.
 
 Mail is sent off the request path: :func:`after_response` is the one place where work leaves
-a request, to run once the response has been sent (a Celery task will take its place).
+a request, to run once the response has been sent; outside a request (a Celery task, the CLI)
+it runs at once.
 """
 from __future__ import annotations
 
 import smtplib
+import sys
 from collections.abc import Callable
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from flask import Flask, after_this_request, current_app, has_request_context, render_template, request
+
+from webapp.extensions import db
 
 AFTER_RESPONSE_KEY = "minion_console.after_response"
 
@@ -62,27 +68,52 @@ def _run_jobs(app: Flask, jobs: list[Callable[[], object]]) -> None:
                 app.logger.exception("work after the response failed")
 
 
-def send_mail(to: str, subject: str, template: str, **context) -> EmailMessage:
-    """Render ``templates/mail/<template>.txt`` now and send it to ``to`` after the response."""
+def compose(to: str, subject: str, template: str, **context) -> EmailMessage:
+    """The message ``templates/mail/<template>.txt`` renders for ``to``."""
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
     message.set_content(render_template(f"mail/{template}.txt", **context))
+    return message
+
+
+def send_mail(to: str, subject: str, template: str, **context) -> EmailMessage:
+    """Render ``templates/mail/<template>.txt`` now and deliver it to ``to`` after the response."""
+    message = compose(to, subject, template, **context)
     after_response(lambda: deliver(message))
     return message
 
 
 def deliver(message: EmailMessage) -> None:
+    """Hand ``message`` to the configured backend; the outbox commits its row on its own."""
     backend = current_app.config["MAIL_BACKEND"]
     if backend == "smtp":
         send_smtp(message)
     elif backend == "memory":
         outbox(current_app).append(message)
+    elif backend == "outbox":
+        keep_in_outbox(message)
+        db.session.commit()
+        print_to_terminal(message)
     elif backend == "console":
-        current_app.logger.info("mail to %s: %s\n%s", message["To"], message["Subject"], message.get_content())
+        print_to_terminal(message)
     else:
-        raise ValueError(f"unknown MAIL_BACKEND {backend!r}: use console, smtp or memory")
+        raise ValueError(f"unknown MAIL_BACKEND {backend!r}: use outbox, console, smtp or memory")
+
+
+def keep_in_outbox(message: EmailMessage) -> None:
+    """Add the message to the mail_outbox table (in the session's transaction)."""
+    from webapp.system.models import OutboxMessage
+
+    db.session.add(OutboxMessage(recipient=message["To"], subject=message["Subject"], body=message.get_content()))
+
+
+def print_to_terminal(message: EmailMessage) -> None:
+    """Straight to stdout: a logging configuration (Alembic's sets WARN) must not hide a newcomer's mail."""
+    rule = "-" * 72
+    print(f"{rule}\nMail to {message['To']}: {message['Subject']}\n\n{message.get_content().rstrip()}\n{rule}",
+          file=sys.stdout, flush=True)
 
 
 def send_smtp(message: EmailMessage) -> None:

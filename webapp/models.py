@@ -6,7 +6,7 @@ from webapp.billing.models import Payment, Plan, UsageRecord, UserSubscription  
 from webapp.datasets.models import Dataset  # noqa: F401
 from webapp.minions.models import Minion, MinionXpEvent  # noqa: F401
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig  # noqa: F401
-from webapp.system.models import MigrationLog  # noqa: F401
+from webapp.system.models import MigrationLog, OutboxMessage  # noqa: F401
 from webapp.training.models import (  # noqa: F401
     JobRunner, TrainingJob, TrainingJobDataset, TrainingJobEvent,
 )

@@ -1,4 +1,4 @@
-"""``minion-console``: the newcomer's one command.
+"""minion-console: the newcomer's one command.
 
 Builds or upgrades the schema through the migrations, loads the demo data on
 first start, prints the demo sign-ins, starts a Celery worker with beat beside
@@ -68,17 +68,42 @@ def stop_worker(worker: subprocess.Popen) -> None:
             worker.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
+MAIL_HELP = """\
+Mail (password resets, email confirmations) is kept in the outbox that admins read
+at /admin/mail_outbox/ and printed here; set MAIL_BACKEND=smtp and SMTP_HOST to send it.
+Links in mail point to BASE_URL, which follows --host and --port unless it is set.
+Configuration comes from environment variables: see the README."""
+
+
+def base_url_for(host: str, port: int) -> str:
+    """The address links in mail should use when BASE_URL is not set: where this server listens."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="minion-console", description=__doc__, epilog=MAIL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                        help="address to listen on (default: %(default)s, or HOST); 0.0.0.0 listens on "
+                             "every interface, then set BASE_URL and TRUSTED_HOSTS to the name others use")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")),
+                        help="port to listen on (default: %(default)s, or PORT); pick a free one when "
+                             "5000 is taken, e.g. --port 5101")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    os.environ.setdefault("BASE_URL", base_url_for(args.host, args.port))
     app = create_app()
     password = prepare(app)
-    url = f"http://{args.host}:{args.port}"
-    print(f"\nMinion Console: {url}  (database: {app.config['SQLALCHEMY_DATABASE_URI'].split('://')[0]})")
+    print(f"\nMinion Console: {app.config['BASE_URL']}  "
+          f"(database: {app.config['SQLALCHEMY_DATABASE_URI'].split('://')[0]}, mail: {app.config['MAIL_BACKEND']})")
     print("Demo sign-ins, all with the password:", password)
     for email, what in DEMO_ACCOUNTS:
         print(f"  {email:<20} {what}")
@@ -87,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = start_worker(app) if app.config["EMBEDDED_WORKER"] else None
     if worker:
         print("A Celery worker and beat run beside the server: queued training jobs start within seconds.")
+    if app.config["MAIL_BACKEND"] == "outbox":
+        print(f"Mail is printed here and kept at {app.config['BASE_URL']}/admin/mail_outbox/")
     print()
     try:
         run_simple(args.host, args.port, app, threaded=True, use_reloader=False)

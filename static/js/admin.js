@@ -30,4 +30,15 @@
       event.preventDefault();
     }
   }, true);
+
+  // select2 draws each chosen value's remove button as an empty link: give it a name screen readers say.
+  function nameRemoveButtons(root) {
+    root.querySelectorAll(".select2-search-choice-close:not([aria-label])").forEach(function (link) {
+      var choice = link.parentElement ? link.parentElement.textContent.trim() : "";
+      link.setAttribute("aria-label", choice ? "Remove " + choice : "Remove");
+    });
+  }
+  nameRemoveButtons(document);
+  new MutationObserver(function () { nameRemoveButtons(document); })
+    .observe(document.body, { childList: true, subtree: true });
 })();

@@ -31,4 +31,9 @@ def routes(world: World) -> list[Route]:
         Route("POST", "/account/sessions/<int:session_id>/revoke", f"/account/sessions/{their_session_id}/revoke",
               same_for_signed_in("login", 404)),
         Route("POST", "/account/sessions/revoke-others", "/account/sessions/revoke-others", SIGNED_IN_OK),
+        # An empty profile or email form is refused with its errors, but only once signed in.
+        Route("POST", "/account/profile", "/account/profile", same_for_signed_in("login", 422)),
+        Route("POST", "/account/email", "/account/email", same_for_signed_in("login", 422)),
+        Route("GET", "/account/email/confirm/<token>", "/account/email/confirm/not-a-token", UNUSABLE_LINK),
+        Route("POST", "/account/email/confirm/<token>", "/account/email/confirm/not-a-token", UNUSABLE_LINK),
     ]

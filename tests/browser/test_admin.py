@@ -1,4 +1,7 @@
-"""An admin creates a plan and edits a user through Flask-Admin's forms, then finds both in the audit trail."""
+"""An admin creates a plan and edits a user through Flask-Admin's forms, then finds both in the audit trail;
+the admin's pages link to each other like the console's."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -50,3 +53,39 @@ def test_admin_creates_a_plan_edits_a_user_and_finds_both_in_the_audit_trail(liv
     page.get_by_role("link", name="Add Filter").click()
     page.screenshot(path=f"{SHOTS}/admin-audit-filters-{backend}.png", full_page=True)
     assert csp_errors == []
+
+
+def test_admin_pages_link_like_the_console(live_server, page, backend):
+    """Home cards lead to the filtered list, recent actions to their record, a user's details to what they own."""
+    sign_in(page, live_server.url, "admin@demo.test")
+    page.goto(f"{live_server.url}/admin/")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name="Admin", level=1)).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Home")).to_be_visible()
+    expect(page.get_by_role("link", name="Revenue this month")).to_contain_text("$")
+
+    page.get_by_role("link", name="Jobs failed").click()
+    expect(page).to_have_url(re.compile(r"/admin/training_jobs/\?flt0_status_equals=failed"))
+    rows = page.locator("table.model-list tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("failed")
+    expect(rows.first).to_contain_text("%")
+
+    page.goto(f"{live_server.url}/admin/")
+    recent = page.locator(".recent-actions")
+    recent.get_by_role("link", name="user subscriptions #").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/user_subscriptions/details/\?id=\d+"))
+    # A foreign key is a link to the related record, not its name as plain text.
+    page.locator("table.searchable").get_by_role("link", name="Ada Lovelace").click()
+    expect(page).to_have_url(re.compile(r"/admin/users/details/\?id=\d+"))
+    expect(page.get_by_role("heading", name="Minions")).to_be_visible()
+    page.screenshot(path=f"{SHOTS}/admin-user-details-{backend}.png", full_page=True)
+    page.get_by_role("heading", name="Training jobs").locator("xpath=..").get_by_role("link").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/training_jobs/details/\?id=\d+"))
+    expect(page.locator("table.searchable")).not_to_contain_text(re.compile(r":\d\d\.\d{6}"))  # no microseconds
+
+    page.goto(f"{live_server.url}/admin/users/")
+    page.locator("table.model-list tbody tr").first.locator("a[title='Edit Record']").click()
+    expect(page.get_by_role("heading", name="History")).to_be_visible()
+    page.goto(f"{live_server.url}/admin/minions/")
+    expect(page.get_by_role("link", name="Export")).to_have_attribute("href", re.compile(r"/admin/minions/export/csv/"))

@@ -26,6 +26,9 @@ def test_add_test_replace_and_delete_a_provider_key(live_server, page, fake_prov
     # Set on the window: it survives HTMX swaps and disappears on a full page load.
     page.evaluate("window.noFullReload = true")
     card = page.locator("#provider-openai")
+    expect(card.get_by_label("API key")).to_be_hidden()
+    expect(card.get_by_label("Use this provider")).not_to_be_checked()
+    card.get_by_text("Add key").click()
 
     card.get_by_label("Base URL override").fill(fake_provider.url("/v1"))
     card.get_by_role("button", name="Save settings").click()
@@ -65,6 +68,7 @@ def test_invalid_base_url_shows_the_error_in_the_card(live_server, page):
     sign_in(page, live_server.url, "grace@demo.test")
     page.goto(f"{live_server.url}/account/providers")
     card = page.locator("#provider-mistral")
+    card.get_by_text("Add key").click()
     card.get_by_label("Base URL override").fill("http://api.mistral.example/v1")
     card.get_by_role("button", name="Save settings").click()
     expect(card.locator(".errors")).to_have_text("Use https://: plain http:// is only allowed for hosts the operator has allowed.")

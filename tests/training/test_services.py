@@ -186,3 +186,27 @@ def test_a_job_whose_dataset_was_deleted_keeps_its_history_but_is_not_retried(cl
     login(client, user)
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert "A deleted dataset" in page and "validation" in page
+def test_a_failure_report_keeps_the_progress_the_job_reached(db_session):
+    from tests.factories import make_job_runner
+    job = make_training_job(make_user(), status="running", progress=0.6)
+    runner, _token = make_job_runner()
+    apply_report(job, runner, parse_report({"status": "failed", "progress": 0, "error": "out of memory"}, LIMITS), LIMITS)
+    assert (job.status, job.progress) == ("failed", 0.6)
+
+
+def test_each_metric_has_its_own_chart_and_a_single_report_is_a_point(db_session):
+    from webapp.training.models import TrainingJobEvent
+    from webapp.training.services import metric_chart
+
+    job = make_training_job(make_user(), status="running")
+    for metrics in ({"loss": 2.0, "learning_rate": 0.0002, "accuracy": 0.5}, {"loss": 1.0, "learning_rate": 0.0001}):
+        db.session.add(TrainingJobEvent(training_job_id=job.id, level="info", message="step", metrics=metrics))
+    db.session.flush()
+    chart = metric_chart(job)
+    by_name = {series.name: series for series in chart.series}
+    assert sorted(by_name) == ["accuracy", "learning_rate", "loss"]
+    rate = by_name["learning_rate"]
+    assert (rate.low, rate.high, rate.last) == (0.0001, 0.0002, 0.0001)
+    # On its own axis the learning rate spans the whole plot height instead of lying flat at zero.
+    assert [y for _, y in rate.points] == [chart.plot_top, chart.plot_bottom]
+    assert by_name["accuracy"].reports == 1 and len(by_name["accuracy"].points) == 1

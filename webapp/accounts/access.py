@@ -16,30 +16,18 @@ from functools import wraps
 
 from flask import Flask, abort, make_response, redirect, request, url_for
 from flask_login import AnonymousUserMixin, current_user
-from sqlalchemy import select
-
-from webapp.accounts.models import Permission, RolePermission, User, UserRole
+from webapp.accounts.models import User
 from webapp.accounts.sessions import resume_session
 from webapp.errors import error_response
-from webapp.extensions import db, login_manager
+from webapp.extensions import login_manager
 
 
 def permission_codes(user: User) -> frozenset[str]:
-    """The user's permissions through their roles, loaded once per request."""
-    cached = getattr(user, "_permission_codes", None)
-    if cached is None:
-        cached = frozenset(db.session.scalars(
-            select(Permission.code)
-            .join(RolePermission, RolePermission.permission_id == Permission.id)
-            .join(UserRole, UserRole.role_id == RolePermission.role_id)
-            .where(UserRole.user_id == user.id)
-        ))
-        user._permission_codes = cached
-    return cached
+    return user.permission_codes()
 
 
 def has_permission(user, code: str) -> bool:
-    return bool(user.is_authenticated) and code in permission_codes(user)
+    return bool(user.is_authenticated) and user.has_permission(code)
 
 
 class AnonymousUser(AnonymousUserMixin):

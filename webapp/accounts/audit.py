@@ -59,3 +59,13 @@ def record(action: str, target: Any, changes: dict[str, Any] | None = None, acto
     )
     db.session.add(event)
     return event
+
+
+def change_text(value: Any) -> str:
+    """An audited change as people read it: ``free → pro`` for an [old, new] pair, the value itself otherwise."""
+    def shown(part: Any) -> str:
+        return "—" if part is None else ", ".join(map(str, part)) if isinstance(part, list) else str(part)
+
+    if isinstance(value, list) and len(value) == 2:
+        return f"{shown(value[0])} → {shown(value[1])}"
+    return shown(value)

@@ -1,8 +1,9 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from webapp.accounts.passwords import password_problem
+from webapp.times import zone_names
 
 
 class SignInForm(FlaskForm):
@@ -30,4 +31,20 @@ class NewPasswordForm(FlaskForm):
 
 
 class PasswordChangeForm(NewPasswordForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+
+
+class ProfileForm(FlaskForm):
+    display_name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    time_zone = SelectField("Time zone", description="Times in the console are shown in this zone.")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.time_zone.choices = [(name, name.replace("_", " ")) for name in zone_names()]
+
+
+class EmailChangeForm(FlaskForm):
+    email = StringField("New email address", validators=[
+        DataRequired(), Length(max=255), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address.")],
+        render_kw={"type": "email"})
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, func, true
+from sqlalchemy import Index, String, func, select, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
@@ -74,6 +74,8 @@ class User(TimestampMixin, db.Model):
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     avatar_url: Mapped[str | None] = mapped_column(String(500))
+    # An IANA zone name; every time the console shows this user is in it (webapp/times.py).
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     # A shortcut for the live subscription; the state itself lives in user_subscriptions.
     current_subscription_id: Mapped[int | None] = mapped_column(
         fk("user_subscriptions.id", "SET NULL", use_alter=True), index=True
@@ -94,10 +96,21 @@ class User(TimestampMixin, db.Model):
     def get_id(self) -> str | None:
         return self.session_token
 
-    def has_permission(self, code: str) -> bool:
-        from webapp.accounts.access import has_permission
+    def permission_codes(self) -> frozenset[str]:
+        """The user's permissions through their roles, loaded once per request (or with the session row)."""
+        cached = getattr(self, "_permission_codes", None)
+        if cached is None:
+            cached = frozenset(db.session.scalars(
+                select(Permission.code)
+                .join(RolePermission, RolePermission.permission_id == Permission.id)
+                .join(UserRole, UserRole.role_id == RolePermission.role_id)
+                .where(UserRole.user_id == self.id)
+            ))
+            self._permission_codes = cached
+        return cached
 
-        return has_permission(self, code)
+    def has_permission(self, code: str) -> bool:
+        return code in self.permission_codes()
 
     def __str__(self) -> str:
         return f"{self.display_name} <{self.email}>"
@@ -132,6 +145,9 @@ class UserSession(TimestampMixin, db.Model):
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     revoked_by: Mapped[User | None] = relationship(foreign_keys=[revoked_by_id])
+
+    def __str__(self) -> str:
+        return f"#{self.id} from {self.ip_address or 'an unknown address'}{'' if self.is_active else ' (ended)'}"
 
 
 class Token(TimestampMixin, db.Model):

@@ -28,7 +28,7 @@ PERMISSIONS: dict[str, str] = {
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": tuple(PERMISSIONS),
-    "support": ("users.read", "tokens.issue", "sessions.revoke", "accounts.lock", "audit.read"),
+    "support": ("users.read", "tokens.issue", "sessions.revoke", "accounts.lock", "audit.read", "billing.read"),
     "user": (),
 }
 

@@ -79,14 +79,15 @@ def mail_token_link(user: User, token_type: str, endpoint: str, subject: str, is
     db.session.commit()
     send_mail(
         user.email, subject, token_type, user=user, link=absolute_url(endpoint, token=raw),
-        minutes=current_app.config["TOKEN_TTL_MINUTES"][token_type],
+        minutes=current_app.config["TOKEN_TTL_MINUTES"][token_type], issued_by=issued_by,
     )
 
 
 def send_password_reset(user: User, issued_by: User | None = None, ip_address: str | None = None) -> None:
     """Mail ``user`` a single-use reset link; staff who start it never see the link."""
-    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", "Reset your Minion Console password", issued_by,
-                    ip_address)
+    subject = ("Minion Console support sent you a password reset link" if issued_by
+               else "Reset your Minion Console password")
+    mail_token_link(user, PASSWORD_RESET, "accounts.password_reset", subject, issued_by, ip_address)
 
 
 def request_password_reset(email: str, ip_address: str | None = None) -> None:

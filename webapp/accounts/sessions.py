@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
+from ua_parser import parse as ua_parse
 
 from webapp.accounts.models import Permission, RolePermission, User, UserRole, UserSession
 from webapp.db import utcnow
@@ -13,6 +14,7 @@ from webapp.security import hash_token, new_token
 
 # last_seen_at is written at most this often, so reads don't each cost a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+GENERIC_DEVICES = frozenset({"Other", "Generic Smartphone", "Generic Feature Phone", "Mac", "K", "Spider"})
 
 
 def start_session(user: User, ip_address: str | None, user_agent: str | None) -> str:
@@ -101,3 +103,18 @@ def end_user_sessions(user: User, revoked_by: User | None, keep_session_id: int 
     if keep_session_id is not None:
         conditions.append(UserSession.id != keep_session_id)
     return end_sessions(*conditions, revoked_by=revoked_by)
+
+
+def device_name(user_agent: str | None) -> str:
+    """A readable name for a browser, "Chrome on Linux" or "Mobile Safari on iPhone", from uap-core's rules."""
+    if not user_agent:
+        return "Unknown browser"
+    result = ua_parse(user_agent)
+    browser = result.user_agent.family if result.user_agent else None
+    # A named device (iPhone, Pixel 7) says more than its system; generic names say less.
+    device = result.device.family if result.device and result.device.family not in GENERIC_DEVICES else None
+    system = result.os.family if result.os else None
+    where = device or system
+    if browser and where:
+        return f"{browser} on {where}"
+    return browser or where or "Unknown browser"

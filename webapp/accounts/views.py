@@ -5,10 +5,14 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from webapp.accounts import bp, services
+from webapp.accounts import bp, profile, services
 from webapp.accounts.access import login_required
-from webapp.accounts.forms import NewPasswordForm, PasswordChangeForm, PasswordRequestForm, SignInForm
-from webapp.accounts.sessions import end_session_by_token, start_session
+from webapp.accounts.audit import change_text
+from webapp.accounts.forms import (
+    EmailChangeForm, NewPasswordForm, PasswordChangeForm, PasswordRequestForm, ProfileForm, SignInForm,
+)
+from webapp.accounts.passwords import verify_password
+from webapp.accounts.sessions import device_name, end_session_by_token, start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, usable_token
 from webapp.extensions import db, limiter
 from webapp.htmx import is_htmx, render_page_or_block
@@ -22,6 +26,9 @@ RESET_REQUESTED = (
     "If that address belongs to an account, a link to reset its password is on its way. "
     "It works once and expires soon; check your spam folder if nothing arrives."
 )
+
+bp.add_app_template_filter(device_name, "device_name")
+bp.add_app_template_filter(change_text, "change")
 
 
 def safe_next(target: str | None) -> str:
@@ -120,8 +127,54 @@ def account_context(**extra) -> dict:
         "sessions": services.active_sessions(current_user),
         "current_session_id": current_user.session_id,
         "password_form": extra.pop("password_form", None) or PasswordChangeForm(formdata=None),
+        "profile_form": extra.pop("profile_form", None) or ProfileForm(formdata=None, obj=current_user),
+        "email_form": extra.pop("email_form", None) or EmailChangeForm(formdata=None),
         **extra,
     }
+
+
+@bp.post("/account/profile")
+@login_required
+def profile_update():
+    form = ProfileForm()
+    if form.validate_on_submit():
+        profile.update_profile(current_user, form.display_name.data.strip(), form.time_zone.data)
+        flash("Your profile is saved.", "success")
+        return redirect(url_for("accounts.account"))
+    return render_template("accounts/account.html", **account_context(profile_form=form)), 422
+
+
+@bp.post("/account/email")
+@login_required
+@limiter.limit(auth_rate_limit)
+def email_change_request():
+    form = EmailChangeForm()
+    if form.validate_on_submit():
+        new_email = form.email.data.strip()
+        if not verify_password(current_user.password_hash, form.current_password.data):
+            form.current_password.errors.append("That is not your current password.")
+        elif new_email.lower() == current_user.email.lower():
+            form.email.errors.append("That is already your address.")
+        elif profile.email_taken(new_email, current_user):
+            form.email.errors.append("Another account uses that address.")
+        else:
+            profile.request_email_change(current_user, new_email)
+            flash(f"A confirmation link is on its way to {new_email}. Your address changes once you open it.", "info")
+            return redirect(url_for("accounts.account"))
+    return render_template("accounts/account.html", **account_context(email_form=form)), 422
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+def email_change_confirm(token: str):
+    # As with verification links, opening the link shows a button: a mail scanner's prefetch changes nothing.
+    change = profile.pending_email_change(token)
+    if change is None:
+        return link_unusable()
+    if request.method == "POST":
+        profile.confirm_email_change(change)
+        flash(f"Your email address is now {change.new_email}.", "success")
+        return redirect(url_for("accounts.account" if current_user.is_authenticated else "accounts.login"))
+    return render_template("accounts/email_change_confirm.html", change=change)
 
 
 @bp.get("/account")

@@ -5,6 +5,7 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from webapp.admin.base import details_url
 from webapp.security import csp_nonce
 
 
@@ -22,4 +23,6 @@ def init_app(app: Flask) -> Admin:
     )
     for module in (accounts, billing, catalog, training, minions, system):
         admin.add_views(*module.views())
+    # Pages below the admin link a record to its admin page when the viewer may open it.
+    app.jinja_env.globals["record_url"] = details_url
     return admin

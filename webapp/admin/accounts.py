@@ -12,6 +12,9 @@ from webapp.accounts.audit import record
 from webapp.accounts.passwords import hash_password, password_problem
 from webapp.accounts.sessions import end_sessions, end_user_sessions
 from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, lookup
+from webapp.billing.models import UserSubscription
+from webapp.minions.models import Minion
+from webapp.training.models import TrainingJob
 
 CATEGORY = "Accounts"
 
@@ -48,6 +51,12 @@ class UserView(AccountsView):
     form_ajax_refs = {"roles": lookup("name")}
     maintained = ("password_hash", "failed_login_count", "last_login_at", "current_subscription")
     audited_collections = ("roles",)
+    inlines = (
+        ("Subscriptions", UserSubscription, UserSubscription.user_id),
+        ("Sessions", UserSession, UserSession.user_id),
+        ("Minions", Minion, Minion.owner_user_id),
+        ("Training jobs", TrainingJob, TrainingJob.user_id),
+    )
     eager = (selectinload(User.roles), joinedload(User.current_subscription))
     list_eager = (joinedload(User.roles),)
 

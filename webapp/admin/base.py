@@ -24,6 +24,7 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import BigInteger, any_, case, func, inspect, literal_column, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import MANYTOONE
@@ -36,6 +37,7 @@ from webapp.accounts.models import AuditEvent
 from webapp.admin.fields import AdminConverter, AdminFilterConverter, AdminForm, LockVersionField
 from webapp.extensions import db
 from webapp.inputs import INT32_MAX
+from webapp.times import iso_utc, when
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@")
 FORMULA_LEADS = ("\t", "\r")
 EXPORT_BATCH = 500
 HISTORY_LIMIT = 50
+INLINE_LIMIT = 10
 
 STALE_MESSAGE = (
     "Someone else saved this record after you opened it, so your changes were not saved. "
@@ -70,10 +73,6 @@ def may(code: str) -> bool:
     return has_request_context() and has_permission(current_user, code)
 
 
-def utc_text(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def spreadsheet_safe(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula is prefixed with a quote."""
     if isinstance(value, str) and (value.startswith(FORMULA_LEADS) or value.lstrip().startswith(FORMULA_PREFIXES)):
@@ -88,6 +87,12 @@ def row_id(raw: Any) -> int | None:
         return None
     key = int(text)
     return key if key <= INT32_MAX else None
+
+
+def percent(view: Any, context: Any, model: Any, name: str) -> str:
+    """A column_formatters entry for a 0..1 fraction: ``0.35`` shows as ``35%``."""
+    value = getattr(model, name)
+    return "—" if value is None else f"{value:.0%}"
 
 
 def choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -117,6 +122,16 @@ def admin_action(name: str, text: str, permission: str, confirmation: str | None
         return action(name, text, confirmation)(handler)
 
     return decorator
+
+
+def details_url(table_name: str, record_id: Any) -> str | None:
+    """The admin details page of a row, or None when no model view shows that table."""
+    admin = current_app.extensions["admin"][0]
+    views = {view.model.__tablename__: view for view in admin._views if isinstance(view, SecureModelView)}
+    view = views.get(table_name)
+    if view is None or record_id is None or not view.is_accessible():
+        return None
+    return url_for(f"{view.endpoint}.details_view", id=record_id)
 
 
 class SecureAccessMixin:
@@ -151,6 +166,9 @@ class SecureModelView(SecureAccessMixin, ModelView):
     list_eager: tuple[Any, ...] | None = None
     # Model-specific columns the app maintains (counters, derived values), on top of MAINTAINED_COLUMNS.
     maintained: tuple[str, ...] = ()
+    # Records listed on the details page, the way Django admin's inlines do:
+    # (heading, related model, its column that points at this record).
+    inlines: tuple[tuple[str, Any, Any], ...] = ()
 
     form_base_class = AdminForm
     model_form_converter = AdminConverter
@@ -159,6 +177,7 @@ class SecureModelView(SecureAccessMixin, ModelView):
     # Stands for the row's id in the row buttons the list renders once per page (templates/admin/minion/list.html).
     ROW_ID_SLOT = "0ROWID0"
     details_template = "admin/minion/details.html"
+    edit_template = "admin/minion/edit.html"
     can_view_details = True
     can_set_page_size = True
     page_size = 20
@@ -171,15 +190,23 @@ class SecureModelView(SecureAccessMixin, ModelView):
     column_default_sort = ("created_at", True)
     column_type_formatters = {
         **ModelView.column_type_formatters,
-        datetime: lambda view, value, name: utc_text(value),
+        datetime: lambda view, value, name: when(value),
         dict: lambda view, value, name: view.json_text(value),
         list: lambda view, value, name: view.json_text(value),
+        db.Model: lambda view, value, name: view.record_link(value),
+    }
+    column_type_formatters_detail = {
+        **column_type_formatters,
+        datetime: lambda view, value, name: when(value, seconds=True),
     }
     column_type_formatters_export = {
-        datetime: lambda view, value, name: value.astimezone(timezone.utc).isoformat(),
+        datetime: lambda view, value, name: iso_utc(value),
         type(None): lambda view, value, name: "",
         bool: lambda view, value, name: "yes" if value else "no",
+        db.Model: lambda view, value, name: str(value),
     }
+    # Every list exports through the one streamed, formula-safe path (export below).
+    can_export = True
     export_types = ["csv"]
 
     def __init__(self, model: type, endpoint: str, name: str, category: str, **kwargs: Any) -> None:
@@ -353,10 +380,15 @@ class SecureModelView(SecureAccessMixin, ModelView):
 
     # --- display -------------------------------------------------------------
 
-    def json_text(self, value: Any) -> str:
-        """A JSON column in one short line; a list of related records as their names."""
+    def record_link(self, record: Any) -> Markup | str:
+        """A related record as a link to its details page in the admin (its name alone when it has no view)."""
+        url = details_url(record.__tablename__, record.id)
+        return Markup('<a href="{}">{}</a>').format(url, str(record)) if url else str(record)
+
+    def json_text(self, value: Any) -> Markup | str:
+        """A JSON column in one short line; a list of related records as links to them."""
         if isinstance(value, list) and value and isinstance(value[0], db.Model):
-            return ", ".join(str(item) for item in value)
+            return Markup(", ").join(self.record_link(item) for item in value)
         rendered = json.dumps(value, ensure_ascii=False, sort_keys=True)
         return rendered if len(rendered) <= 120 else rendered[:117] + "..."
 
@@ -368,6 +400,14 @@ class SecureModelView(SecureAccessMixin, ModelView):
             .order_by(AuditEvent.id.desc())
             .limit(HISTORY_LIMIT)
         ))
+
+    def inline_records(self, model: Any) -> list[tuple[str, list[Any]]]:
+        """Each inline's newest records pointing at ``model``, for the details page."""
+        return [
+            (heading, list(db.session.scalars(
+                select(related).where(column == model.id).order_by(related.id.desc()).limit(INLINE_LIMIT))))
+            for heading, related, column in self.inlines
+        ]
 
     def filtered_list_url(self, **filters: Any) -> str:
         """This view's list with named filters applied, e.g. ``status_equals="failed"``."""

@@ -1,4 +1,4 @@
-"""The admin home: the counts that matter, each linking to the list it summarises."""
+"""The admin home: the counts that matter, each linking to the list it summarises, and the latest audited actions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,14 +6,20 @@ from datetime import timedelta
 
 from flask_admin import AdminIndexView, expose
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from webapp.accounts.models import User
-from webapp.admin.base import SecureAccessMixin, may
+from webapp.accounts.models import AuditEvent
+from webapp.admin.base import SecureAccessMixin, details_url, may
 from webapp.admin.fields import DATETIME_FORMAT
 from webapp.billing.models import Payment, Plan, UserSubscription
+from webapp.billing.services import money
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import JOB_STATUSES, TrainingJob
+
+
+RECENT_ACTIONS = 10
 
 
 @dataclass
@@ -40,7 +46,15 @@ class AdminHomeView(SecureAccessMixin, AdminIndexView):
             sections["Billing"] = [self.revenue_this_month(), *self.subscriptions_by_plan()]
         if may("jobs.read_all"):
             sections["Training"] = [self.failed_jobs(), *self.jobs_by_status()]
-        return self.render("admin/minion/home.html", sections=sections)
+        recent = self.recent_actions() if may("audit.read") else None
+        return self.render("admin/minion/home.html", sections=sections, recent=recent)
+
+    def recent_actions(self) -> list[tuple[AuditEvent, str | None]]:
+        """The newest audit rows, each with the admin page of the record it is about (None if no view shows it)."""
+        events = db.session.scalars(
+            select(AuditEvent).options(joinedload(AuditEvent.actor)).order_by(AuditEvent.id.desc()).limit(RECENT_ACTIONS)
+        ).all()
+        return [(event, details_url(event.object_type, event.object_id)) for event in events]
 
     def new_users(self) -> Tile:
         week_ago = utcnow() - timedelta(days=7)
@@ -55,7 +69,7 @@ class AdminHomeView(SecureAccessMixin, AdminIndexView):
             .where(Payment.status == "succeeded", Payment.paid_at >= month_start)
             .group_by(Payment.currency).order_by(Payment.currency)
         ).all()
-        value = ", ".join(f"{cents / 100:,.2f} {currency}" for currency, cents in rows) or "0.00"
+        value = ", ".join(money(cents, currency) for currency, cents in rows) or money(0)
         url = self.view("admin_payments").filtered_list_url(status_equals="succeeded",
                                                             paid_at_greater_than=since(month_start))
         return Tile("Revenue this month", value, url)

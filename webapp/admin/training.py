@@ -6,7 +6,7 @@ from flask_login import current_user
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.orm import joinedload
 
-from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup
+from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, choices, lookup, percent
 from webapp.admin.catalog import MODEL_LOOKUP
 from webapp.datasets.models import DATASET_VISIBILITIES, Dataset
 from webapp.datasets.services import DatasetError, approve_dataset, file_chunks, upload_dataset
@@ -96,6 +96,7 @@ class TrainingJobView(TrainingView):
                       choice_filter(TrainingJob.job_type, "Type", JOB_TYPES),
                       "queued_at", "finished_at", "user.email")
     column_default_sort = ("queued_at", True)
+    column_formatters = {"progress": percent}
     # Status, progress, metrics and timings move through the job state machine and the runners' reports.
     form_columns = ("name", "user", "minion", "base_model", "job_type", "provider", "external_job_id",
                     "hyperparameters", "queued_at", "retry_of", "output_model_version")
@@ -132,6 +133,7 @@ class TrainingJobEventView(TrainingView):
 
     allow_create = allow_edit = allow_delete = False
     column_list = ("id", "training_job", "level", "message", "progress", "created_at")
+    column_formatters = {"progress": percent}
     column_searchable_list = ("message",)
     column_filters = (choice_filter(TrainingJobEvent.level, "Level", EVENT_LEVELS), "created_at",
                       "training_job.name")

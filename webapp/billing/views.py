@@ -16,6 +16,7 @@ from webapp.billing.services import ChangeResult, PlanChangeError
 from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.pagination import page_args
+from webapp.support.panels import PANEL_ROWS, user_panel
 
 OWN_PREFIX = "/account/subscription"
 STAFF_PREFIX = "/billing/users/<int:user_id>/subscription"
@@ -26,6 +27,7 @@ MAX_AMOUNT_DIGITS = 12
 bp.add_app_template_filter(services.money, "money")
 bp.add_app_template_filter(services.day_text, "day")
 bp.add_app_template_filter(services.count_text, "count")
+
 
 
 def subject_route(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
@@ -172,3 +174,10 @@ def subscription_cancel(subject: User):
 @subject_route("/resume", methods=("POST",))
 def subscription_resume(subject: User):
     return apply_change(subject, lambda: services.resume_subscription(subject, actor=current_user))
+
+
+@user_panel("billing/_support_panel.html", "billing.read", order=10)
+def support_billing_panel(user: User) -> dict:
+    """The subscription (live, else the last one) and the latest payments, on the support user page."""
+    return {"subscription": services.live_subscription(user) or services.latest_ended_subscription(user),
+            "payments": services.payments_for(user, 1, PANEL_ROWS).items}

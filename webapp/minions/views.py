@@ -1,10 +1,13 @@
-"""The minion leaderboard: one URL for the page, the refreshed board and each "load more" page."""
+"""Minions: the leaderboard (one URL for the page, the refreshed board and each "load more" page), my minions and their pages."""
 from __future__ import annotations
 
 from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
 
+from sqlalchemy import select
+
 from webapp.accounts.access import login_required
+from webapp.accounts.models import User
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.minions import bp, ownership
@@ -16,6 +19,7 @@ from webapp.minions.services import (
     WINDOWS, BoardFilters, avatar_color, best_rank_of, filter_choices, initials, leaderboard_page,
 )
 from webapp.pagination import page_args
+from webapp.support.panels import PANEL_ROWS, user_panel
 # A module import: webapp.quotas reads minions' models, so it may be mid-import when this runs.
 from webapp import quotas
 
@@ -230,3 +234,9 @@ def minion_restore(minion_id: int):
 @login_required
 def minion_delete(minion_id: int):
     return minion_action(minion_id, "delete", ownership.delete_minion, "{name} is deleted.")
+@user_panel("minions/_support_panel.html", "users.read", order=20)
+def support_minions_panel(user: User) -> dict:
+    """The user's minions, strongest first, on the support user page."""
+    return {"minions": db.session.scalars(
+        select(Minion).where(Minion.owner_user_id == user.id)
+        .order_by(Minion.xp.desc(), Minion.id).limit(PANEL_ROWS)).all()}

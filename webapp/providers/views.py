@@ -34,7 +34,9 @@ def settings_prefix(slug: str) -> str:
 def blank_forms(card: ProviderCard) -> tuple[ApiKeyForm, ProviderSettingsForm]:
     """The card's forms showing what is stored (never the key), ignoring any posted data."""
     config = card.config
-    settings = {"base_url": config.base_url if config else "", "is_enabled": config.is_enabled if config else True}
+    # A provider without a key is not in use: its box is not ticked until a key is stored.
+    has_key = config is not None and config.api_key_last4 is not None
+    settings = {"base_url": config.base_url if config else "", "is_enabled": has_key and config.is_enabled}
     return (
         ApiKeyForm(formdata=None, prefix=key_prefix(card.provider.slug)),
         ProviderSettingsForm(formdata=None, prefix=settings_prefix(card.provider.slug), data=settings),

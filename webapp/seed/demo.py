@@ -25,14 +25,16 @@ from webapp.accounts.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLE_PER
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.mail import absolute_url, compose, keep_in_outbox
 from webapp.minions.models import Minion, MinionXpEvent
 from webapp.minions.services import add_gains, gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.seed import row_counts
-from webapp.datasets.models import Dataset
 from webapp.artifacts import new_key, write_stream
+from webapp.datasets.models import Dataset
 from webapp.seed.intents import intents_jsonl
+from webapp.system.models import OutboxMessage
 from webapp.training.models import (
     JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset, TrainingJobEvent, TrainingWorker,
 )
@@ -658,7 +660,7 @@ class _DemoSeed:
             end = job.finished_at or self.now
             runner = job.provider.name if job.provider else "demo-runner"
             events.append((job.started_at, "info", f"Started on {runner}", 0.0, {}))
-            steps = max(1, round(job.progress * 5))
+            steps = max(1, int(job.progress * 5))  # one report per fifth of the progress reached, at least one
             for step in range(1, steps + 1):
                 progress = min(1.0, step / 5)
                 at = job.started_at + (end - job.started_at) * step / (steps + 1)
@@ -743,11 +745,18 @@ class _DemoSeed:
         ada_pro, _ = self.live_subscriptions["ada"]
         audit = [
             (admin, "demo.seeded", "system", None, {"users": len(USERS), "minions": len(MINIONS)}),
-            (support, "token.issued", "token", token.id, {"type": "password_reset", "user": grace.email}),
-            (self.users["ada"], "subscription.changed", "user_subscription", ada_pro.id, {"plan": ["free", "pro"]}),
+            (support, "token.issued", "tokens", token.id, {"type": "password_reset", "user": grace.email}),
+            (self.users["ada"], "subscription.changed", "user_subscriptions", ada_pro.id, {"plan": ["free", "pro"]}),
         ]
         for actor, action, object_type, object_id, changes in audit:
             _ensure(
                 AuditEvent, {"action": action, "object_type": object_type, "object_id": object_id},
                 actor_id=actor.id, changes=changes, ip_address="127.0.0.1",
             )
+        if not db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.recipient == grace.email).limit(1)):
+            # The mail support's reset link went out in; the link's token is the used one above.
+            message = compose(grace.email, "Reset your Minion Console password", "password_reset", user=grace,
+                              link=absolute_url("accounts.password_reset", token=secrets.token_urlsafe(32)),
+                              minutes=60, issued_by=support)
+            keep_in_outbox(message)
+            db.session.flush()

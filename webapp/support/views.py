@@ -13,6 +13,7 @@ from webapp.db import utcnow
 from webapp.htmx import is_htmx, render_page_or_block
 from webapp.pagination import page_args
 from webapp.support import bp, services
+from webapp.support.panels import panels_for
 
 
 @bp.get("/users")
@@ -45,6 +46,7 @@ def user_page_context(user: User, **extra) -> dict:
         "locked": accounts.is_locked(user),
         "now": utcnow(),
         "history_url": lambda number: url_for("support.user_detail", user_id=user.id, page=number),
+        "panels": panels_for(user, lambda code: has_permission(current_user, code)),
         **extra,
     }
 

@@ -1,9 +1,9 @@
-"""Schema history as admins see it."""
+"""Schema history and the mail outbox, as admins see them."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import TimestampMixin, choice_check
@@ -20,3 +20,13 @@ class MigrationLog(TimestampMixin, db.Model):
     direction: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(String(255), default="", server_default="")
     applied_at: Mapped[datetime]
+
+
+class OutboxMessage(TimestampMixin, db.Model):
+    """A mail the ``outbox`` backend kept instead of sending, for staff to read at /admin/mail_outbox/."""
+
+    __tablename__ = "mail_outbox"
+
+    recipient: Mapped[str] = mapped_column(String(255), index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)

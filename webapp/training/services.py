@@ -179,18 +179,40 @@ def job_events(job: TrainingJob, after_id: int = 0, limit: int = EVENT_LOG_LIMIT
 
 
 @dataclass
+class MetricSeries:
+    """One metric's own small chart: its line (or single point) and the labels of its own axis."""
+
+    name: str
+    points: list[tuple[float, float]]  # SVG coordinates, one per report of this metric
+    last: float
+    low: float
+    high: float
+    reports: int
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
+
+
+@dataclass
 class MetricChart:
     width: int
     height: int
-    series: list[dict[str, Any]]  # {"name", "points" (SVG polyline), "last", "low", "high"}
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+    series: list[MetricSeries]
     samples: int
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 600, 200, 12
+# Each metric gets a small chart of this size; the left margin holds its axis labels.
+CHART_WIDTH, CHART_HEIGHT = 320, 150
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 308, 12, 122
 
 
 def metric_chart(job: TrainingJob) -> MetricChart:
-    """Each numeric metric reported in the job's events, scaled into its own polyline."""
+    """One small chart per numeric metric in the job's reports, each scaled to its own labelled axis."""
     rows = db.session.scalars(
         select(TrainingJobEvent.metrics)
         .where(TrainingJobEvent.training_job_id == job.id)
@@ -198,20 +220,20 @@ def metric_chart(job: TrainingJob) -> MetricChart:
     ).all()
     samples = [metrics for metrics in reversed(rows) if metrics]
     names = sorted({name for sample in samples for name, value in sample.items()
-                    if isinstance(value, (int, float)) and name != "step"})
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "step"})
     series = []
     for name in names:
         values = [(index, sample[name]) for index, sample in enumerate(samples)
                   if isinstance(sample.get(name), (int, float))]
         low, high = min(v for _, v in values), max(v for _, v in values)
         span, steps = (high - low) or 1, max(len(samples) - 1, 1)
-        points = " ".join(
-            f"{CHART_PAD + (CHART_WIDTH - 2 * CHART_PAD) * index / steps:.1f},"
-            f"{CHART_HEIGHT - CHART_PAD - (CHART_HEIGHT - 2 * CHART_PAD) * (value - low) / span:.1f}"
+        points = [
+            (PLOT_LEFT + (PLOT_RIGHT - PLOT_LEFT) * (index / steps if len(values) > 1 else 0.5),
+             PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * ((value - low) / span if high > low else 0.5))
             for index, value in values
-        )
-        series.append({"name": name, "points": points, "last": values[-1][1], "low": low, "high": high})
-    return MetricChart(CHART_WIDTH, CHART_HEIGHT, series, len(samples))
+        ]
+        series.append(MetricSeries(name, points, values[-1][1], low, high, len(values)))
+    return MetricChart(CHART_WIDTH, CHART_HEIGHT, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM, series, len(samples))
 
 
 # --- the state machine and the actions ------------------------------------------------------
@@ -507,7 +529,8 @@ def apply_report(job: TrainingJob, runner: JobRunner, report: Report, limits: Re
     if report.status and report.status != job.status:
         transition(job, report.status, report.error)
     if report.progress is not None and job.status != "succeeded":
-        job.progress = report.progress
+        # A failure report often says 0 (or nothing useful): a failed job keeps the progress it reached.
+        job.progress = max(job.progress, report.progress) if job.status == "failed" else report.progress
     if report.metrics:
         merged = {**job.metrics, **report.metrics}
         if len(merged) > limits.stored_metrics:

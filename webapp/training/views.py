@@ -10,10 +10,12 @@ from sqlalchemy.orm.exc import StaleDataError
 from wtforms import SelectChoice
 
 from webapp.accounts.access import login_required, permission_required, verified_email_required
+from webapp.accounts.models import User
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.pagination import page_args, paginate
+from webapp.support.panels import PANEL_ROWS, user_panel
 from webapp.training import bp
 from webapp import quotas
 from webapp.training.forms import JobFilterForm, job_form
@@ -214,3 +216,11 @@ def worker_list():
     board = worker_board(current_app.extensions["celery"],
                          timedelta(seconds=current_app.config["WORKER_STALE_SECONDS"]))
     return render_page_or_block("training/worker_list.html", "worker_board", board=board)
+
+
+@user_panel("training/_support_panel.html", "users.read", order=30)
+def support_jobs_panel(user: User) -> dict:
+    """The user's latest training jobs, on the support user page."""
+    return {"jobs": db.session.scalars(
+        select(TrainingJob).where(TrainingJob.user_id == user.id)
+        .order_by(TrainingJob.id.desc()).limit(PANEL_ROWS)).all()}

@@ -1,0 +1,85 @@
+"""The profile on the account page: name, time zone, and an email change confirmed through the new address."""
+from sqlalchemy import select
+
+from tests.accounts.conftest import link_in, path_of
+from tests.conftest import login
+from tests.factories import PASSWORD, make_user
+from webapp.accounts.models import AuditEvent
+from webapp.accounts.profile import confirm_email_change, email_change_token, pending_email_change
+
+
+def test_name_and_time_zone_are_saved_and_times_follow_the_zone(client, db_session):
+    user = make_user(display_name="Old Name")
+    db_session.commit()
+    login(client, user)
+    response = client.post("/account/profile", data={"display_name": "  New Name ", "time_zone": "Asia/Tokyo"})
+    assert response.status_code == 302
+    db_session.expire_all()
+    assert (user.display_name, user.time_zone) == ("New Name", "Asia/Tokyo")
+    page = client.get("/account").data.decode()
+    assert "JST</time>" in page and "UTC</time>" not in page
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.update")).one()
+    assert event.changes == {"display_name": ["Old Name", "New Name"], "time_zone": ["UTC", "Asia/Tokyo"]}
+
+
+def test_an_unknown_zone_or_empty_name_is_refused(client, db_session):
+    user = make_user()
+    db_session.commit()
+    login(client, user)
+    response = client.post("/account/profile", data={"display_name": "", "time_zone": "Mars/Olympus"})
+    assert response.status_code == 422
+    page = response.data.decode()
+    assert "Not a valid choice" in page and 'aria-invalid="true"' in page
+    db_session.expire_all()
+    assert user.time_zone == "UTC"
+
+
+def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_old(client, db_session, mailbox):
+    user = make_user(email="before@example.test")
+    db_session.commit()
+    login(client, user)
+    response = client.post("/account/email", data={"email": "after@example.test", "current_password": PASSWORD})
+    assert response.status_code == 302
+    confirm, notice = mailbox
+    assert (confirm["To"], notice["To"]) == ("after@example.test", "before@example.test")
+    assert "after@example.test" in notice.get_content()
+    db_session.expire_all()
+    assert user.email == "before@example.test", "nothing changes before the new address confirms"
+
+    path = path_of(link_in(confirm))
+    assert "after@example.test" in client.get(path).data.decode()
+    db_session.expire_all()
+    assert user.email == "before@example.test", "opening the link (a mail scanner's prefetch) changes nothing"
+    assert client.post(path).status_code == 302
+    db_session.expire_all()
+    assert user.email == "after@example.test" and user.email_verified_at is not None
+    assert mailbox[-1]["To"] == "before@example.test" and "was changed" in mailbox[-1]["Subject"]
+    assert client.post(path).status_code == 410, "the link works once"
+
+
+def test_email_change_needs_the_password_and_a_free_address(client, db_session, mailbox):
+    user = make_user()
+    make_user(email="taken@example.test")
+    db_session.commit()
+    login(client, user)
+    wrong = client.post("/account/email", data={"email": "new@example.test", "current_password": "nope"})
+    assert wrong.status_code == 422 and "not your current password" in wrong.data.decode()
+    taken = client.post("/account/email", data={"email": "TAKEN@example.test", "current_password": PASSWORD})
+    assert taken.status_code == 422 and "Another account uses that address" in taken.data.decode()
+    assert mailbox == []
+
+
+def test_a_link_is_void_once_its_new_address_is_taken_or_it_is_forged(app, db_session):
+    user = make_user()
+    token = email_change_token(user, "wanted@example.test")
+    assert pending_email_change(token + "x") is None
+    make_user(email="wanted@example.test")
+    assert pending_email_change(token) is None
+
+
+def test_confirming_changes_the_address(app, db_session, mailbox):
+    user = make_user(email="one@example.test")
+    change = pending_email_change(email_change_token(user, "two@example.test"))
+    confirm_email_change(change)
+    assert user.email == "two@example.test"
+    assert pending_email_change(email_change_token(user, "three@example.test")).new_email == "three@example.test"

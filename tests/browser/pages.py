@@ -1,0 +1,141 @@
+"""Every page of the console and the admin, as concrete URLs per role on the demo data.
+
+The whole-console browser tests (tests/browser/test_every_page.py) visit these. ``page_visits``
+fails for a GET rule of ``app.url_map`` that is neither listed here nor named as not a page, so
+a page added by any branch must say here how it is visited before the suite passes again.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask
+from sqlalchemy import select
+
+from webapp.accounts.models import User
+from webapp.accounts.profile import email_change_token
+from webapp.accounts.sessions import start_session
+from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, issue_token
+from webapp.billing.models import Plan
+from webapp.billing.services import live_subscription
+from webapp.extensions import db
+from webapp.training.models import TrainingJob
+
+# Which demo account each role signs in as (None: not signed in).
+ACCOUNTS = {"anonymous": None, "user": "grace@demo.test", "support": "support@demo.test",
+            "admin": "admin@demo.test"}
+
+PHONE_BROWSER = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+                 "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+
+# GET rules that are not pages a person looks at, with the reason.
+NOT_PAGES = {
+    "/static/<path:filename>": "files",
+    "/admin/static/<path:filename>": "files",
+    "/jobs/<int:job_id>/row": "an HTMX fragment of /jobs",
+}
+NOT_PAGE_SUFFIXES = {
+    "/export/<export_type>/": "a CSV download",
+    "/ajax/lookup/": "JSON for the admin's searchable selects",
+}
+
+
+@dataclass(frozen=True)
+class Visit:
+    role: str
+    url: str
+
+
+class Demo:
+    """Ids of demo records, looked up once inside the live server's app context."""
+
+    def user(self, email: str) -> User:
+        return db.session.scalar(select(User).where(User.email == email))
+
+    def job(self, email: str, status: str | None = None) -> TrainingJob:
+        query = select(TrainingJob).where(TrainingJob.user_id == self.user(email).id)
+        if status:
+            query = query.where(TrainingJob.status == status)
+        return db.session.scalars(query.order_by(TrainingJob.id)).first()
+
+    def plan_code_other_than_current(self, email: str) -> str:
+        current = live_subscription(self.user(email))
+        return db.session.scalars(select(Plan.code).where(Plan.is_public, Plan.id != current.plan_id)
+                                  .order_by(Plan.sort_order)).first()
+
+
+def console_pages(demo: Demo) -> dict[str, list[Visit]]:
+    grace = demo.user("grace@demo.test")
+    other_plan = demo.plan_code_other_than_current("grace@demo.test")
+    # A second device, so session lists (and the admin's sessions table) have a row before anyone signs in.
+    start_session(grace, "203.0.113.7", PHONE_BROWSER)
+    reset = issue_token(grace, PASSWORD_RESET)
+    verify = issue_token(demo.user("john.backus@demo.test"), EMAIL_VERIFICATION)
+    email_change = email_change_token(grace, "grace.hopper@demo.test")
+    job_pages = [Visit("user", f"/jobs/{demo.job('grace@demo.test', status).id}")
+                 for status in ("running", "succeeded", "failed") if demo.job("grace@demo.test", status)]
+    db.session.commit()
+    signed_in = [Visit(role, "/") for role in ("user", "support", "admin")]
+    return {
+        "/": signed_in,
+        "/login": [Visit("anonymous", "/login")],
+        "/password/forgot": [Visit("anonymous", "/password/forgot")],
+        "/password/reset/<token>": [Visit("anonymous", f"/password/reset/{reset}"),
+                                    Visit("anonymous", "/password/reset/not-a-token")],
+        "/verify-email/<token>": [Visit("anonymous", f"/verify-email/{verify}")],
+        "/account/email/confirm/<token>": [Visit("anonymous", f"/account/email/confirm/{email_change}")],
+        "/account": [Visit(role, "/account") for role in ("user", "support", "admin")],
+        "/account/providers": [Visit("user", "/account/providers")],
+        "/account/subscription": [Visit("user", "/account/subscription")],
+        "/account/subscription/payments": [Visit("user", "/account/subscription/payments")],
+        "/account/subscription/change": [Visit("user", f"/account/subscription/change?plan={other_plan}")],
+        "/billing/users/<int:user_id>/subscription": [Visit("admin", f"/billing/users/{grace.id}/subscription")],
+        "/billing/users/<int:user_id>/subscription/payments": [
+            Visit("admin", f"/billing/users/{grace.id}/subscription/payments")],
+        "/billing/users/<int:user_id>/subscription/change": [
+            Visit("admin", f"/billing/users/{grace.id}/subscription/change?plan={other_plan}")],
+        "/jobs": [Visit("user", "/jobs"), Visit("admin", "/jobs")],
+        "/jobs/<int:job_id>": job_pages,
+        "/leaderboard": [Visit("user", "/leaderboard")],
+        "/support/users": [Visit("support", "/support/users"), Visit("support", "/support/users?q=grace")],
+        "/support/users/<int:user_id>": [Visit("support", f"/support/users/{grace.id}")],
+    }
+
+
+def admin_pages(app: Flask) -> dict[str, list[Visit]]:
+    """The admin home, and every model view's list, create form, and first record's edit and details."""
+    from webapp.admin.base import SecureModelView
+
+    admin = app.extensions["admin"][0]
+    pages = {"/admin/": [Visit("admin", "/admin/")]}
+    for view in admin._views:
+        if not isinstance(view, SecureModelView):
+            pages[view.url + "/"] = [Visit("admin", view.url + "/")]
+            continue
+        first = db.session.scalar(select(view.model.id).order_by(view.model.id).limit(1))
+        assert first is not None, f"the demo data has no {view.model.__tablename__} row to visit"
+        pages[f"{view.url}/"] = [Visit("admin", f"{view.url}/")]
+        pages[f"{view.url}/new/"] = [Visit("admin", f"{view.url}/new/")]
+        pages[f"{view.url}/edit/"] = [Visit("admin", f"{view.url}/edit/?id={first}")]
+        pages[f"{view.url}/details/"] = [Visit("admin", f"{view.url}/details/?id={first}")]
+    return pages
+
+
+SOURCES: list[Callable] = [lambda app: console_pages(Demo()), admin_pages]
+
+
+def page_visits(app: Flask) -> list[Visit]:
+    """Every visit, after checking that each GET rule of the app is covered."""
+    with app.app_context():
+        pages: dict[str, list[Visit]] = {}
+        for source in SOURCES:
+            pages.update(source(app))
+    rules = {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+    unknown = sorted(
+        rule for rule in rules - set(pages)
+        if rule not in NOT_PAGES and not any(rule.endswith(suffix) for suffix in NOT_PAGE_SUFFIXES)
+    )
+    assert not unknown, f"GET rules tests/browser/pages.py does not know how to visit: {unknown}"
+    stale = sorted(set(pages) - rules)
+    assert not stale, f"tests/browser/pages.py lists rules the app does not have: {stale}"
+    return [visit for visits in pages.values() for visit in visits]
