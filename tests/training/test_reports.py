@@ -82,12 +82,13 @@ def test_the_chart_scales_each_numeric_metric_into_its_own_line(db_session):
         db.session.add(TrainingJobEvent(training_job_id=job.id, message="m", metrics=metrics))
     db.session.flush()
     chart = metric_chart(job)
-    assert (chart.width, chart.height, chart.samples) == (600, 200, 3)
-    series = {line["name"]: line for line in chart.series}
+    assert (chart.width, chart.height, chart.samples) == (320, 150, 3)
+    series = {line.name: line for line in chart.series}
     assert sorted(series) == ["acc", "loss"], "text values and the step counter are not plotted"
-    assert series["loss"]["points"] == "12.0,12.0 300.0,100.0 588.0,188.0"
-    assert (series["loss"]["last"], series["loss"]["low"], series["loss"]["high"]) == (0.0, 0.0, 2.0)
-    assert series["acc"]["points"] == "300.0,188.0 588.0,188.0", "a flat line sits on the baseline"
+    assert series["loss"].polyline == "64.0,12.0 186.0,67.0 308.0,122.0"
+    assert (series["loss"].last, series["loss"].low, series["loss"].high) == (0.0, 0.0, 2.0)
+    assert series["acc"].polyline == "186.0,67.0 308.0,67.0", "a flat line sits mid-height on its own axis"
+    assert series["acc"].reports == 2
 
 
 def test_the_staff_summary_counts_the_last_day_only(db_session):
