@@ -18,7 +18,9 @@ from webapp.accounts.sessions import start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, issue_token
 from webapp.billing.models import Plan
 from webapp.billing.services import live_subscription
+from webapp.datasets.models import Dataset
 from webapp.extensions import db
+from webapp.minions.models import Minion
 from webapp.training.models import TrainingJob
 
 # Which demo account each role signs in as (None: not signed in).
@@ -33,6 +35,7 @@ NOT_PAGES = {
     "/static/<path:filename>": "files",
     "/admin/static/<path:filename>": "files",
     "/jobs/<int:job_id>/row": "an HTMX fragment of /jobs",
+    "/datasets/<int:dataset_id>/download": "a file download",
 }
 NOT_PAGE_SUFFIXES = {
     "/export/<export_type>/": "a CSV download",
@@ -58,6 +61,10 @@ class Demo:
             query = query.where(TrainingJob.status == status)
         return db.session.scalars(query.order_by(TrainingJob.id)).first()
 
+    def first_of(self, model, owner_column, email: str):
+        """``email``'s first record of ``model`` (a minion, a dataset) by id."""
+        return db.session.scalars(select(model).where(owner_column == self.user(email).id).order_by(model.id)).first()
+
     def plan_code_other_than_current(self, email: str) -> str:
         current = live_subscription(self.user(email))
         return db.session.scalars(select(Plan.code).where(Plan.is_public, Plan.id != current.plan_id)
@@ -74,6 +81,8 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
     email_change = email_change_token(grace, "grace.hopper@demo.test")
     job_pages = [Visit("user", f"/jobs/{demo.job('grace@demo.test', status).id}")
                  for status in ("running", "succeeded", "failed") if demo.job("grace@demo.test", status)]
+    minion = demo.first_of(Minion, Minion.owner_user_id, "grace@demo.test")
+    dataset = demo.first_of(Dataset, Dataset.owner_user_id, "grace@demo.test")
     db.session.commit()
     signed_in = [Visit(role, "/") for role in ("user", "support", "admin")]
     return {
@@ -99,6 +108,20 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
         "/leaderboard": [Visit("user", "/leaderboard")],
         "/support/users": [Visit("support", "/support/users"), Visit("support", "/support/users?q=grace")],
         "/support/users/<int:user_id>": [Visit("support", f"/support/users/{grace.id}")],
+        "/signup": [Visit("anonymous", "/signup")],
+        "/signup/sent": [Visit("anonymous", "/signup/sent")],
+        "/minions": [Visit("user", "/minions")],
+        # The owner's page, and the public page another person sees.
+        "/minions/<int:minion_id>": [Visit("user", f"/minions/{minion.id}"), Visit("admin", f"/minions/{minion.id}")],
+        "/minions/<int:minion_id>/archive": [Visit("user", f"/minions/{minion.id}/archive")],
+        "/minions/<int:minion_id>/delete": [Visit("user", f"/minions/{minion.id}/delete")],
+        "/datasets": [Visit("user", "/datasets")],
+        "/datasets/new": [Visit("user", "/datasets/new")],
+        "/datasets/public": [Visit("user", "/datasets/public"), Visit("user", "/datasets/public?q=math")],
+        "/datasets/<int:dataset_id>": [Visit("user", f"/datasets/{dataset.id}")],
+        "/datasets/<int:dataset_id>/delete": [Visit("user", f"/datasets/{dataset.id}/delete")],
+        "/jobs/new": [Visit("user", "/jobs/new")],
+        "/jobs/workers": [Visit("admin", "/jobs/workers")],
     }
 
 
