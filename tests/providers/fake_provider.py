@@ -7,10 +7,11 @@ providers do); ``/moved/models`` redirects to the same server under another host
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.fake_http import JSONHandler
 
 GOOD_KEY = "sk-test-GoodKey0123456789abcdefWXYZ"
 MODELS = ["fake-small", "fake-large", "fake-embed"]
@@ -19,7 +20,7 @@ DRIP_SECONDS = 0.1
 DRIP_BYTES = 50
 
 
-class FakeProviderHandler(BaseHTTPRequestHandler):
+class FakeProviderHandler(JSONHandler):
     def do_GET(self) -> None:  # noqa: N802  (the http.server hook's name)
         self.server.requests.append((self.path, dict(self.headers)))
         if self.path == "/moved/models":
@@ -54,17 +55,6 @@ class FakeProviderHandler(BaseHTTPRequestHandler):
                 }})
         else:
             self.reply(404, {"error": {"message": "Unknown path"}})
-
-    def reply(self, status: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args) -> None:
-        """Quiet: the test output stays readable."""
 
 
 class FakeProvider:

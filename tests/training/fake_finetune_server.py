@@ -22,9 +22,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_http import JSONHandler
 
 GOOD_KEY = "sk-test-FineTune0123456789abcdefQRST"
 SUCCEEDS, FAILS, RUNS_FOREVER = "fake-small", "fake-broken", "fake-forever"
@@ -139,7 +141,7 @@ class FakeFineTuneState:
         return None if lines else "The training file is empty."
 
 
-class FakeFineTuneHandler(BaseHTTPRequestHandler):
+class FakeFineTuneHandler(JSONHandler):
     server: ThreadingHTTPServer
 
     @property
@@ -229,17 +231,6 @@ class FakeFineTuneHandler(BaseHTTPRequestHandler):
             self.reply(200, events_page(job, query))
         else:
             self.reply(404, {"error": {"message": "Unknown path"}})
-
-    def reply(self, status: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args) -> None:
-        """Quiet: the test output stays readable."""
 
 
 def events_page(job: FakeJob, query: dict[str, str]) -> dict[str, Any]:
