@@ -89,9 +89,15 @@ def test_ada_trains_a_minion_and_watches_it_succeed_then_cancels_another(engine_
     rank_after, xp_after = rank_and_xp(page, "Byron")
     assert xp_after == xp_before + 150
     assert rank_after < rank_before or rank_before == 1
+    # Byron's page, through the leaderboard's link: his lineage now starts with the version this job made.
+    page.locator("#leaderboard a.minion-label", has_text="Byron").first.click()
+    expect(page).to_have_url(re.compile(r"/minions/\d+$"))
+    newest = page.locator("section[aria-labelledby=minion-lineage-heading] tbody tr").first
+    expect(newest.locator(f"a[href='/jobs/{job_id}']")).to_have_count(1)
 
     page.on("dialog", lambda dialog: dialog.accept())
-    second = start_job_from_the_form(page, server, "Byron", epochs=50)
+    # One example per update: a run that outlasts a few of the page's 3 s polls even on an idle machine.
+    second = start_job_from_the_form(page, server, "Byron", epochs=50, batch_size=1)
     expect(page.locator("#job-status")).to_have_text("running", timeout=60_000)
     expect(page.locator("#event-log")).to_contain_text("Epoch 1/50", timeout=60_000)
     page.get_by_role("button", name="Cancel job").click()
