@@ -310,10 +310,12 @@ def login(client, user_or_email, password: str | None = None, remember: bool = F
     with client.session_transaction() as session:
         token = session.get("_user_id")
     assert token, f"sign-in as {email} left no session token in the cookie"
-    signed_in_as = db.session.scalar(
-        sa.select(User.email).join(UserSession, UserSession.user_id == User.id)
-        .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
-    )
+    # Its own app context, so it also serves tests that run outside one (the concurrency tests).
+    with client.application.app_context():
+        signed_in_as = db.session.scalar(
+            sa.select(User.email).join(UserSession, UserSession.user_id == User.id)
+            .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
+        )
     assert signed_in_as is not None and signed_in_as.lower() == email.lower(), (
         f"sign-in as {email} did not sign in (the cookie's session belongs to {signed_in_as})"
     )
