@@ -5,7 +5,6 @@ transaction would serialise everything on one connection) and real threads.
 """
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from tests.concurrency import all_at_once
 from tests.conftest import login, make_test_app
 from tests.factories import make_plan, make_subscription, make_user
 from webapp.accounts.models import AuditEvent
@@ -134,26 +134,6 @@ def race_app(backend, tmp_path):
         db.engine.dispose()
 
 
-def in_parallel(count: int, work) -> list:
-    """Run ``work(i)`` in ``count`` threads released at the same moment; their results in order."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as error:  # noqa: BLE001  (reported as the result, so the test shows it)
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
-
-
 @pytest.mark.postgres_only
 def test_twenty_concurrent_starts_give_one_subscription_and_clear_refusals(race_app):
     with race_app.app_context():
@@ -170,7 +150,7 @@ def test_twenty_concurrent_starts_give_one_subscription_and_clear_refusals(race_
         return client.post("/account/subscription/change", headers=HTMX,
                            data={"plan": "pro", "expected_amount_cents": "2900"}).status_code
 
-    statuses = in_parallel(20, start)
+    statuses = all_at_once(20, start)
     assert sorted(statuses) == [200] + [422] * 19, statuses
     with race_app.app_context():
         assert db.session.scalar(select(func.count(UserSubscription.id))) == 1
@@ -196,7 +176,7 @@ def test_overlapping_roll_period_runs_each_roll_a_subscription_once_and_both_exi
     def run(_index: int):
         return race_app.test_cli_runner().invoke(args=["billing", "roll-periods"])
 
-    results = in_parallel(2, run)
+    results = all_at_once(2, run)
     # (Click's runner swaps sys.stdout per invoke, so the two outputs may interleave: counts come from the rows.)
     assert [result.exit_code for result in results] == [0, 0], [result.output for result in results]
     with race_app.app_context():

@@ -2,20 +2,27 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from sqlalchemy import func, select
 
+from tests.concurrency import all_at_once
 from tests.conftest import LiveServer, make_test_app
-from tests.factories import make_job_runner, make_minion, make_plan, make_subscription, make_training_job, make_user
+from tests.factories import (
+    make_job_runner,
+    make_minion,
+    make_plan,
+    make_subscription,
+    make_training_job,
+    make_user,
+)
 from tests.training.engine_helpers import make_dataset
 from webapp.extensions import db
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import TrainingJob, TrainingJobEvent
-from webapp.training.services import NewJob, write_transaction, start_job
+from webapp.training.services import NewJob, start_job, write_transaction
 
 RUNNERS = 10
 
@@ -26,25 +33,6 @@ def shared_app(backend, tmp_path_factory):
     yield app
     with app.app_context():
         db.engine.dispose()
-
-
-def all_at_once(count: int, work) -> list:
-    """Run ``work(index)`` in ``count`` threads released together; their results in index order."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as error:  # the assertion below names it
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 def claim(url: str, token: str) -> dict | None:

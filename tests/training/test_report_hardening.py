@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -10,12 +9,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from tests.concurrency import all_at_once
 from tests.conftest import make_test_app
 from tests.factories import make_job_runner, make_minion, make_training_job, make_user
 from tests.training.test_api import report, snapshot
 from webapp.extensions import db
 from webapp.providers.models import ModelVersion
-from webapp.training.models import JobRunner, JobRunnerReport, TrainingJob, TrainingJobEvent
+from webapp.training.models import (
+    JobRunner,
+    JobRunnerReport,
+    TrainingJob,
+    TrainingJobEvent,
+)
 
 
 @pytest.fixture
@@ -178,20 +183,7 @@ def committed_app(backend, tmp_path_factory):
 
 def in_parallel(app, calls) -> list:
     """Run each ``(job_id, token, body)`` report at the same moment from its own thread and connection."""
-    barrier = threading.Barrier(len(calls))
-    answers: list = [None] * len(calls)
-
-    def run(index: int, job_id: int, token: str, body: dict) -> None:
-        client = app.test_client()
-        barrier.wait()
-        answers[index] = report(client, job_id, token, body)
-
-    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return answers
+    return all_at_once(len(calls), lambda index: report(app.test_client(), *calls[index]))
 
 
 @pytest.mark.postgres_only

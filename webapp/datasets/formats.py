@@ -218,7 +218,7 @@ def _csv_rows(stream: IO[bytes], max_row_chars: int) -> Iterator[tuple[int, Exam
 
 
 class _LineTooLong(Exception):
-    pass
+    """A line longer than any row that could pass; the rest of a CSV file cannot be read past it."""
 
 
 def _bounded_lines(text: IO[str], max_row_chars: int) -> Iterator[str]:
