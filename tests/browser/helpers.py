@@ -15,7 +15,7 @@ def sign_in(page, base_url: str, email: str) -> None:
     expect(page).not_to_have_url(re.compile(r"/login"))
 
 
-def link_in_latest_mail(app, recipient: str, base_url: str, timeout: float = 10.0) -> str:
+def link_in_latest_mail(app, recipient: str, base_url: str, timeout: float = 30.0) -> str:
     """The one link of ``base_url`` in the newest mail the live server kept in its outbox for ``recipient``.
 
     Mail is delivered just after the response, so this waits for it a little.
