@@ -7,11 +7,9 @@ providers do); ``/moved/models`` redirects to the same server under another host
 """
 from __future__ import annotations
 
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
-from tests.fake_http import JSONHandler
+from tests.fake_http import JSONHandler, LocalServer
 
 GOOD_KEY = "sk-test-GoodKey0123456789abcdefWXYZ"
 MODELS = ["fake-small", "fake-large", "fake-embed"]
@@ -57,32 +55,13 @@ class FakeProviderHandler(JSONHandler):
             self.reply(404, {"error": {"message": "Unknown path"}})
 
 
-class FakeProvider:
+class FakeProvider(LocalServer):
     """``with FakeProvider() as provider: provider.url("/v1")``."""
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProviderHandler)
-        self.server.daemon_threads = True
+        super().__init__(FakeProviderHandler)
         self.server.requests = []
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def requests(self) -> list[tuple[str, dict]]:
         return self.server.requests
-
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:<port>``, as PROVIDER_HOST_ALLOWLIST names it."""
-        return f"127.0.0.1:{self.server.server_port}"
-
-    def url(self, path: str = "/v1") -> str:
-        return f"http://{self.host}{path}"
-
-    def __enter__(self) -> FakeProvider:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)

@@ -26,7 +26,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fake_http import JSONHandler
+from tests.fake_http import JSONHandler, LocalServer
 
 GOOD_KEY = "sk-test-FineTune0123456789abcdefQRST"
 SUCCEEDS, FAILS, RUNS_FOREVER = "fake-small", "fake-broken", "fake-forever"
@@ -256,27 +256,13 @@ def multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str | No
     }
 
 
-class FakeFineTuneServer:
+class FakeFineTuneServer(LocalServer):
     """``with FakeFineTuneServer() as server: server.url("/v1")``."""
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeFineTuneHandler)
-        self.server.daemon_threads = True
+        super().__init__(FakeFineTuneHandler)
         self.server.state = FakeFineTuneState()
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def state(self) -> FakeFineTuneState:
         return self.server.state
-
-    def url(self, path: str = "/v1") -> str:
-        return f"http://127.0.0.1:{self.server.server_port}{path}"
-
-    def __enter__(self) -> FakeFineTuneServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
