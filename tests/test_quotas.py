@@ -9,7 +9,7 @@ from tests.factories import (
     make_ai_model, make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user,
 )
 from webapp.db import utcnow
-from webapp.quotas import QuotaExceeded, allowance, require, used
+from webapp.quotas import Allowance, OveragePrice, QuotaExceeded, allowance, require, used
 
 
 def test_counted_quotas_refuse_the_one_past_the_limit(db_session):
@@ -90,3 +90,25 @@ def test_dataset_limits_have_configured_defaults_that_a_plan_overrides(app, db_s
     make_subscription(user, make_plan(quotas={"dataset_bytes": 1024, "datasets": None}))
     terms = allowance(user)
     assert terms.limit("dataset_bytes") == 1024 and terms.limit("datasets") is None
+
+
+def test_a_metered_quota_with_an_overage_price_allows_use_past_the_limit(db_session):
+    user = make_user()
+    plan = make_plan(quotas={"tokens": 1_000, "requests": 10, "overage": {"tokens": {"per": 1_000, "cents": 2}}})
+    make_subscription(user, plan)
+    make_usage(user, "input_tokens", 1_500)
+    make_usage(user, "requests", 10)
+    terms = require(user, "tokens")  # 500 past the limit, billed instead of refused
+    assert (terms.at_limit("tokens"), terms.at_limit("requests")) == ("overage", "block")
+    with pytest.raises(QuotaExceeded):
+        require(user, "requests")
+
+
+def test_overage_is_charged_per_started_step():
+    price = OveragePrice(per=1_000, cents=2)
+    assert [price.amount_cents(n) for n in (0, -5, 1, 1_000, 1_001, 12_345)] == [0, 0, 2, 2, 4, 26]
+
+
+def test_a_counted_quota_blocks_even_with_an_overage_price(db_session):
+    terms = Allowance({"minions": 1, "overage": {"minions": {"per": 1, "cents": 100}}}, utcnow(), utcnow())
+    assert terms.at_limit("minions") == "block"

@@ -1,7 +1,10 @@
 """The one place that decides quotas: may this user create or start this now?
 
 A plan's ``quotas`` maps a key to a limit (a missing key means unlimited), plus
-options such as ``minions_count_archived``. A user without a live subscription is
+options such as ``minions_count_archived``, and ``overage``: for each metered quota that is
+billed past its limit instead of blocked, its price (``{"tokens": {"per": 1000, "cents": 2}}``
+bills 2 cents for every 1,000 tokens, or part of them, past the limit). A quota without a price
+blocks at its limit. A user without a live subscription is
 held to the plan a new account starts on (``SIGNUP_PLAN``). The services that
 create minions, datasets and jobs call :func:`require` in the transaction that
 inserts the row: it first locks the owner's user row, so concurrent requests of
@@ -12,6 +15,7 @@ so every service may import it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +50,21 @@ CONFIGURED_DEFAULTS = {"datasets": "DATASETS_PER_USER", "dataset_bytes": "DATASE
 FALLBACK_PERIOD = timedelta(days=30)
 
 
+# What happens when a quota is reached.
+BLOCK, OVERAGE = "block", "overage"
+
+
+@dataclass(frozen=True)
+class OveragePrice:
+    """The price of use past a metered quota's limit: ``cents`` for every ``per`` units or part of them."""
+
+    per: int
+    cents: int
+
+    def amount_cents(self, quantity: int) -> int:
+        return math.ceil(quantity / self.per) * self.cents if quantity > 0 else 0
+
+
 class QuotaExceeded(Exception):
     """Creating or starting this would go past the plan's limit; nothing was changed."""
 
@@ -66,6 +85,15 @@ class Allowance:
     def limit(self, key: str) -> int | None:
         value = self.quotas.get(key)
         return None if value is None else int(value)
+
+    def overage_price(self, key: str) -> OveragePrice | None:
+        """The price of use past ``key``'s limit, or None where the plan blocks at the limit."""
+        price = (self.quotas.get("overage") or {}).get(key)
+        return OveragePrice(int(price["per"]), int(price["cents"])) if price else None
+
+    def at_limit(self, key: str) -> str:
+        """BLOCK (the work is refused) or OVERAGE (allowed, the excess billed) once ``key`` is reached."""
+        return OVERAGE if key in METERED_QUOTAS and self.overage_price(key) else BLOCK
 
 
 def with_defaults(quotas: dict[str, Any] | None) -> dict[str, Any]:
@@ -131,12 +159,13 @@ def require(user: User, key: str, adding: int = 1, now: datetime | None = None) 
 
 
 def check(user: User, key: str, adding: int = 1, now: datetime | None = None) -> Allowance:
-    """Raise QuotaExceeded if ``adding`` more of ``key`` would pass the limit, without locking.
+    """Raise QuotaExceeded if ``adding`` more of ``key`` would pass a limit that blocks, without locking.
 
     Only an early answer before long work (an upload): the insert itself must still call require().
+    A metered quota billed as overage never refuses.
     """
     terms = allowance(user, now)
     limit = terms.limit(key)
-    if limit is not None and used(user, key, terms) + adding > limit:
+    if limit is not None and terms.at_limit(key) == BLOCK and used(user, key, terms) + adding > limit:
         raise QuotaExceeded(key, limit)
     return terms

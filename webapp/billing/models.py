@@ -100,6 +100,10 @@ class Payment(TimestampMixin, db.Model):
     idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     paid_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # What the amount is made of, when it is more than one thing (a renewal with overage):
+    # [{"description": "...", "amount_cents": 500, "quota": "tokens", "quantity": 12000}, ...];
+    # "quota" and "quantity" only on overage lines. Empty: the amount is the description alone.
+    lines: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
     user = relationship("User", foreign_keys=[user_id])
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
