@@ -42,7 +42,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    from webapp import diagnostics, htmx, inputs, navigation, ratelimits, security, times
+    from webapp import diagnostics, htmx, inputs, mail, navigation, ratelimits, security, times
     from webapp.accounts import access
     from webapp.celery_app import celery_init_app
 
@@ -55,6 +55,7 @@ def register_extensions(app: Flask) -> None:
     diagnostics.init_app(app)
     celery_init_app(app)
     times.init_app(app)
+    mail.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

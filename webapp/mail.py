@@ -19,7 +19,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from flask import Flask, after_this_request, current_app, has_request_context, render_template, request
+from flask import Flask, current_app, has_request_context, render_template, request
 
 from webapp.extensions import db
 
@@ -46,26 +46,62 @@ def after_response(job: Callable[[], object]) -> None:
     if not has_request_context():
         job()
         return
-    jobs = request.environ.get(AFTER_RESPONSE_KEY)
-    if jobs is None:
-        jobs = request.environ[AFTER_RESPONSE_KEY] = []
-        app = current_app._get_current_object()
+    request.environ[AFTER_RESPONSE_KEY].append(job)
 
-        @after_this_request
-        def run_when_closed(response):
-            response.call_on_close(lambda: _run_jobs(app, jobs))
-            return response
 
-    jobs.append(job)
+class RunAfterResponse:
+    """WSGI middleware that runs the jobs :func:`after_response` queued once the response's last
+    byte has been handed to the server, or when the server closes the response, whichever comes first.
+
+    Not a ``call_on_close`` callback: werkzeug's development server (``minion-console``, the browser
+    tests) reads what is left of the request before it closes the response, and that read can block
+    for as long as the client keeps the connection open, so a close callback could run late or never.
+    """
+
+    def __init__(self, wsgi_app, app: Flask) -> None:
+        self.wsgi_app, self.app = wsgi_app, app
+
+    def __call__(self, environ, start_response):
+        jobs = environ[AFTER_RESPONSE_KEY] = []
+        return _ThenRun(self.wsgi_app(environ, start_response), lambda: _run_jobs(self.app, jobs))
+
+
+class _ThenRun:
+    """The response iterable, then ``then`` once: at the end of iteration or on close."""
+
+    def __init__(self, body, then: Callable[[], None]) -> None:
+        self.body, self.then = body, then
+
+    def __iter__(self):
+        yield from self.body
+        self._finish()
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        then, self.then = self.then, None
+        if then is not None:
+            then()
 
 
 def _run_jobs(app: Flask, jobs: list[Callable[[], object]]) -> None:
+    if not jobs:
+        return
     with app.app_context():
         for job in jobs:
             try:
                 job()
             except Exception:
                 app.logger.exception("work after the response failed")
+
+
+def init_app(app: Flask) -> None:
+    app.wsgi_app = RunAfterResponse(app.wsgi_app, app)
 
 
 def compose(to: str, subject: str, template: str, **context) -> EmailMessage:

@@ -56,6 +56,18 @@ def test_reset_request_does_the_same_work_for_known_and_unknown_emails_and_mails
     assert issued.ip_address == "198.51.100.77", "the work after the response still records who asked"
 
 
+def test_work_after_the_response_runs_once_its_body_is_written_without_waiting_for_close(app, db_session, mailbox):
+    """werkzeug's server may wait on the client's socket before it closes a response: the mail must not wait too."""
+    user = make_user()
+    server = FlaskClient(app)
+    response = server.post("/password/forgot", data={"email": user.email})
+    assert mailbox == []
+    response.get_data()  # the server hands the last byte on
+    assert [m["To"] for m in mailbox] == [user.email]
+    response.close()
+    assert len(mailbox) == 1, "run once, not again on close"
+
+
 def test_a_failing_mail_server_does_not_fail_the_request(app, client, db_session, mailbox, monkeypatch, caplog):
     from webapp import mail
 

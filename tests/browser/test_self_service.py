@@ -35,9 +35,6 @@ def upload(page, content: str) -> None:
     page.get_by_role("button", name="Upload and check").click()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open: under werkzeug's server the after-response mail delivery (response.call_on_close) "
-    "sometimes never runs, so the verification mail is missing in about one run in three"))
 def test_a_visitor_signs_up_and_builds_a_minion_and_a_dataset(live_server, page):
     base = live_server.url
     page.goto(f"{base}/login")
