@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from flask import has_request_context, request
 from sqlalchemy import CheckConstraint, MetaData, func
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
@@ -168,10 +169,14 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 @sa.event.listens_for(sa.engine.Engine, "begin")
 def _sqlite_begin(connection) -> None:
     if connection.dialect.name == "sqlite":
-        # A transaction that will write after reading asks for the write lock up front (see
-        # write_transaction): a deferred one fails at once if another process wrote in between.
-        immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE)
+        # A transaction that will write after reading asks for the write lock up front: a deferred
+        # one fails at once, busy timeout or not, if another process (the worker) wrote in between.
+        # Every transaction of a request that may change things does; other work asks through
+        # webapp.database.write_transaction.
+        immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE) or (
+            has_request_context() and request.method not in SAFE_METHODS)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 SQLITE_BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from ua_parser import parse as ua_parse
 
 from webapp.accounts.models import Permission, RolePermission, User, UserRole, UserSession
+from webapp.database import write_transaction
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.security import hash_token, new_token
@@ -68,11 +69,12 @@ def resume_session(token: str) -> User | None:
         db.session.commit()
         return None
     if now - session_row.last_seen_at >= LAST_SEEN_RESOLUTION:
-        # A plain UPDATE: no lock_version bump, so it never conflicts with an admin edit.
-        db.session.execute(
+        # A plain UPDATE: no lock_version bump, so it never conflicts with an admin edit. In a
+        # transaction of its own that holds the write lock from the start: on SQLite the read
+        # above would otherwise make it fail whenever the worker wrote in between.
+        write_transaction(lambda: db.session.execute(
             update(UserSession).where(UserSession.id == session_row.id).values(last_seen_at=now)
-        )
-        db.session.commit()
+        ))
     user.session_token = token
     user.session_id = session_row.id
     return user

@@ -19,7 +19,7 @@ from webapp.accounts.models import User
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, UsageRecord, UserSubscription
 from webapp import quotas
 from webapp.datasets.models import Dataset
-from webapp.db import SQLITE_BEGIN_IMMEDIATE, utcnow
+from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.mail import absolute_url, send_mail
 from webapp.minions.models import Minion
@@ -1017,22 +1017,3 @@ def start_job(user: User, new: NewJob) -> TrainingJob:
 
 class VerificationRequired(JobError):
     status = 403
-
-
-def write_transaction(action):
-    """Run ``action`` in a transaction of its own that holds the write lock from its start, and commit it.
-
-    On PostgreSQL this is an ordinary transaction (rows are locked where they are written). On
-    SQLite, the embedded default, a transaction that reads before it writes fails at once when
-    another process (a worker's heartbeat, another request) committed in between; starting with
-    BEGIN IMMEDIATE makes concurrent writers wait for each other instead.
-    """
-    db.session.commit()  # what the request did so far; the action's reads happen under the lock
-    db.session.connection(execution_options={SQLITE_BEGIN_IMMEDIATE: True})
-    try:
-        result = action()
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    return result

@@ -22,7 +22,7 @@ from webapp.training.forms import JobFilterForm, job_form
 from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
-    JobError, NewJob, cancel_job, write_transaction, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
+    JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
     job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
 )
 from webapp.training.workers import waiting_for_worker_since, worker_board
@@ -113,7 +113,8 @@ def job_new():
             new = NewJob(minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
                          validation=chosen(choices.datasets, form.validation_dataset.data),
                          hyperparameters=form.hyperparameters(), name=form.name.data or None)
-            job = write_transaction(lambda: start_job(current_user, new))
+            job = start_job(current_user, new)
+            db.session.commit()
         except (JobError, quotas.QuotaExceeded) as error:
             db.session.rollback()
             flash(str(error), "error")
@@ -177,7 +178,7 @@ def job_detail(job_id: int):
 @login_required
 def job_cancel(job_id: int):
     job = viewable_job(job_id, "jobs.manage")
-    run_action(lambda: write_transaction(lambda: cancel_job(job, current_user)))
+    run_action(lambda: cancel_job(job, current_user))
     flash(f"Job #{job.id} was canceled.", "success")
     return navigate(url_for("training.job_detail", job_id=job.id))
 
