@@ -103,6 +103,9 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
         "RATELIMIT_ENABLED": False,
         "BASE_URL": "http://console.test",
         "DEMO_PASSWORD": "demo-password-123",
+        # argon2's cheapest parameters: a sign-in costs microseconds, not a tenth of a second. The
+        # production profile is checked by tests/test_factory.py and the rehash test in tests/accounts.
+        "PASSWORD_HASH_PROFILE": "CHEAPEST",
         # Dispatched jobs wait in memory: no worker runs in ordinary tests (tests/training/broker run them).
         "CELERY_BROKER_URL": "memory://",
     }
