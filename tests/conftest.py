@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -75,10 +76,15 @@ def database_url(backend: str, tmp_dir, suffix: str = "") -> str:
     return url.set(database=url.database + suffix).render_as_string(hide_password=False)
 
 
+def postgres_admin(url: str):
+    """An autocommit engine on the server's ``postgres`` database, for CREATE and DROP DATABASE."""
+    return sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
 def reset_postgres(url: str) -> None:
     """Empty the PostgreSQL test database (creating it if needed) before migrating."""
     target = sa.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = postgres_admin(url)
     with admin.connect() as conn:
         exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
         if not exists:
@@ -90,9 +96,68 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+def copy_database(backend: str, source_url: str, target_url: str) -> None:
+    """Replace the target database with a copy of the source (which nothing may be connected to)."""
+    source, target = sa.make_url(source_url).database, sa.make_url(target_url).database
+    if backend == "sqlite":
+        shutil.copyfile(source, target)
+        return
+    admin = postgres_admin(target_url)
+    with admin.connect() as conn:
+        # FORCE: a finished app of the same name (an earlier module's) may still hold a pooled connection.
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{target}" TEMPLATE "{source}" STRATEGY WAL_LOG')
+    admin.dispose()
+
+
+class MigratedTemplates:
+    """Each backend's schema is migrated once per run; every later test database is a copy of it.
+
+    Running the migrations costs seconds per database, and the suite makes dozens (an app of
+    their own for live servers, races, brokers, timeouts). The first database of each backend
+    is migrated for real and kept as the template: a file copy on SQLite, CREATE DATABASE ...
+    TEMPLATE on PostgreSQL. tests/test_schema.py still runs the migrations down and up.
+    """
+
+    def __init__(self) -> None:
+        self.folder: str | None = None
+        self.templates: dict[str, str] = {}
+
+    def copy_into(self, backend: str, url: str) -> bool:
+        """Make ``url``'s database a copy of the migrated template; False when there is none yet."""
+        if backend not in self.templates:
+            return False
+        copy_database(backend, self.templates[backend], url)
+        return True
+
+    def keep(self, backend: str, app) -> None:
+        """Keep ``app``'s freshly migrated database as ``backend``'s template."""
+        with app.app_context():
+            db.engine.dispose()  # nothing may be connected to a database being copied
+        if backend == "sqlite":
+            self.folder = self.folder or tempfile.mkdtemp(prefix="minion-schema-")
+            template = f"sqlite:///{self.folder}/template.sqlite3"
+        else:
+            template = database_url(backend, None, "_template")
+        copy_database(backend, app.config["SQLALCHEMY_DATABASE_URI"], template)
+        self.templates[backend] = template
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+MIGRATED = MigratedTemplates()
+
+
+def pytest_unconfigure(config):
+    MIGRATED.remove()
+
+
 def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
     url = database_url(backend, tmp_dir, suffix)
-    if backend == "postgresql":
+    copied = MIGRATED.copy_into(backend, url)
+    if backend == "postgresql" and not copied:
         reset_postgres(url)
     config = {
         "TESTING": True,
@@ -103,6 +168,9 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
         "RATELIMIT_ENABLED": False,
         "BASE_URL": "http://console.test",
         "DEMO_PASSWORD": "demo-password-123",
+        # argon2's cheapest parameters: a sign-in costs microseconds, not a tenth of a second. The
+        # production profile is checked by tests/test_factory.py and the rehash test in tests/accounts.
+        "PASSWORD_HASH_PROFILE": "CHEAPEST",
         # Dispatched jobs wait in memory: no worker runs in ordinary tests (tests/training/broker run them).
         "CELERY_BROKER_URL": "memory://",
     }
@@ -110,8 +178,10 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
     os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))
     app = create_app(config)
     app.test_client_class = FreshContextClient
-    with app.app_context():
-        upgrade()
+    if not copied:
+        with app.app_context():
+            upgrade()
+        MIGRATED.keep(backend, app)
     return app
 
 

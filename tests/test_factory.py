@@ -25,3 +25,18 @@ def test_postgresql_urls_use_psycopg3():
 
     assert database_url("postgresql://u@h/d", "/x") == "postgresql+psycopg://u@h/d"
     assert database_url("postgres://u@h/d", "/x") == "postgresql+psycopg://u@h/d"
+
+
+def test_passwords_are_hashed_with_rfc_9106_low_memory_by_default(tmp_path):
+    """Production's argon2 parameters (the test apps set a cheaper profile, so only this checks them)."""
+    from flask import Flask
+
+    from webapp.accounts.passwords import hash_password, needs_rehash
+    from webapp.config import from_environment
+
+    app = Flask(__name__)
+    app.config["PASSWORD_HASH_PROFILE"] = from_environment(str(tmp_path))["PASSWORD_HASH_PROFILE"]
+    with app.app_context():
+        hashed = hash_password("a password")
+        assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert not needs_rehash(hashed)

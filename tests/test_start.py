@@ -53,7 +53,7 @@ def test_a_fresh_start_serves_the_console_and_its_worker_runs_the_demo_job(tmp_p
         deadline, status = time.monotonic() + 90, None
         while time.monotonic() < deadline and status != "succeeded":
             assert console.poll() is None, (tmp_path / "console.log").read_text()[-3000:]
-            time.sleep(1)
+            time.sleep(0.2)
             status = job_status(instance / "minion-console.sqlite3")
         assert status == "succeeded", (tmp_path / "console.log").read_text()[-3000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as response:

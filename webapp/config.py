@@ -10,6 +10,11 @@ from cryptography.fernet import Fernet
 
 from webapp.celery_app import broker_url
 
+# The argon2-cffi profile passwords are hashed with: RFC 9106's low-memory profile (argon2id, t=3,
+# m=64 MiB, p=4), above OWASP's minimum (m=19 MiB, t=2, p=1). Not read from the environment, so no
+# deployment can weaken it; only the test apps set argon2's CHEAPEST profile (tests/conftest.py).
+PASSWORD_HASH_PROFILE = "RFC_9106_LOW_MEMORY"
+
 
 def database_url(raw: str | None, instance_path: str) -> str:
     """The SQLAlchemy URL: SQLite in the instance folder by default, psycopg 3 for PostgreSQL."""
@@ -84,6 +89,7 @@ def from_environment(instance_path: str) -> dict:
         "LOCKOUT_THRESHOLD": _int("LOCKOUT_THRESHOLD", 5),
         "LOCKOUT_MINUTES": _int("LOCKOUT_MINUTES", 15),
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 10),
+        "PASSWORD_HASH_PROFILE": PASSWORD_HASH_PROFILE,
         "TOKEN_TTL_MINUTES": {
             "password_reset": _int("PASSWORD_RESET_TTL_MINUTES", 60),
             "email_verification": _int("EMAIL_VERIFICATION_TTL_MINUTES", 60 * 48),

@@ -120,9 +120,12 @@ def test_sign_in_issues_a_new_session_token_each_time(client, db_session):
     assert len(set(hashes)) == 2 and client.get_cookie("session").value != first
 
 
-def test_sign_in_rehashes_a_password_hashed_with_old_parameters(client, db_session):
+def test_sign_in_rehashes_a_password_hashed_with_old_parameters(app, client, db_session, monkeypatch):
     from argon2 import PasswordHasher
 
+    from webapp import config
+
+    monkeypatch.setitem(app.config, "PASSWORD_HASH_PROFILE", config.PASSWORD_HASH_PROFILE)  # production's
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     user = make_user(password_hash=weak)
     assert login(client, user).status_code == 302

@@ -1,16 +1,11 @@
 """Password hashing (argon2id) and the password policy."""
 from __future__ import annotations
 
-from argon2 import PasswordHasher
+from functools import lru_cache
+
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-
-# argon2-cffi's defaults are RFC 9106's low-memory profile (argon2id, t=3, m=64 MiB,
-# p=4), above OWASP's minimum (m=19 MiB, t=2, p=1).
-_hasher = PasswordHasher()
-
-# A fixed hash to verify against when the email is unknown, so both paths take as long.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 COMMON_PASSWORDS = frozenset(
     """123456 123456789 12345678 password qwerty123 qwerty 1q2w3e4r 111111 12345 1234567890
@@ -22,20 +17,33 @@ COMMON_PASSWORDS = frozenset(
 )
 
 
+@lru_cache
+def _hasher_and_dummy(profile: str) -> tuple[PasswordHasher, str]:
+    """The argon2 hasher of one of argon2-cffi's named profiles, and a fixed hash of its own
+    to verify against when the email is unknown, so both paths take as long."""
+    hasher = PasswordHasher.from_parameters(getattr(profiles, profile))
+    return hasher, hasher.hash("not-a-real-password")
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    return _hasher_and_dummy(current_app.config["PASSWORD_HASH_PROFILE"])
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; with no hash it still spends the same time."""
+    hasher, dummy_hash = _hasher()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return hasher.verify(password_hash or dummy_hash, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+    return _hasher()[0].check_needs_rehash(password_hash)
 
 
 def password_problem(password: str) -> str | None:

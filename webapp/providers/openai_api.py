@@ -1,9 +1,12 @@
 """The official ``openai`` client for a user's provider config, and which providers can fine-tune through it."""
 from __future__ import annotations
 
-from openai import DefaultHttpxClient, OpenAI
+from typing import TYPE_CHECKING
 
 from webapp.providers.models import AIModel, Provider, UserProviderConfig
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 # API styles that speak OpenAI's fine-tuning API (files, fine_tuning/jobs, events); "custom" is
 # the style of OpenAI-compatible servers. Anthropic's and Google's APIs have no such endpoints.
@@ -23,6 +26,10 @@ def openai_client(config: UserProviderConfig, api_key: str, timeout: float) -> O
     followed, so the key is only ever sent to the configured host. Use it in a ``with`` block,
     which closes its connections.
     """
+    # Imported here, not at the top: the library takes a second to import, which every process
+    # (web workers, Celery workers, CLI) would otherwise pay at start although few call a provider.
+    from openai import DefaultHttpxClient, OpenAI
+
     client = OpenAI(
         api_key=api_key,
         base_url=endpoint(config),
