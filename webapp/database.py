@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import Flask
 from psycopg.errors import _WaitTimeout
 
+from webapp.db import SQLITE_BEGIN_IMMEDIATE
 from webapp.extensions import db
 
 
@@ -104,3 +105,22 @@ def bind_engine(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         with app.app_context():
             bound_answers(db.engine, app.config["DATABASE_ANSWER_TIMEOUT_SECONDS"])
+
+
+def write_transaction(action):
+    """Run ``action`` in a transaction of its own that holds the write lock from its start, and commit it.
+
+    On PostgreSQL this is an ordinary transaction (rows are locked where they are written). On
+    SQLite, the embedded default, a transaction that reads before it writes fails at once when
+    another process (a worker's heartbeat, another request) committed in between; starting with
+    BEGIN IMMEDIATE makes concurrent writers wait for each other instead.
+    """
+    db.session.commit()  # what the request did so far; the action's reads happen under the lock
+    db.session.connection(execution_options={SQLITE_BEGIN_IMMEDIATE: True})
+    try:
+        result = action()
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return result

@@ -22,7 +22,8 @@ from tests.training.engine_helpers import make_dataset
 from webapp.extensions import db
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import TrainingJob, TrainingJobEvent
-from webapp.training.services import NewJob, start_job, write_transaction
+from webapp.database import write_transaction
+from webapp.training.services import NewJob, start_job
 
 RUNNERS = 10
 

@@ -131,6 +131,8 @@ class UsageRecord(TimestampMixin, db.Model):
     metric: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime]
+    # The sender's idempotency key (the metering API's event id): an event sent again is not stored again.
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
 
     user = relationship("User", foreign_keys=[user_id])
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from openai import DefaultHttpxClient, OpenAI
 
+from webapp.providers.egress import CheckedTransport, host_allowlist
 from webapp.providers.models import AIModel, Provider, UserProviderConfig
 
 # API styles that speak OpenAI's fine-tuning API (files, fine_tuning/jobs, events); "custom" is
@@ -20,15 +21,17 @@ def openai_client(config: UserProviderConfig, api_key: str, timeout: float) -> O
     """A client for ``config``'s endpoint: every request has ``timeout``, none is retried or redirected.
 
     Retries are left to the caller, which knows what a failed step means. Redirects are not
-    followed, so the key is only ever sent to the configured host. Use it in a ``with`` block,
-    which closes its connections.
+    followed, so the key is only ever sent to the configured host, and connections go through the
+    same checked egress as the connection test (public addresses or allowlisted hosts, pinned,
+    one deadline per request). Use it in a ``with`` block, which closes its connections.
     """
     client = OpenAI(
         api_key=api_key,
         base_url=endpoint(config),
         timeout=timeout,
         max_retries=0,
-        http_client=DefaultHttpxClient(timeout=timeout, follow_redirects=False),
+        http_client=DefaultHttpxClient(timeout=timeout, follow_redirects=False,
+                                       transport=CheckedTransport(host_allowlist(), timeout)),
     )
     # The library fills these from OPENAI_* variables of the worker's environment, which
     # belong to the platform, not to this user's provider: none of them goes out.
