@@ -200,6 +200,13 @@ def make_job_runner(name: str | None = None):
     return create_runner(name or f"runner-{next(_sequence)}")
 
 
+def make_metering_token(name: str | None = None):
+    """A metering API service token row and its plain token (only the hash is stored)."""
+    from webapp.metering.services import create_token
+
+    return create_token(name or f"gateway-{next(_sequence)}")
+
+
 def make_session(user, ip_address: str = "198.51.100.1", user_agent: str = "Test browser"):
     """A live server-side session of ``user``; the raw token is on ``user.session_token``."""
     from webapp.accounts.models import UserSession
