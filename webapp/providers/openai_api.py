@@ -1,15 +1,20 @@
 """The official ``openai`` client for a user's provider config, and which providers can fine-tune through it."""
 from __future__ import annotations
 
+import httpcore2
+import httpx2
 from openai import DefaultHttpxClient, OpenAI
 
-from webapp.providers.egress import CheckedTransport, host_allowlist
+from webapp.providers.egress import checked_transport_class, host_allowlist
 from webapp.providers.models import AIModel, Provider, UserProviderConfig
 
 # API styles that speak OpenAI's fine-tuning API (files, fine_tuning/jobs, events); "custom" is
 # the style of OpenAI-compatible servers. Anthropic's and Google's APIs have no such endpoints.
 FINE_TUNING_API_STYLES = ("openai", "custom")
 FINE_TUNING_CAPABILITY = "fine_tuning"
+# The checked egress over the openai library's own httpx (openai 3.x builds on httpx2 and httpcore2),
+# whose client takes only its own transports.
+OpenAICheckedTransport = checked_transport_class(httpx2, httpcore2)
 
 
 def endpoint(config: UserProviderConfig) -> str:
@@ -31,7 +36,7 @@ def openai_client(config: UserProviderConfig, api_key: str, timeout: float) -> O
         timeout=timeout,
         max_retries=0,
         http_client=DefaultHttpxClient(timeout=timeout, follow_redirects=False,
-                                       transport=CheckedTransport(host_allowlist(), timeout)),
+                                       transport=OpenAICheckedTransport(host_allowlist(), timeout)),
     )
     # The library fills these from OPENAI_* variables of the worker's environment, which
     # belong to the platform, not to this user's provider: none of them goes out.

@@ -26,6 +26,7 @@ from webapp.extensions import db
 from webapp.metering import services as metering
 from webapp.minions.models import Minion
 from webapp.providers.crypto import ApiKeyUnreadable, decrypt_api_key
+from webapp.providers.egress import EgressRefused
 from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
 from webapp.providers.openai_api import openai_client
 from webapp.providers.services import redact_secret
@@ -130,6 +131,8 @@ def provider_answer(target: Target, config: UserProviderConfig, api_key: str, pr
             completion = client.chat.completions.create(
                 model=target.provider_model, messages=[{"role": "user", "content": prompt}],
                 max_tokens=current_app.config["PLAYGROUND_MAX_OUTPUT_TOKENS"])
+    except EgressRefused as error:
+        raise PlaygroundRefused(f"Cannot connect to {provider_name}: {error}.") from None
     except openai.OpenAIError as error:
         # "from None": the original exception's text may echo the key into a logged traceback.
         raise PlaygroundRefused(redact_secret(describe(error, provider_name), api_key)[:500]) from None
