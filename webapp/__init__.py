@@ -58,11 +58,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import accounts, admin, billing, home, metering, minions, providers, signup, support, training
+    from webapp import accounts, admin, billing, home, minions, providers, signup, support, training
     from webapp.datasets import views as datasets
+    from webapp.metering.api import api_bp as metering_api
 
     for blueprint in (accounts.bp, signup.bp, billing.bp, home.bp, providers.bp, support.bp, minions.bp, datasets.bp,
-                      training.bp, training.api_bp, metering.api_bp):
+                      training.bp, training.api_bp, metering_api):
         app.register_blueprint(blueprint)
     admin.init_app(app)
 

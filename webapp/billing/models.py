@@ -9,12 +9,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
+from webapp.metering.models import USAGE_METRICS
 
 BILLING_INTERVALS = ("month", "year")
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "expired")
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
-USAGE_METRICS = ("input_tokens", "output_tokens", "requests", "training_minutes")
 
 _live_statuses_sql = "status IN ('trialing', 'active', 'past_due')"
 

@@ -18,7 +18,8 @@ from webapp.billing.gateway import PaymentGateway, default_gateway
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.metering.services import daily_totals
+# A module import: metering's services read quotas, which read billing's models: this may run mid-import.
+from webapp.metering import services as metering
 from webapp.pagination import Page, paginate
 # A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
 from webapp import quotas
@@ -146,7 +147,7 @@ def daily_usage(user: User, subscription: UserSubscription, now: datetime | None
     """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup."""
     start = subscription.current_period_start
     last = min(now or utcnow(), subscription.current_period_end - timedelta(microseconds=1))
-    sums = daily_totals(user.id, start, subscription.current_period_end)
+    sums = metering.daily_totals(user.id, start, subscription.current_period_end)
     days = []
     current = start.date()
     while current <= last.date():

@@ -4,14 +4,18 @@ Documented in docs/metering-api.md.
 """
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from webapp import jsonapi
 from webapp.database import write_transaction
 from webapp.errors import error_response
 from webapp.inputs import INT32_MAX
-from webapp.metering import api_bp
+from webapp.extensions import csrf
 from webapp.metering.services import InvalidBatch, allowance_answer, parse_batch, record_usage, service_for_token
+
+# A service token authenticates each request, so there is no CSRF cookie to protect.
+api_bp = Blueprint("metering_api", __name__, url_prefix="/api/usage")
+csrf.exempt(api_bp)
 
 
 def unauthorized():

@@ -6,9 +6,11 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.billing.models import USAGE_METRICS
 from webapp.db import TimestampMixin, choice_check, fk, non_negative
 from webapp.extensions import db
+
+# What usage is counted in; usage_records and the rollup both hold one of these.
+USAGE_METRICS = ("input_tokens", "output_tokens", "requests", "training_minutes")
 
 
 class MeteringToken(TimestampMixin, db.Model):

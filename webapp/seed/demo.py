@@ -69,7 +69,9 @@ PLANS = [
     {
         "code": "pro", "name": "Pro", "price_cents": 2900, "sort_order": 10,
         "description": "For individuals who train their own models.",
-        "quotas": {"tokens": 1_000_000, "requests": 10_000, "training_minutes": 600, "training_jobs": 20, "minions": 5},
+        # Tokens and requests past the limit are billed (per 1,000), not refused: a Pro user's gateway keeps serving.
+        "quotas": {"tokens": 1_000_000, "requests": 10_000, "training_minutes": 600, "training_jobs": 20, "minions": 5,
+                   "overage": {"tokens": {"per": 1000, "cents": 2}, "requests": {"per": 1000, "cents": 50}}},
         "features": ["5 minions", "Custom models", "External providers", "Email support"],
     },
     {
