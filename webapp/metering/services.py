@@ -14,8 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from webapp import quotas
@@ -143,8 +142,11 @@ def write_usage(rows: list[dict[str, Any]], terms: dict[int, quotas.Allowance]) 
     if not rows:
         return 0
     rows = sorted(rows, key=itemgetter("event_id"))
-    statement = dialect_insert(UsageRecord.__table__).on_conflict_do_nothing(index_elements=["event_id"])
-    new_ids = set(db.session.scalars(statement.returning(UsageRecord.event_id), rows))
+    if db.session.get_bind().dialect.name == "postgresql":
+        new_ids = set(db.session.scalars(POSTGRESQL_INSERT_USAGE, columns(rows, USAGE_COLUMNS, utcnow())))
+    else:
+        statement = sqlite_insert(UsageRecord.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+        new_ids = set(db.session.scalars(statement.returning(UsageRecord.event_id), rows))
     slices: dict[tuple[int, datetime, str], int] = defaultdict(int)
     for row in rows:
         if row["event_id"] in new_ids:
@@ -155,10 +157,38 @@ def write_usage(rows: list[dict[str, Any]], terms: dict[int, quotas.Allowance]) 
     return len(new_ids)
 
 
-def dialect_insert(table):
-    """An INSERT with ON CONFLICT clauses in the session's database's dialect."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+# On PostgreSQL a batch travels as one array per column: a handful of parameters instead of
+# thousands, so parsing and planning cost the same for 1 row or 1,000.
+USAGE_COLUMNS = ("event_id", "user_id", "subscription_id", "model_id", "metric", "quantity", "occurred_at")
+POSTGRESQL_INSERT_USAGE = text("""
+    INSERT INTO usage_records (event_id, user_id, subscription_id, model_id, metric, quantity, occurred_at,
+                               created_at, updated_at, lock_version)
+    SELECT batch.event_id, batch.user_id, batch.subscription_id, batch.model_id, batch.metric, batch.quantity,
+           batch.occurred_at, :now, :now, 1
+    FROM unnest(CAST(:event_id AS varchar[]), CAST(:user_id AS integer[]), CAST(:subscription_id AS integer[]),
+                CAST(:model_id AS integer[]), CAST(:metric AS varchar[]), CAST(:quantity AS bigint[]),
+                CAST(:occurred_at AS timestamptz[])) WITH ORDINALITY
+         AS batch(event_id, user_id, subscription_id, model_id, metric, quantity, occurred_at, position)
+    ORDER BY batch.position
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+""")
+ROLLUP_COLUMNS = ("user_id", "starts_at", "day", "metric", "quantity")
+POSTGRESQL_ADD_TO_ROLLUP = text("""
+    INSERT INTO usage_rollups (user_id, starts_at, day, metric, quantity, created_at, updated_at, lock_version)
+    SELECT slice.user_id, slice.starts_at, slice.day, slice.metric, slice.quantity, :now, :now, 1
+    FROM unnest(CAST(:user_id AS integer[]), CAST(:starts_at AS timestamptz[]), CAST(:day AS date[]),
+                CAST(:metric AS varchar[]), CAST(:quantity AS bigint[])) WITH ORDINALITY
+         AS slice(user_id, starts_at, day, metric, quantity, position)
+    ORDER BY slice.position
+    ON CONFLICT (user_id, starts_at, metric)
+    DO UPDATE SET quantity = usage_rollups.quantity + excluded.quantity, updated_at = excluded.updated_at
+""")
+
+
+def columns(rows: list[dict[str, Any]], names: tuple[str, ...], now: datetime) -> dict[str, Any]:
+    """The rows as one list per column (what unnest takes), plus ``now`` for the timestamps."""
+    return {"now": now, **{name: [row.get(name) for row in rows] for name in names}}
 
 
 def slice_start(moment: datetime, boundaries: Iterable[datetime]) -> datetime:
@@ -179,7 +209,10 @@ def add_to_rollup(slices: dict[tuple[int, datetime, str], int]) -> None:
     values = [{"user_id": user_id, "starts_at": starts_at, "day": starts_at.date(), "metric": metric,
                "quantity": quantity, "created_at": now, "updated_at": now}
               for (user_id, starts_at, metric), quantity in sorted(slices.items())]
-    statement = dialect_insert(UsageRollup.__table__)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(POSTGRESQL_ADD_TO_ROLLUP, columns(values, ROLLUP_COLUMNS, now))
+        return
+    statement = sqlite_insert(UsageRollup.__table__)
     rollup = UsageRollup.__table__.c
     db.session.execute(statement.on_conflict_do_update(
         index_elements=[rollup.user_id, rollup.starts_at, rollup.metric],
