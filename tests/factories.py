@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import timedelta
 from functools import lru_cache
 
@@ -125,14 +126,16 @@ def make_payment(user, subscription=None, amount_cents: int = 2900, status: str 
     return payment
 
 
-def make_usage(user, metric: str, quantity: int, occurred_at=None, subscription=None):
+def make_usage(user, metric: str, quantity: int, occurred_at=None, subscription=None, model=None):
+    """A usage record written through the metering path, so the daily rollup holds it too."""
     from webapp.billing.models import UsageRecord
+    from webapp.metering.services import store_usage
 
-    record = UsageRecord(user_id=user.id, subscription_id=subscription.id if subscription else None,
-                         metric=metric, quantity=quantity, occurred_at=occurred_at or utcnow())
-    db.session.add(record)
-    db.session.flush()
-    return record
+    event_id = f"test-{uuid.uuid4().hex}"
+    store_usage([{"event_id": event_id, "user_id": user.id, "metric": metric, "quantity": quantity,
+                  "occurred_at": occurred_at or utcnow(), "model_id": model.id if model else None,
+                  "subscription_id": subscription.id if subscription else None}])
+    return db.session.scalar(select(UsageRecord).where(UsageRecord.event_id == event_id))
 
 
 def make_ai_model(**fields):
@@ -195,6 +198,13 @@ def make_job_runner(name: str | None = None):
     from webapp.training.services import create_runner
 
     return create_runner(name or f"runner-{next(_sequence)}")
+
+
+def make_metering_token(name: str | None = None):
+    """A metering API service token row and its plain token (only the hash is stored)."""
+    from webapp.metering.services import create_token
+
+    return create_token(name or f"gateway-{next(_sequence)}")
 
 
 def make_session(user, ip_address: str = "198.51.100.1", user_agent: str = "Test browser"):

@@ -61,9 +61,10 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from webapp import accounts, admin, billing, home, minions, providers, signup, support, training
     from webapp.datasets import views as datasets
+    from webapp.metering.api import api_bp as metering_api
 
     for blueprint in (accounts.bp, signup.bp, billing.bp, home.bp, providers.bp, support.bp, minions.bp, datasets.bp,
-                      training.bp, training.api_bp):
+                      training.bp, training.api_bp, metering_api):
         app.register_blueprint(blueprint)
     admin.init_app(app)
 
@@ -77,12 +78,14 @@ def register_errorhandlers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from webapp.billing.cli import billing
     from webapp.cli import seed
+    from webapp.metering.cli import metering
     from webapp.minions.cli import minions
     from webapp.providers.cli import providers
     from webapp.training.cli import runners
 
     app.cli.add_command(billing)
     app.cli.add_command(seed)
+    app.cli.add_command(metering)
     app.cli.add_command(minions)
     app.cli.add_command(runners)
     app.cli.add_command(providers)

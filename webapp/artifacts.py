@@ -62,6 +62,12 @@ def write_stream(key: str, chunks: Iterable[bytes], max_bytes: int | None = None
     return StoredArtifact(uri=fs.unstrip_protocol(path), size_bytes=size, sha256=digest.hexdigest())
 
 
+def is_stored_here(uri: str) -> bool:
+    """Whether ``uri`` is inside the configured store: only such files were written by the console itself."""
+    fs, root = url_to_fs(current_app.config["ARTIFACT_STORE_URL"])
+    return uri.startswith(fs.unstrip_protocol(root.rstrip("/")) + "/")
+
+
 def open_artifact(uri: str, mode: str = "rb") -> IO:
     """The artifact at ``uri`` as an open file (use it in a ``with``)."""
     return fsspec.open(uri, mode).open()

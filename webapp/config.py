@@ -150,11 +150,16 @@ def from_environment(instance_path: str) -> dict:
         "RUNNER_MAX_EVENT_MESSAGE_LENGTH": _int("RUNNER_MAX_EVENT_MESSAGE_LENGTH", 4_000),
         "RUNNER_MAX_METRIC_KEYS": _int("RUNNER_MAX_METRIC_KEYS", 100),
         "RUNNER_MAX_METRIC_KEY_LENGTH": _int("RUNNER_MAX_METRIC_KEY_LENGTH", 100),
+        # The metering API: events in one batch, and how far ahead of the console's clock an event may be.
+        "METERING_MAX_EVENTS_PER_BATCH": _int("METERING_MAX_EVENTS_PER_BATCH", 1_000),
+        "METERING_MAX_FUTURE_SECONDS": _int("METERING_MAX_FUTURE_SECONDS", 300),
         "JOB_MAX_STORED_METRICS": _int("JOB_MAX_STORED_METRICS", 200),
         # External jobs: each request to a provider's fine-tuning API gives up after this many seconds;
         # a worker polls the provider's job every EXTERNAL_JOB_POLL_SECONDS and fails it after this many
         # failed polls in a row.
         "PROVIDER_API_TIMEOUT_SECONDS": _float("PROVIDER_API_TIMEOUT_SECONDS", 60),
+        # The most tokens a playground answer may take at the provider.
+        "PLAYGROUND_MAX_OUTPUT_TOKENS": _int("PLAYGROUND_MAX_OUTPUT_TOKENS", 512),
         "EXTERNAL_JOB_POLL_SECONDS": _float("EXTERNAL_JOB_POLL_SECONDS", 15),
         "EXTERNAL_JOB_MAX_POLL_FAILURES": _int("EXTERNAL_JOB_MAX_POLL_FAILURES", 5),
         # The staff workers page: each worker writes a heartbeat row every WORKER_HEARTBEAT_SECONDS and

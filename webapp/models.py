@@ -4,6 +4,7 @@ from webapp.accounts.models import (  # noqa: F401
 )
 from webapp.billing.models import Payment, Plan, UsageRecord, UserSubscription  # noqa: F401
 from webapp.datasets.models import Dataset  # noqa: F401
+from webapp.metering.models import MeteringToken, UsageRollup  # noqa: F401
 from webapp.minions.models import Minion, MinionXpEvent  # noqa: F401
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig  # noqa: F401
 from webapp.system.models import MigrationLog, OutboxMessage  # noqa: F401

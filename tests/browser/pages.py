@@ -36,6 +36,7 @@ NOT_PAGES = {
     "/admin/static/<path:filename>": "files",
     "/jobs/<int:job_id>/row": "an HTMX fragment of /jobs",
     "/datasets/<int:dataset_id>/download": "a file download",
+    "/api/usage/allowance": "JSON for the metering API's service token",
 }
 NOT_PAGE_SUFFIXES = {
     "/export/<export_type>/": "a CSV download",

@@ -4,9 +4,11 @@ Paths under ``/v1`` list models for GOOD_KEY and answer 401 echoing any other ke
 providers do); ``/moved/models`` redirects to the same server under another host name,
 ``/same-host/models`` redirects within the host, ``/slow/models`` answers too late, and
 ``/drip/models`` sends its answer one byte every DRIP_SECONDS (each read is quick, the whole is not).
+``POST /v1/chat/completions`` answers like OpenAI's chat completions, ``usage`` included.
 """
 from __future__ import annotations
 
+import json
 import time
 
 from tests.fake_http import JSONHandler, LocalServer
@@ -16,6 +18,7 @@ MODELS = ["fake-small", "fake-large", "fake-embed"]
 SLOW_SECONDS = 2.0
 DRIP_SECONDS = 0.1
 DRIP_BYTES = 50
+CHAT_FRAME_TOKENS = 3
 
 
 class FakeProviderHandler(JSONHandler):
@@ -55,13 +58,47 @@ class FakeProviderHandler(JSONHandler):
             self.reply(404, {"error": {"message": "Unknown path"}})
 
 
+    def do_POST(self) -> None:  # noqa: N802
+        """``/v1/chat/completions``: echoes the last message, with ``usage`` counting words as tokens."""
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.server.requests.append((self.path, dict(self.headers)))
+        self.server.chats.append(body)
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.path != "/v1/chat/completions":
+            self.reply(404, {"error": {"message": "Unknown path"}})
+        elif given != GOOD_KEY:
+            self.reply(401, {"error": {"message": f"Incorrect API key provided: {given}.",
+                                       "type": "invalid_request_error", "code": "invalid_api_key"}})
+        elif body.get("model") not in MODELS:
+            self.reply(404, {"error": {"message": f"The model {body.get('model')} does not exist."}})
+        else:
+            prompt = body["messages"][-1]["content"]
+            answer = f"{body['model']} heard: {prompt}"
+            self.reply(200, {
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+                "usage": {"prompt_tokens": chat_tokens(prompt), "completion_tokens": chat_tokens(answer),
+                          "total_tokens": chat_tokens(prompt) + chat_tokens(answer)},
+            })
+
+
+def chat_tokens(text: str) -> int:
+    """The fake's token count: words, plus the few tokens a chat message's framing costs."""
+    return len(text.split()) + CHAT_FRAME_TOKENS
+
+
 class FakeProvider(LocalServer):
     """``with FakeProvider() as provider: provider.url("/v1")``."""
 
     def __init__(self) -> None:
         super().__init__(FakeProviderHandler)
         self.server.requests = []
+        self.server.chats = []
 
     @property
     def requests(self) -> list[tuple[str, dict]]:
         return self.server.requests
+
+    @property
+    def chats(self) -> list[dict]:
+        return self.server.chats

@@ -1,6 +1,6 @@
 """Authorization matrix rows for the job pages and the runner API."""
 from tests.authz import Route, World, same_for_signed_in
-from tests.factories import make_training_job
+from tests.factories import make_minion, make_training_job
 
 # Another user's job: plain users and support (no jobs.read_all / jobs.manage) get 404, admin may.
 NOT_THEIRS = {"anonymous": "login", "user": 404, "support": 404, "admin": "ok"}
@@ -9,7 +9,11 @@ NOT_THEIRS = {"anonymous": "login", "user": 404, "support": 404, "admin": "ok"}
 def routes(world: World) -> list[Route]:
     running = make_training_job(world.other, status="running")
     failed = make_training_job(world.other, status="failed")
+    minion = make_minion(world.other)
     return [
+        # The playground answers the owner only: anyone else, staff included, gets a 404.
+        Route("POST", "/minions/<int:minion_id>/playground", f"/minions/{minion.id}/playground",
+              same_for_signed_in("login", 404), data={"prompt": "Hello"}),
         Route("GET", "/jobs", "/jobs", same_for_signed_in("login", "ok")),
         # Staff only (jobs.read_all): the workers and queues page.
         Route("GET", "/jobs/workers", "/jobs/workers", {"anonymous": "login", "user": 403, "support": 403, "admin": "ok"}),

@@ -35,9 +35,12 @@ VALIDATION_ROWS = [{"prompt": "2+2?", "completion": "4"}, {"prompt": "Capital of
 
 
 @pytest.fixture(scope="module")
-def fake():
+def fake(app):
+    """The fake fine-tuning server, on a loopback port the egress allowlist names (the client's transport checks it)."""
     with FakeFineTuneServer() as server:
+        app.config["PROVIDER_HOST_ALLOWLIST"] = [server.host]
         yield server
+        app.config["PROVIDER_HOST_ALLOWLIST"] = []
 
 
 @pytest.fixture

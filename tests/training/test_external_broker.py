@@ -22,6 +22,7 @@ def engine(backend, tmp_path_factory):
     app = broker_app(backend, tmp_dir, "_external")
     with FakeFineTuneServer() as fake, pytest.MonkeyPatch.context() as env:
         env.setenv("EXTERNAL_JOB_POLL_SECONDS", "0.2")  # the worker process's environment
+        env.setenv("PROVIDER_HOST_ALLOWLIST", fake.host)  # the worker's egress may reach the fake provider
         worker = start_worker(app, tmp_dir, "gamma")
         yield app, fake, worker
         worker.stop()

@@ -8,6 +8,7 @@ from webapp.billing.models import (
     BILLING_INTERVALS, PAYMENT_STATUSES, SUBSCRIPTION_STATUSES, USAGE_METRICS, Payment, Plan, UsageRecord,
     UserSubscription,
 )
+from webapp.metering.models import MeteringToken
 
 CATEGORY = "Billing"
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -62,17 +63,27 @@ class PaymentView(BillingView):
 
 
 class UsageView(BillingView):
-    column_list = ("id", "user", "metric", "quantity", "model", "occurred_at")
-    column_searchable_list = ("user.email",)
+    """Usage as recorded through the metering path: read-only, so the daily rollup always matches it."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "user", "metric", "quantity", "model", "occurred_at", "event_id")
+    column_searchable_list = ("user.email", "event_id")
     column_filters = (choice_filter(UsageRecord.metric, "Metric", USAGE_METRICS), "occurred_at", "user.email")
     column_default_sort = ("occurred_at", True)
-    column_export_list = ("id", "user.email", "metric", "quantity", "model.name", "occurred_at")
+    column_export_list = ("id", "user.email", "metric", "quantity", "model.name", "occurred_at", "event_id")
     can_export = True
-    form_columns = ("user", "subscription", "model", "metric", "quantity", "occurred_at")
-    form_choices = {"metric": choices(USAGE_METRICS)}
-    form_ajax_refs = {"user": USER_LOOKUP, "subscription": lookup("provider_ref"),
-                      "model": lookup("name", "model_key")}
     eager = (joinedload(UsageRecord.user), joinedload(UsageRecord.model))
+
+
+class MeteringTokenView(BillingView):
+    """The metering API's service tokens: created with their one-time value by `flask metering create-token`,
+    renamed or disabled here (a disabled token is refused like an unknown one)."""
+
+    allow_create = False
+    column_list = ("id", "name", "is_active", "created_at")
+    column_searchable_list = ("name",)
+    column_filters = ("is_active",)
+    form_columns = ("name", "is_active")
 
 
 def views() -> list[SecureModelView]:
@@ -81,4 +92,5 @@ def views() -> list[SecureModelView]:
         SubscriptionView(UserSubscription, "admin_user_subscriptions", "Subscriptions", CATEGORY),
         PaymentView(Payment, "admin_payments", "Payments", CATEGORY),
         UsageView(UsageRecord, "admin_usage_records", "Usage", CATEGORY),
+        MeteringTokenView(MeteringToken, "admin_metering_tokens", "Metering tokens", CATEGORY),
     ]

@@ -9,12 +9,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
 from webapp.extensions import db
+from webapp.metering.models import USAGE_METRICS
 
 BILLING_INTERVALS = ("month", "year")
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "expired")
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
-USAGE_METRICS = ("input_tokens", "output_tokens", "requests", "training_minutes")
 
 _live_statuses_sql = "status IN ('trialing', 'active', 'past_due')"
 
@@ -131,6 +131,8 @@ class UsageRecord(TimestampMixin, db.Model):
     metric: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime]
+    # The sender's idempotency key (the metering API's event id): an event sent again is not stored again.
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
 
     user = relationship("User", foreign_keys=[user_id])
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])

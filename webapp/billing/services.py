@@ -8,16 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.expression import false, update
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
 from webapp.billing.gateway import PaymentGateway, default_gateway
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
+# A module import: metering's services read quotas, which read billing's models: this may run mid-import.
+from webapp.metering import services as metering
 from webapp.pagination import Page, paginate
 # A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
 from webapp import quotas
@@ -125,22 +127,11 @@ def payments_for(user: User, page: int, per_page: int) -> Page:
     )
 
 
-def usage_totals(user: User, start: datetime, end: datetime) -> dict[str, int]:
-    """Each metric's sum over [start, end), added up by the database."""
-    rows = db.session.execute(
-        select(UsageRecord.metric, func.sum(UsageRecord.quantity))
-        .where(UsageRecord.user_id == user.id, UsageRecord.occurred_at >= start, UsageRecord.occurred_at < end)
-        .group_by(UsageRecord.metric)
-    )
-    return {metric: int(total) for metric, total in rows}
-
-
 def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
-    """One meter per quota of the plan, for the subscription's current period."""
+    """One meter per quota of the plan, for the subscription's current period (metered ones read the rollup)."""
     limits = subscription.plan.quotas or {}
     terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
-    totals = (usage_totals(user, terms.period_start, terms.period_end)
-              if any(key in quotas.METERED_QUOTAS for key in limits) else {})
+    totals = (quotas.period_usage(user.id, terms) if any(key in quotas.METERED_QUOTAS for key in limits) else {})
     meters = []
     # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
     for key in (key for key in quotas.QUOTA_LABELS if key in limits):
@@ -152,28 +143,11 @@ def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
     return meters
 
 
-def _usage_day(column):
-    """The UTC calendar day of a timestamp column, in the database's own dialect."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
-
-
 def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[DailyUsage]:
-    """Tokens, requests and training minutes per day of the current period, up to today."""
+    """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup."""
     start = subscription.current_period_start
     last = min(now or utcnow(), subscription.current_period_end - timedelta(microseconds=1))
-    day = _usage_day(UsageRecord.occurred_at)
-    rows = db.session.execute(
-        select(day, UsageRecord.metric, func.sum(UsageRecord.quantity))
-        .where(UsageRecord.user_id == user.id, UsageRecord.occurred_at >= start,
-               UsageRecord.occurred_at < subscription.current_period_end)
-        .group_by(day, UsageRecord.metric)
-    )
-    sums: dict[tuple[date, str], int] = {}
-    for row_day, metric, total in rows:
-        key_day = row_day if isinstance(row_day, date) else date.fromisoformat(row_day)
-        sums[(key_day, metric)] = int(total)
+    sums = metering.daily_totals(user.id, start, subscription.current_period_end)
     days = []
     current = start.date()
     while current <= last.date():

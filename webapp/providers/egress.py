@@ -9,9 +9,7 @@ not each socket read, so a server dripping one byte a second cannot hold a worke
 ``PROVIDER_HOST_ALLOWLIST`` names hosts (``name`` or ``name:port``) that may be private, such
 as a model server on the same machine; they are still connected to as resolved once.
 
-The ``openai`` client takes the same transport::
-
-    openai.OpenAI(base_url=base_url, api_key=key, http_client=provider_http_client(total_timeout=60))
+The ``openai`` client gets the same rules through ``webapp.providers.openai_api.openai_client``.
 """
 from __future__ import annotations
 
@@ -88,72 +86,82 @@ def checked_addresses(host: str, port: int, allowlist: Iterable[str]) -> list[st
     return addresses
 
 
-def _within_deadline(timeout: float | None) -> float | None:
-    deadline = _deadline.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("the request's total deadline passed")
-    return left if timeout is None else min(timeout, left)
+def checked_transport_class(httpx_library, httpcore_library):
+    """The checked transport for one httpx and its httpcore: httpx's own, or the fork the ``openai`` library uses.
+
+    The ``openai`` library (3.x) ships its own copies of httpx and httpcore (``httpx2``, ``httpcore2``),
+    whose clients take only their own transports; both get the same rules from here.
+    """
+
+    def within_deadline(timeout: float | None) -> float | None:
+        deadline = _deadline.get()
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore_library.ReadTimeout("the request's total deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    class DeadlineStream(httpcore_library.NetworkStream):
+        """A network stream whose every operation ends by the request's deadline."""
+
+        def __init__(self, stream) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._stream.read(max_bytes, within_deadline(timeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._stream.write(buffer, within_deadline(timeout))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
+            return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, within_deadline(timeout)))
+
+        def get_extra_info(self, info: str):
+            return self._stream.get_extra_info(info)
+
+    class CheckedBackend(httpcore_library.SyncBackend):
+        """Connects only to addresses that passed :func:`checked_addresses`; TLS still checks the host name."""
+
+        def __init__(self, allowlist: Iterable[str]) -> None:
+            self.allowlist = tuple(allowlist)
+
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            failure: Exception | None = None
+            for address in checked_addresses(host, port, self.allowlist):
+                try:
+                    stream = super().connect_tcp(address, port, within_deadline(timeout), local_address,
+                                                 socket_options)
+                except httpcore_library.ConnectError as error:
+                    failure = error
+                    continue
+                return DeadlineStream(stream)
+            raise failure or httpcore_library.ConnectError("no address to connect to")
+
+        def connect_unix_socket(self, path, timeout=None, socket_options=None):
+            raise EgressRefused("unix sockets are not used for providers")
+
+    class CheckedTransport(httpx_library.HTTPTransport):
+        """httpx's transport over the checked backend, with one deadline per request."""
+
+        def __init__(self, allowlist: Iterable[str], total_timeout: float, **kwargs) -> None:
+            super().__init__(trust_env=False, **kwargs)
+            # httpx takes no network backend of its own; its connection pool (httpcore) does.
+            self._pool._network_backend = CheckedBackend(allowlist)
+            self.total_timeout = total_timeout
+
+        def handle_request(self, request):
+            # The answer's body is read after this returns (in the same context), under the same deadline.
+            _deadline.set(time.monotonic() + self.total_timeout)
+            return super().handle_request(request)
+
+    return CheckedTransport
 
 
-class DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose every operation ends by the request's deadline."""
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _within_deadline(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _within_deadline(timeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
-        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _within_deadline(timeout)))
-
-    def get_extra_info(self, info: str):
-        return self._stream.get_extra_info(info)
-
-
-class CheckedBackend(httpcore.SyncBackend):
-    """Connects only to addresses that passed :func:`checked_addresses`; TLS still checks the host name."""
-
-    def __init__(self, allowlist: Iterable[str]) -> None:
-        self.allowlist = tuple(allowlist)
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        failure: Exception | None = None
-        for address in checked_addresses(host, port, self.allowlist):
-            try:
-                stream = super().connect_tcp(address, port, _within_deadline(timeout), local_address, socket_options)
-            except httpcore.ConnectError as error:
-                failure = error
-                continue
-            return DeadlineStream(stream)
-        raise failure or httpcore.ConnectError("no address to connect to")
-
-    def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise EgressRefused("unix sockets are not used for providers")
-
-
-class CheckedTransport(httpx.HTTPTransport):
-    """httpx's transport over :class:`CheckedBackend`, with one deadline per request."""
-
-    def __init__(self, allowlist: Iterable[str], total_timeout: float, **kwargs) -> None:
-        super().__init__(trust_env=False, **kwargs)
-        # httpx takes no network backend of its own; its connection pool (httpcore) does.
-        self._pool._network_backend = CheckedBackend(allowlist)
-        self.total_timeout = total_timeout
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        # The answer's body is read after this returns (in the same context), under the same deadline.
-        _deadline.set(time.monotonic() + self.total_timeout)
-        return super().handle_request(request)
+CheckedTransport = checked_transport_class(httpx, httpcore)
 
 
 def provider_http_client(total_timeout: float) -> httpx.Client:

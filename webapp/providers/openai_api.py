@@ -1,8 +1,10 @@
 """The official ``openai`` client for a user's provider config, and which providers can fine-tune through it."""
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
+from webapp.providers.egress import checked_transport_class, host_allowlist
 from webapp.providers.models import AIModel, Provider, UserProviderConfig
 
 if TYPE_CHECKING:
@@ -14,6 +16,16 @@ FINE_TUNING_API_STYLES = ("openai", "custom")
 FINE_TUNING_CAPABILITY = "fine_tuning"
 
 
+@cache
+def openai_checked_transport() -> type:
+    """The checked egress over the openai library's own httpx (openai 3.x builds on httpx2 and
+    httpcore2), whose client takes only its own transports."""
+    import httpcore2
+    import httpx2
+
+    return checked_transport_class(httpx2, httpcore2)
+
+
 def endpoint(config: UserProviderConfig) -> str:
     """The base URL requests for ``config`` go to: the user's override, else the provider's default."""
     return config.base_url or config.provider.default_base_url
@@ -23,8 +35,9 @@ def openai_client(config: UserProviderConfig, api_key: str, timeout: float) -> O
     """A client for ``config``'s endpoint: every request has ``timeout``, none is retried or redirected.
 
     Retries are left to the caller, which knows what a failed step means. Redirects are not
-    followed, so the key is only ever sent to the configured host. Use it in a ``with`` block,
-    which closes its connections.
+    followed, so the key is only ever sent to the configured host, and connections go through the
+    same checked egress as the connection test (public addresses or allowlisted hosts, pinned,
+    one deadline per request). Use it in a ``with`` block, which closes its connections.
     """
     # Imported here, not at the top: the library takes a second to import, which every process
     # (web workers, Celery workers, CLI) would otherwise pay at start although few call a provider.
@@ -35,7 +48,8 @@ def openai_client(config: UserProviderConfig, api_key: str, timeout: float) -> O
         base_url=endpoint(config),
         timeout=timeout,
         max_retries=0,
-        http_client=DefaultHttpxClient(timeout=timeout, follow_redirects=False),
+        http_client=DefaultHttpxClient(timeout=timeout, follow_redirects=False,
+                                       transport=openai_checked_transport()(host_allowlist(), timeout)),
     )
     # The library fills these from OPENAI_* variables of the worker's environment, which
     # belong to the platform, not to this user's provider: none of them goes out.

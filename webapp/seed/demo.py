@@ -22,9 +22,10 @@ from sqlalchemy import func, select
 from webapp.accounts.models import AuditEvent, Permission, Role, RolePermission, Token, User, UserRole
 from webapp.accounts.passwords import hash_password
 from webapp.accounts.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UsageRecord, UserSubscription
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UserSubscription
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.metering.services import store_usage
 from webapp.mail import absolute_url, compose, keep_in_outbox
 from webapp.minions.models import Minion, MinionXpEvent
 from webapp.minions.services import add_gains, gains_from_events
@@ -68,7 +69,9 @@ PLANS = [
     {
         "code": "pro", "name": "Pro", "price_cents": 2900, "sort_order": 10,
         "description": "For individuals who train their own models.",
-        "quotas": {"tokens": 1_000_000, "requests": 10_000, "training_minutes": 600, "training_jobs": 20, "minions": 5},
+        # Tokens and requests past the limit are billed (per 1,000), not refused: a Pro user's gateway keeps serving.
+        "quotas": {"tokens": 1_000_000, "requests": 10_000, "training_minutes": 600, "training_jobs": 20, "minions": 5,
+                   "overage": {"tokens": {"per": 1000, "cents": 2}, "requests": {"per": 1000, "cents": 50}}},
         "features": ["5 minions", "Custom models", "External providers", "Email support"],
     },
     {
@@ -333,6 +336,7 @@ class _DemoSeed:
         self.new_xp_events: list[MinionXpEvent] = []
         self.jobs: dict[tuple[str, str], TrainingJob] = {}
         self.live_subscriptions: dict[str, tuple[UserSubscription, bool]] = {}
+        self.usage_rows: list[dict[str, Any]] = []
 
     @property
     def password_hash(self) -> str:
@@ -471,12 +475,15 @@ class _DemoSeed:
                     self.add_usage(user, subscription, self.models[training_model_key], "training_minutes",
                                    rng.randint(5, 90), at)
                 day += timedelta(days=1)
+        # Through the metering path, so the daily rollup the meters read holds the same sums.
+        store_usage(self.usage_rows, self.now)
 
     def add_usage(self, user, subscription, model, metric, quantity, at) -> None:
-        db.session.add(UsageRecord(
-            user_id=user.id, subscription_id=subscription.id, model_id=model.id, metric=metric,
-            quantity=quantity, occurred_at=at, created_at=at, updated_at=at,
-        ))
+        self.usage_rows.append({
+            "event_id": f"demo-{user.id}-{metric}-{at:%Y%m%dT%H%M%S}", "user_id": user.id,
+            "subscription_id": subscription.id, "model_id": model.id, "metric": metric, "quantity": quantity,
+            "occurred_at": at, "created_at": at, "updated_at": at,
+        })
 
     # --- providers and models ------------------------------------------------
 

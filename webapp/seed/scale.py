@@ -15,6 +15,7 @@ writing to the same tables meanwhile.
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 import random
 import secrets
 import time
@@ -32,6 +33,7 @@ from webapp.billing.models import USAGE_METRICS, Plan
 from webapp.database import unbounded
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.metering.services import slice_start
 from webapp.minions.services import gains_from_events
 from webapp.minions.xp import level_for_xp
 from webapp.providers.models import AIModel
@@ -69,6 +71,7 @@ JOB_ERRORS = (
     "Runner lost contact for more than 10 minutes.",
     "Validation loss diverged (NaN at step 400).",
 )
+SUBSCRIPTION_PERIOD = timedelta(days=30)
 
 COLUMNS = {
     "users": ("id", "email", "display_name", "password_hash", "is_active", "email_verified_at",
@@ -79,7 +82,8 @@ COLUMNS = {
     "payments": ("id", "user_id", "subscription_id", "amount_cents", "status", "description", "provider_ref",
                  "idempotency_key", "paid_at", "failure_reason", "created_at", "updated_at"),
     "usage_records": ("id", "user_id", "subscription_id", "model_id", "metric", "quantity", "occurred_at",
-                      "created_at"),
+                      "created_at", "event_id"),
+    "usage_rollups": ("id", "user_id", "day", "starts_at", "metric", "quantity", "created_at", "updated_at"),
     "minions": ("id", "owner_user_id", "model_id", "name", "xp", "level", "status", "attributes",
                 "created_at", "updated_at"),
     "training_jobs": ("id", "user_id", "minion_id", "base_model_id", "job_type", "provider_id", "external_job_id",
@@ -109,8 +113,8 @@ def xp_event_count(minion_index: int) -> int:
 def planned_rows(users: int, usage: int, minions: int, jobs: int, events: int) -> dict[str, int]:
     """The rows ``seed_scale`` will insert per table, known before it starts.
 
-    Leaves out minion_xp_gains, the leaderboard's rollup of the XP events, whose
-    row count depends on the drawn dates.
+    Leaves out minion_xp_gains and usage_rollups, the rollups of the XP events and of
+    the usage records, whose row counts depend on the drawn dates.
     """
     subscriptions = subscriptions_before(users)
     return {
@@ -158,6 +162,7 @@ def seed_scale(
                     "user_subscriptions": loader.load("user_subscriptions", data.subscriptions()),
                     "payments": loader.load("payments", data.payments()),
                     "usage_records": loader.load("usage_records", data.usage_records()),
+                    "usage_rollups": loader.load("usage_rollups", data.usage_rollups()),
                 }
                 data.plan_minions_and_jobs()
                 rows["minions"] = loader.load("minions", data.minions())
@@ -205,6 +210,7 @@ class _ScaleData:
         self.now = utcnow()
         self.subscription_of: list[tuple[int, datetime] | None] = []
         self.subscription_plans: list[tuple[Any, str]] = []
+        self.usage_slices: dict[tuple[int, datetime, str], int] = defaultdict(int)
 
     def load_reference_data(self) -> None:
         connection = self.connection
@@ -262,7 +268,7 @@ class _ScaleData:
             start = self.moment(29, 29)
             self.subscription_of.append((next_id, start))
             self.subscription_plans.append((plan, status))
-            yield (next_id, self.user_id(index), plan.id, status, start, start + timedelta(days=30),
+            yield (next_id, self.user_id(index), plan.id, status, start, start + SUBSCRIPTION_PERIOD,
                    f"scale-sub-{next_id}", start, start)
             next_id += 1
 
@@ -286,14 +292,25 @@ class _ScaleData:
         subscription_of, model_ids = self.subscription_of, self.model_ids
         ceilings = {"input_tokens": 20_000, "output_tokens": 8_000, "requests": 50, "training_minutes": 120}
         metrics = [(metric, ceilings[metric]) for metric in USAGE_METRICS]
+        slices = self.usage_slices
         for row_id in self.ids("usage_records", self.n_usage):
             index = int(random_() * n_users)
             metric, ceiling = metrics[int(random_() * len(metrics))]
             occurred = now - timedelta(seconds=random_() * 60 * DAY)
             subscription = subscription_of[index]
             subscription_id = subscription[0] if subscription and occurred >= subscription[1] else None
+            quantity = 1 + int(random_() * ceiling)
+            # Cut where the subscription's period starts and ends, as the metering path does.
+            boundaries = (subscription[1], subscription[1] + SUBSCRIPTION_PERIOD) if subscription else ()
+            slices[(first_user + index, slice_start(occurred, boundaries), metric)] += quantity
             yield (row_id, first_user + index, subscription_id, rng.choice(model_ids), metric,
-                   1 + int(random_() * ceiling), occurred, occurred)
+                   quantity, occurred, occurred, f"scale-{row_id}")
+
+    def usage_rollups(self) -> Iterator[tuple]:
+        """The daily rollup of the usage records just generated, as the metering path keeps it."""
+        for row_id, ((user_id, starts_at, metric), quantity) in zip(
+                self.ids("usage_rollups", len(self.usage_slices)), sorted(self.usage_slices.items())):
+            yield row_id, user_id, starts_at.date(), starts_at, metric, quantity, self.now, self.now
 
     # --- minions and training ------------------------------------------------
 

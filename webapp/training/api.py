@@ -8,6 +8,7 @@ from flask import jsonify, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
+from webapp import jsonapi
 from webapp.errors import error_response
 from webapp.extensions import db
 from webapp.training import api_bp
@@ -18,21 +19,14 @@ from webapp.training.services import (
 )
 
 
-def bearer_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
-
-
 def unauthorized():
-    response = error_response(401, "A valid runner token is required: Authorization: Bearer <token>.")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="runner"'
-    return response
+    return jsonapi.unauthorized("runner", "runner token")
 
 
 @api_bp.post("/jobs/claim")
 def job_claim():
     """Claim the oldest queued job this runner can run (atomic: each job goes to one claimer); 204 when none."""
-    runner = runner_for_token(bearer_token())
+    runner = runner_for_token(jsonapi.bearer_token())
     if runner is None:
         return unauthorized()
     try:
@@ -54,7 +48,7 @@ def job_claim():
 @api_bp.post("/jobs/<int:job_id>/heartbeat")
 def job_heartbeat(job_id: int):
     """Keep this runner's lease on a job it claimed; the answer says whether the job was canceled meanwhile."""
-    runner = runner_for_token(bearer_token())
+    runner = runner_for_token(jsonapi.bearer_token())
     if runner is None:
         return unauthorized()
     job = db.session.get(TrainingJob, job_id)
@@ -75,7 +69,7 @@ def job_report(job_id: int):
 
     The answer is built before the commit, so nothing that can fail runs after it.
     """
-    runner = runner_for_token(bearer_token())
+    runner = runner_for_token(jsonapi.bearer_token())
     if runner is None:
         return unauthorized()
     runner_id = runner.id

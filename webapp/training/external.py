@@ -25,6 +25,7 @@ from webapp.artifacts import open_artifact
 from webapp.datasets.formats import read_examples
 from webapp.extensions import db
 from webapp.providers.crypto import ApiKeyUnreadable, decrypt_api_key
+from webapp.providers.egress import EgressRefused
 from webapp.providers.models import UserProviderConfig
 from webapp.providers.openai_api import openai_client
 from webapp.providers.services import redact_secret
@@ -74,6 +75,8 @@ def run_external_job(job_id: int, ctx: JobContext) -> TrainingOutcome:
         run = ProviderRun(client, ctx, job.id, job.provider.name, api_key)
         try:
             return run.to_the_end(settings["EXTERNAL_JOB_POLL_SECONDS"], settings["EXTERNAL_JOB_MAX_POLL_FAILURES"])
+        except EgressRefused as error:
+            raise JobFailed(f"Cannot connect to {run.provider_name}: {error}.") from None
         except openai.OpenAIError as error:
             # "from None": the original exception's text may echo the key into a logged traceback.
             raise JobFailed(run.scrub(describe(error, run.provider_name))) from None

@@ -4,10 +4,13 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, EmailField, FloatField, IntegerField, SelectChoice, SelectField, StringField
+from wtforms import (
+    DateField, EmailField, FloatField, IntegerField, SelectChoice, SelectField, StringField, TextAreaField,
+)
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
 
 from webapp.training.models import JOB_STATUSES, JOB_TYPES
+from webapp.training.playground import MAX_PROMPT_CHARS
 from webapp.training.runtime import HyperParameter
 from webapp.training.services import SORTS, JobFilters
 
@@ -91,3 +94,10 @@ def job_form(hyperparameters: list[HyperParameter], formdata) -> NewJobForm:
                        "step": 1 if parameter.type is int else "any"})
     form_class = type("TrainerJobForm", (NewJobForm,), {**fields, "hyperparameter_names": tuple(fields)})
     return form_class(formdata=formdata)
+
+
+class PlaygroundForm(FlaskForm):
+    """A prompt for the playground on the minion page."""
+
+    prompt = TextAreaField("Prompt", validators=[
+        InputRequired("Write something for the minion to answer."), Length(max=MAX_PROMPT_CHARS)])

@@ -16,12 +16,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, UsageRecord, UserSubscription
 from webapp import quotas
 from webapp.datasets.models import Dataset
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.jsonapi import column_length
 from webapp.mail import absolute_url, send_mail
+# A module import: metering's services read quotas, which may be mid-import of this module when this runs.
+from webapp.metering import services as metering
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
 from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
@@ -263,13 +265,11 @@ def transition(job: TrainingJob, target: str, error_message: str | None = None) 
 
 
 def record_training_minutes(job: TrainingJob, now: datetime) -> None:
-    """Meter the minutes the job ran (started, rounded up) against its owner's training_minutes."""
+    """Meter the minutes the job ran (started, rounded up) against its owner's training_minutes, once per job."""
     minutes = math.ceil((now - job.started_at).total_seconds() / 60) if job.started_at else 0
-    subscription_id = db.session.scalar(
-        select(UserSubscription.id).where(UserSubscription.user_id == job.user_id,
-                                          UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES)).limit(1))
-    db.session.add(UsageRecord(user_id=job.user_id, subscription_id=subscription_id, model_id=job.base_model_id,
-                               metric="training_minutes", quantity=max(minutes, 1), occurred_at=now))
+    metering.record_usage([metering.UsageEvent(
+        event_id=f"training-job-{job.id}", user_id=job.user_id, metric="training_minutes", quantity=max(minutes, 1),
+        occurred_at=now, model=job.base_model_id)], now)
 
 
 def cancel_job(job: TrainingJob, actor: User) -> None:
@@ -380,10 +380,6 @@ class Report:
 
 
 REPORT_FIELDS = {"status", "progress", "metrics", "events", "error", "output_model_version", "report_id"}
-
-
-def column_length(column: Any) -> int:
-    return column.property.columns[0].type.length
 
 
 def checked_text(value: Any, field: str, max_length: int, required: bool = False) -> str | None:

@@ -16,9 +16,10 @@ from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.pagination import page_args, paginate
 from webapp.support.panels import PANEL_ROWS, user_panel
-from webapp.training import bp
+from webapp.minions import ownership
+from webapp.training import bp, playground
 from webapp import quotas
-from webapp.training.forms import JobFilterForm, job_form
+from webapp.training.forms import JobFilterForm, PlaygroundForm, job_form
 from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
@@ -225,3 +226,25 @@ def support_jobs_panel(user: User) -> dict:
     return {"jobs": db.session.scalars(
         select(TrainingJob).where(TrainingJob.user_id == user.id)
         .order_by(TrainingJob.id.desc()).limit(PANEL_ROWS)).all()}
+
+
+@bp.post("/minions/<int:minion_id>/playground")
+@login_required
+def minion_playground(minion_id: int):
+    """Ask the owner's minion a question: the answer partial for HTMX (beside the form), else a page of its own."""
+    minion = ownership.owned_minion(current_user, minion_id)
+    if minion is None:
+        abort(404)
+    form = PlaygroundForm()
+    answer, refusal, status = None, None, 200
+    if form.validate_on_submit():
+        try:
+            answer = playground.ask(current_user, minion, form.prompt.data)
+        except (playground.PlaygroundRefused, quotas.QuotaExceeded) as error:
+            db.session.rollback()
+            refusal, status = str(error), 422
+    else:
+        status = 422
+    return render_page_or_block("minions/playground.html", "playground_answer", status=status, minion=minion,
+                                prompt=form.prompt.data, prompt_errors=form.prompt.errors, answer=answer,
+                                refusal=refusal)
