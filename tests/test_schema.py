@@ -22,7 +22,7 @@ EXPECTED_TABLES = {
     "user_provider_configs", "models", "model_versions", "datasets", "training_jobs",
     "training_job_datasets", "training_job_events", "training_job_status_counts", "minions", "minion_xp_events",
     "minion_xp_gains",
-    "migration_log", "job_runners", "job_runner_reports", "training_workers", "mail_outbox",
+    "migration_log", "job_runners", "job_runner_reports", "training_workers", "mail_outbox", "usage_alerts",
 }
 
 
