@@ -83,7 +83,7 @@ def metered_quota_fields() -> dict[str, Any]:
             validators=[overage_needs_limit])
         fields[f"{key}_overage_per"] = QuotaNumberField(
             f"{label}: overage billed per", validators=[needed_for_overage, NumberRange(1, MAX_QUOTA_LIMIT)],
-            description="Units, each started block is billed in full (e.g. 1000 tokens).")
+            description="Units per block; each block begun is billed in full (e.g. 1000 tokens).")
         fields[f"{key}_overage_cents"] = QuotaNumberField(
             f"{label}: overage price in cents", validators=[needed_for_overage, NumberRange(0, MAX_OVERAGE_CENTS)],
             description="In the plan's currency, for each block above.")
