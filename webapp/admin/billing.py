@@ -91,7 +91,9 @@ def metered_quota_fields() -> dict[str, Any]:
 
 
 def no_metered_keys(form: Any, field: Any) -> None:
-    taken = sorted(METERED_KEYS & set(field.data or {}))
+    if not isinstance(field.data, dict):
+        return  # the field has already said that it wants a JSON object
+    taken = sorted(METERED_KEYS & set(field.data))
     if taken:
         raise ValidationError(f"Set {', '.join(taken)} in the metered quota fields, not here.")
 
