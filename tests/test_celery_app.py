@@ -26,6 +26,7 @@ def test_tasks_are_acked_late_and_beat_sweeps_jobs_and_rolls_periods(app):
     assert schedule == {
         "webapp.training.tasks.sweep_jobs": timedelta(seconds=app.config["JOB_SWEEP_SECONDS"]),
         "webapp.billing.tasks.roll_subscription_periods": timedelta(seconds=app.config["BILLING_ROLL_SECONDS"]),
+        "webapp.billing.tasks.send_usage_alerts": timedelta(seconds=app.config["USAGE_ALERT_SECONDS"]),
     }
 
 
@@ -33,6 +34,7 @@ def test_the_periodic_tasks_run_their_services_in_the_app_context(app, db_sessio
     celery = app.extensions["celery"]
     celery.loader.import_default_modules()
     assert celery.tasks["webapp.billing.tasks.roll_subscription_periods"]() == vars(RollOverSummary())
+    assert celery.tasks["webapp.billing.tasks.send_usage_alerts"]() == 0
     job = queue_internal_job(make_user(), epochs=1)
     job.dispatched_at -= timedelta(hours=1)
     db_session.commit()

@@ -68,6 +68,10 @@ def celery_config(app: Flask) -> dict:
                 "task": "webapp.billing.tasks.roll_subscription_periods",
                 "schedule": timedelta(seconds=config["BILLING_ROLL_SECONDS"]),
             },
+            "send-usage-alerts": {
+                "task": "webapp.billing.tasks.send_usage_alerts",
+                "schedule": timedelta(seconds=config["USAGE_ALERT_SECONDS"]),
+            },
         },
     }
 

@@ -137,6 +137,8 @@ def from_environment(instance_path: str) -> dict:
         # Claims a job may use: 2 is one retry after a lost worker.
         "JOB_MAX_ATTEMPTS": _int("JOB_MAX_ATTEMPTS", 2),
         "BILLING_ROLL_SECONDS": _float("BILLING_ROLL_SECONDS", 3600),
+        # How often beat looks for metered quotas that crossed 50, 80 or 100% (and mails their users).
+        "USAGE_ALERT_SECONDS": _float("USAGE_ALERT_SECONDS", 600),
         # minion-console starts a Celery worker and beat beside the web server unless this is off.
         "EMBEDDED_WORKER": _bool("EMBEDDED_WORKER", True),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),

@@ -99,6 +99,30 @@ class Allowance:
         """BLOCK (the work is refused) or OVERAGE (allowed, the excess billed) once ``key`` is reached."""
         return OVERAGE if key in METERED_QUOTAS and self.overage_price(key) else BLOCK
 
+    def overage(self, key: str, used: int) -> Overage | None:
+        """What ``used`` units of ``key`` cost past its limit, or None where nothing is billed."""
+        limit, price = self.limit(key), self.overage_price(key)
+        if limit is None or price is None or self.at_limit(key) != OVERAGE or used <= limit:
+            return None
+        return Overage(key, used - limit, price)
+
+    def covers(self, usage: dict[str, int]) -> bool:
+        """True when every quota in ``usage`` (key -> use now) is within this plan's limit."""
+        return all((limit := self.limit(key)) is None or used <= limit for key, used in usage.items())
+
+
+@dataclass(frozen=True)
+class Overage:
+    """Use of a metered quota past its limit, and its price."""
+
+    key: str
+    quantity: int
+    price: OveragePrice
+
+    @property
+    def amount_cents(self) -> int:
+        return self.price.amount_cents(self.quantity)
+
 
 def with_defaults(quotas: dict[str, Any] | None) -> dict[str, Any]:
     """The plan's quotas over the configured defaults."""
@@ -136,6 +160,12 @@ def allowances(user_ids: Iterable[int], now: datetime | None = None,
             start = created_at + (now - created_at) // FALLBACK_PERIOD * FALLBACK_PERIOD
             terms[user_id] = Allowance(quotas, start, start + FALLBACK_PERIOD)
     return terms
+
+
+def period_overages(user: User, terms: Allowance) -> list[Overage]:
+    """Each metered quota used past its limit over ``terms``' period, where the plan bills overage."""
+    charged = (key for key in METERED_QUOTAS if terms.at_limit(key) == OVERAGE and terms.limit(key) is not None)
+    return [overage for key in charged if (overage := terms.overage(key, used(user, key, terms)))]
 
 
 def used(user: User, key: str, terms: Allowance) -> int:

@@ -34,6 +34,8 @@ def routes(world: World) -> list[Route]:
         # An empty profile or email form is refused with its errors, but only once signed in.
         Route("POST", "/account/profile", "/account/profile", same_for_signed_in("login", 422)),
         Route("POST", "/account/email", "/account/email", same_for_signed_in("login", 422)),
+        # An empty form is a valid answer (every box unticked: all alerts off).
+        Route("POST", "/account/usage-alerts", "/account/usage-alerts", SIGNED_IN_OK),
         Route("GET", "/account/email/confirm/<token>", "/account/email/confirm/not-a-token", UNUSABLE_LINK),
         Route("POST", "/account/email/confirm/<token>", "/account/email/confirm/not-a-token", UNUSABLE_LINK),
     ]

@@ -16,4 +16,5 @@ def extra_fields(world: World) -> dict[tuple[str, str], Fields]:
         ("POST", "/password/reset/<token>"): PASSWORD_FIELDS,
         ("POST", "/login"): Fields(query=("next",), form=("email", "password", "remember")),
         ("GET", "/login"): Fields(query=("next",)),
+        ("POST", "/account/usage-alerts"): Fields(form=("tokens", "requests", "training_minutes")),
     }

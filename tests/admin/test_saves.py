@@ -18,7 +18,7 @@ from webapp.minions.models import Minion
 from webapp.providers.models import ModelVersion
 
 PLAN_FORM = {"code": "gold", "name": "Gold", "description": "", "price_cents": "1900", "currency": "USD",
-             "billing_interval": "month", "quotas": '{"tokens": 5}', "features": '["a"]', "sort_order": "5"}
+             "billing_interval": "month", "tokens_limit": "5", "quotas": '{"minions": 2}', "features": '["a"]', "sort_order": "5"}
 
 
 def audit_actions(db_session, row) -> list[str]:
@@ -31,7 +31,7 @@ def test_create_edit_delete_write_audit_rows_with_old_and_new_values(admin_clien
     response = admin_client.post("/admin/plans/new/", data=PLAN_FORM)
     assert response.status_code == 302
     plan = db_session.scalar(sa.select(Plan).where(Plan.code == "gold"))
-    assert plan.quotas == {"tokens": 5} and plan.features == ["a"]
+    assert plan.quotas == {"tokens": 5, "minions": 2} and plan.features == ["a"]
 
     edit = dict(PLAN_FORM, name="Gold plus", lock_version=str(plan.lock_version))
     assert admin_client.post(f"/admin/plans/edit/?id={plan.id}", data=edit).status_code == 302

@@ -29,4 +29,6 @@ def routes(world: World) -> list[Route]:
             Route("POST", f"{prefix}/cancel", f"{url}/cancel", refused),
             Route("POST", f"{prefix}/resume", f"{url}/resume", refused),
         ]
+    # Each signed-in user dismisses only their own alerts (nothing to dismiss is fine too).
+    rows.append(Route("POST", "/account/usage-alerts/dismiss", "/account/usage-alerts/dismiss", SIGNED_IN_OK))
     return rows

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from tests.concurrency import all_at_once
-from tests.conftest import login, make_test_app
+from tests.conftest import login
 from tests.factories import make_plan, make_subscription, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import gateway as gateway_module
@@ -122,16 +122,6 @@ def test_a_start_that_loses_the_race_to_another_start_gets_a_422(client, plans, 
     db_session.expire_all()
     assert db_session.scalar(select(func.count(UserSubscription.id))
                              .where(UserSubscription.user_id == user.id)) == 1 and payments_of(user) == 0
-
-
-@pytest.fixture
-def race_app(backend, tmp_path):
-    """An app with its own database, where each request commits for real."""
-    app = make_test_app(backend, tmp_path, suffix="_race")
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.mark.postgres_only

@@ -215,6 +215,25 @@ def test_starting_a_job_needs_a_verified_user_and_respects_every_quota(db_sessio
         assert refused.value.key == quota
 
 
+def test_training_minutes_that_block_refuse_a_job_and_minutes_billed_as_overage_do_not(db_session):
+    for overage, refused in ((None, True), ({"training_minutes": {"per": 1, "cents": 10}}, False)):
+        owner = make_user()
+        make_subscription(owner, make_plan(quotas={"training_minutes": 30, **({"overage": overage} if overage else {})}))
+        minion = make_minion(owner)
+        make_usage(owner, "training_minutes", 45)
+        new = services.NewJob(minion=minion, model=minion.model, train=make_dataset(owner, 20, seed=1, name="T"),
+                              validation=None, hyperparameters={})
+        preview = services.job_preview(owner, minion.model)
+        if refused:
+            assert preview.blocked == "You have no training minutes left this period."
+            with pytest.raises(QuotaExceeded) as error:
+                services.start_job(owner, new)
+            assert error.value.key == "training_minutes"
+        else:
+            assert preview.blocked is None and preview.minutes_overage == "10 cents per minute past the limit"
+            assert services.start_job(owner, new).status == "queued"
+
+
 def test_the_preview_counts_what_is_left(db_session):
     owner = make_user()
     make_subscription(owner, make_plan(quotas={"training_jobs": 5, "training_minutes": 100, "concurrent_jobs": 2}))

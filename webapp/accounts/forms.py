@@ -3,6 +3,7 @@ from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from webapp.accounts.passwords import password_problem
+from webapp.quotas import METERED_QUOTAS, QUOTA_LABELS
 from webapp.times import zone_names
 
 
@@ -48,3 +49,19 @@ class EmailChangeForm(FlaskForm):
         DataRequired(), Length(max=255), Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address.")],
         render_kw={"type": "email"})
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+
+
+class UsageAlertsForm(FlaskForm):
+    """One checkbox per metered quota: ticked, its 50%, 80% and 100% crossings are mailed and shown."""
+
+    def __init__(self, *args, muted: list[str] | None = None, **kwargs) -> None:
+        if muted is not None:
+            kwargs["data"] = {key: key not in muted for key in METERED_QUOTAS}
+        super().__init__(*args, **kwargs)
+
+    def muted(self) -> list[str]:
+        return [key for key in METERED_QUOTAS if not self[key].data]
+
+
+for _key in METERED_QUOTAS:
+    setattr(UsageAlertsForm, _key, BooleanField(QUOTA_LABELS[_key]))

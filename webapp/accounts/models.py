@@ -80,6 +80,8 @@ class User(TimestampMixin, db.Model):
     current_subscription_id: Mapped[int | None] = mapped_column(
         fk("user_subscriptions.id", "SET NULL", use_alter=True), index=True
     )
+    # Metered quota keys ("tokens", ...) whose 50/80/100% usage alerts the user switched off.
+    muted_usage_alerts: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
     roles: Mapped[list[Role]] = relationship(secondary="user_roles", order_by="Role.name")
     current_subscription = relationship(

@@ -38,6 +38,15 @@ def update_profile(user: User, display_name: str, time_zone: str) -> None:
     db.session.commit()
 
 
+def update_usage_alerts(user: User, muted: list[str]) -> None:
+    """Switch usage alerts off for the metered quotas in ``muted`` and on for the others."""
+    if sorted(muted) == sorted(user.muted_usage_alerts or []):
+        return
+    record("profile.usage_alerts", user, {"muted_usage_alerts": [user.muted_usage_alerts, muted]}, actor=user)
+    user.muted_usage_alerts = muted
+    db.session.commit()
+
+
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=EMAIL_CHANGE_SALT)
 

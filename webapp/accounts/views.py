@@ -10,6 +10,7 @@ from webapp.accounts.access import login_required
 from webapp.accounts.audit import change_text
 from webapp.accounts.forms import (
     EmailChangeForm, NewPasswordForm, PasswordChangeForm, PasswordRequestForm, ProfileForm, SignInForm,
+    UsageAlertsForm,
 )
 from webapp.accounts.passwords import verify_password
 from webapp.accounts.sessions import device_name, end_session_by_token, start_session
@@ -129,6 +130,8 @@ def account_context(**extra) -> dict:
         "password_form": extra.pop("password_form", None) or PasswordChangeForm(formdata=None),
         "profile_form": extra.pop("profile_form", None) or ProfileForm(formdata=None, obj=current_user),
         "email_form": extra.pop("email_form", None) or EmailChangeForm(formdata=None),
+        "alerts_form": extra.pop("alerts_form", None)
+        or UsageAlertsForm(formdata=None, muted=current_user.muted_usage_alerts or []),
         **extra,
     }
 
@@ -142,6 +145,17 @@ def profile_update():
         flash("Your profile is saved.", "success")
         return redirect(url_for("accounts.account"))
     return render_template("accounts/account.html", **account_context(profile_form=form)), 422
+
+
+@bp.post("/account/usage-alerts")
+@login_required
+def usage_alerts_update():
+    form = UsageAlertsForm()
+    if form.validate_on_submit():
+        profile.update_usage_alerts(current_user, form.muted())
+        flash("Your usage alerts are saved.", "success")
+        return redirect(url_for("accounts.account", _anchor="usage-alerts"))
+    return render_template("accounts/account.html", **account_context(alerts_form=form)), 422
 
 
 @bp.post("/account/email")

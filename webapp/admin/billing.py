@@ -1,14 +1,20 @@
 """Billing: plans, subscriptions, payments and usage."""
 from __future__ import annotations
 
-from sqlalchemy.orm import joinedload
+from typing import Any
 
+from sqlalchemy.orm import joinedload
+from wtforms import IntegerField, SelectField
+from wtforms.validators import NumberRange, Optional, StopValidation, ValidationError
+
+from webapp import quotas
 from webapp.admin.base import USER_LOOKUP, SecureModelView, choice_filter, choices, lookup
 from webapp.billing.models import (
     BILLING_INTERVALS, PAYMENT_STATUSES, SUBSCRIPTION_STATUSES, USAGE_METRICS, Payment, Plan, UsageRecord,
     UserSubscription,
 )
 from webapp.metering.models import MeteringToken
+from webapp.db import utcnow
 
 CATEGORY = "Billing"
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -19,6 +25,80 @@ class BillingView(SecureModelView):
     write_permission = "billing.manage"
 
 
+MAX_QUOTA_LIMIT = 10**15
+MAX_OVERAGE_CENTS = 1_000_000
+AT_LIMIT_CHOICES = [(quotas.BLOCK, "Block the work"), (quotas.OVERAGE, "Allow it and bill the overage")]
+# The keys the metered-quota fields own; the "Other quotas" JSON holds everything else.
+METERED_KEYS = frozenset(quotas.METERED_QUOTAS) | {"overage"}
+
+
+class FormOnly:
+    """A field the view reads in on_model_change; it is no column, so populating the model skips it."""
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        pass
+
+
+class QuotaNumberField(FormOnly, IntegerField):
+    pass
+
+
+class QuotaChoiceField(FormOnly, SelectField):
+    pass
+
+
+def quota_of(field_name: str) -> str:
+    """The metered quota a field belongs to: ``tokens_overage_per`` -> ``tokens``."""
+    return next(key for key in quotas.METERED_QUOTAS if field_name.startswith(key + "_"))
+
+
+def bills_overage(form: Any, field_name: str) -> bool:
+    return form[f"{quota_of(field_name)}_at_limit"].data == quotas.OVERAGE
+
+
+def overage_needs_limit(form: Any, field: Any) -> None:
+    if field.data == quotas.OVERAGE and form[f"{quota_of(field.name)}_limit"].data is None:
+        raise ValidationError("Set a limit: overage is what is used past it.")
+
+
+def needed_for_overage(form: Any, field: Any) -> None:
+    """Required when the quota bills overage; ignored (whatever was typed) when it blocks."""
+    if not bills_overage(form, field.name):
+        field.errors[:] = []
+        raise StopValidation()
+    if field.data is None:
+        raise StopValidation("Required to bill overage." if not field.raw_data or not field.raw_data[0]
+                             else "Enter a whole number.")
+
+
+def metered_quota_fields() -> dict[str, Any]:
+    """Per metered quota: its limit, what happens at it, and the overage price."""
+    fields = {}
+    for key in quotas.METERED_QUOTAS:
+        label = quotas.QUOTA_LABELS[key]
+        fields[f"{key}_limit"] = QuotaNumberField(
+            f"{label}: limit per period", validators=[Optional(), NumberRange(0, MAX_QUOTA_LIMIT)],
+            description="Leave empty for no limit.")
+        fields[f"{key}_at_limit"] = QuotaChoiceField(
+            f"{label}: at the limit", choices=AT_LIMIT_CHOICES, default=quotas.BLOCK,
+            validators=[overage_needs_limit])
+        fields[f"{key}_overage_per"] = QuotaNumberField(
+            f"{label}: overage billed per", validators=[needed_for_overage, NumberRange(1, MAX_QUOTA_LIMIT)],
+            description="Units per block; each block begun is billed in full (e.g. 1000 tokens).")
+        fields[f"{key}_overage_cents"] = QuotaNumberField(
+            f"{label}: overage price in cents", validators=[needed_for_overage, NumberRange(0, MAX_OVERAGE_CENTS)],
+            description="In the plan's currency, for each block above.")
+    return fields
+
+
+def no_metered_keys(form: Any, field: Any) -> None:
+    if not isinstance(field.data, dict):
+        return  # the field has already said that it wants a JSON object
+    taken = sorted(METERED_KEYS & set(field.data))
+    if taken:
+        raise ValidationError(f"Set {', '.join(taken)} in the metered quota fields, not here.")
+
+
 class PlanView(BillingView):
     column_list = ("id", "code", "name", "price_cents", "currency", "billing_interval", "is_public",
                    "sort_order", "created_at")
@@ -26,9 +106,36 @@ class PlanView(BillingView):
     column_filters = ("is_public", choice_filter(Plan.billing_interval, "Billing interval", BILLING_INTERVALS),
                       "created_at")
     column_default_sort = "sort_order"
-    form_columns = ("code", "name", "description", "price_cents", "currency", "billing_interval", "quotas",
-                    "features", "is_public", "sort_order")
+    form_extra_fields = metered_quota_fields()
+    form_columns = ("code", "name", "description", "price_cents", "currency", "billing_interval",
+                    *form_extra_fields, "quotas", "features", "is_public", "sort_order")
     form_choices = {"currency": choices(CURRENCIES), "billing_interval": choices(BILLING_INTERVALS)}
+    form_args = {"quotas": {"label": "Other quotas", "validators": [no_metered_keys],
+                            "description": 'JSON object, e.g. {"minions": 5, "training_jobs": 20}; '
+                                           "a missing key is unlimited."}}
+
+    def edit_form(self, obj: Plan | None = None):
+        form = super().edit_form(obj)
+        if obj is not None and not form.is_submitted():
+            terms = quotas.Allowance(obj.quotas or {}, utcnow(), utcnow())
+            for key in quotas.METERED_QUOTAS:
+                price = terms.overage_price(key)
+                form[f"{key}_limit"].data = terms.limit(key)
+                form[f"{key}_at_limit"].data = terms.at_limit(key)
+                form[f"{key}_overage_per"].data = price.per if price else None
+                form[f"{key}_overage_cents"].data = price.cents if price else None
+            form.quotas.data = {key: value for key, value in (obj.quotas or {}).items() if key not in METERED_KEYS}
+        return form
+
+    def on_model_change(self, form, model: Plan, is_created: bool) -> None:
+        limits, overage = {}, {}
+        for key in quotas.METERED_QUOTAS:
+            if form[f"{key}_limit"].data is not None:
+                limits[key] = form[f"{key}_limit"].data
+            if form[f"{key}_at_limit"].data == quotas.OVERAGE:
+                overage[key] = {"per": form[f"{key}_overage_per"].data, "cents": form[f"{key}_overage_cents"].data}
+        # A new dict, so the audit trail sees the change.
+        model.quotas = {**(form.quotas.data or {}), **limits, **({"overage": overage} if overage else {})}
 
 
 class SubscriptionView(BillingView):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, false, true
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk, non_negative, trigram_index
@@ -15,6 +15,8 @@ BILLING_INTERVALS = ("month", "year")
 SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "expired")
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
+# The shares of a metered quota (in percent) whose crossing is announced, once per period each.
+ALERT_THRESHOLDS = (50, 80, 100)
 
 _live_statuses_sql = "status IN ('trialing', 'active', 'past_due')"
 
@@ -137,3 +139,29 @@ class UsageRecord(TimestampMixin, db.Model):
     user = relationship("User", foreign_keys=[user_id])
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
     model = relationship("AIModel", foreign_keys=[model_id])
+
+
+class UsageAlert(TimestampMixin, db.Model):
+    """A metered quota's threshold crossed in one period: the row is the "sent once" guarantee."""
+
+    __tablename__ = "usage_alerts"
+    __table_args__ = (
+        # Concurrent alert runs insert the same crossing; the database keeps one and mail follows the insert.
+        UniqueConstraint("user_id", "period_start", "quota_key", "threshold"),
+        CheckConstraint("threshold IN (50, 80, 100)", name="threshold_valid"),
+        non_negative("used"),
+        non_negative("quota_limit"),
+    )
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    quota_key: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int]
+    # What was used of what limit when the crossing was seen.
+    used: Mapped[int] = mapped_column(BigInteger)
+    quota_limit: Mapped[int] = mapped_column(BigInteger)
+    # The console's banner shows an alert until its user dismisses it (or its period ends).
+    dismissed_at: Mapped[datetime | None]
+
+    user = relationship("User", foreign_keys=[user_id])

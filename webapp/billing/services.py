@@ -25,6 +25,9 @@ from webapp.pagination import Page, paginate
 from webapp import quotas
 
 PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
+# Besides the metered ones, the quotas a downgrade compares with today's use (jobs at once and file sizes are
+# not a standing use to warn about).
+COUNTED_QUOTAS = ("training_jobs", "minions", "datasets")
 MAX_REFERENCE_LENGTH = 60
 
 
@@ -40,6 +43,8 @@ class Quote:
     plan: Plan
     amount_cents: int
     effective_at: datetime
+    # A downgrade's quotas the user already exceeds, each with what will happen at the period end.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,13 @@ class Meter:
     label: str
     used: int
     limit: int
+    # What happens at the limit (quotas.BLOCK or quotas.OVERAGE), and the overage price where billed.
+    at_limit: str = "block"
+    price: quotas.OveragePrice | None = None
+    currency: str = "USD"
+    metered: bool = False
+    # A metered quota not reached yet: when it will be at this period's rate (None: not this period).
+    runs_out_at: datetime | None = None
 
     @property
     def percent(self) -> int:
@@ -62,6 +74,16 @@ class Meter:
     @property
     def over(self) -> bool:
         return self.used > self.limit
+
+    @property
+    def reached(self) -> bool:
+        """Nothing more fits: more work is refused now, or billed as overage."""
+        return self.used >= self.limit
+
+    @property
+    def overage_cents(self) -> int:
+        """The overage billed so far this period (at the next renewal)."""
+        return self.price.amount_cents(self.used - self.limit) if self.at_limit == quotas.OVERAGE else 0
 
 
 @dataclass(frozen=True)
@@ -127,20 +149,92 @@ def payments_for(user: User, page: int, per_page: int) -> Page:
     )
 
 
-def usage_meters(user: User, subscription: UserSubscription) -> list[Meter]:
-    """One meter per quota of the plan, for the subscription's current period (metered ones read the rollup)."""
-    limits = subscription.plan.quotas or {}
+def run_out_at(used: int, limit: int, period_start: datetime, period_end: datetime,
+               now: datetime) -> datetime | None:
+    """When ``limit`` is reached if use goes on at this period's rate so far, or None when not before the period
+    ends (nothing used yet, or the rate is too low). Only for a limit not reached yet."""
+    elapsed = now - period_start
+    if used <= 0 or used >= limit or elapsed <= timedelta(0):
+        return None
+    # At ``used / elapsed`` per unit of time, the rest of the limit takes ``elapsed * rest / used``.
+    moment = now + elapsed * ((limit - used) / used)
+    return moment if moment < period_end else None
+
+
+def usage_meters(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[Meter]:
+    """One meter per quota of the plan, for the subscription's current period, with each metered one's forecast."""
+    now = now or utcnow()
+    plan = subscription.plan
+    limits = plan.quotas or {}
     terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
     totals = (quotas.period_usage(user.id, terms) if any(key in quotas.METERED_QUOTAS for key in limits) else {})
     meters = []
     # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
-    for key in (key for key in quotas.QUOTA_LABELS if key in limits):
-        if key in quotas.METERED_QUOTAS:
+    for key in (key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None):
+        limit, metered = int(limits[key]), key in quotas.METERED_QUOTAS
+        if metered:
             used = sum(totals.get(metric, 0) for metric in quotas.METERED_QUOTAS[key])
         else:
             used = quotas.used(user, key, terms)
-        meters.append(Meter(key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=int(limits[key])))
+        meters.append(Meter(
+            key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=limit, at_limit=terms.at_limit(key),
+            price=terms.overage_price(key), currency=plan.currency, metered=metered,
+            runs_out_at=run_out_at(used, limit, terms.period_start, terms.period_end, now) if metered else None,
+        ))
     return meters
+
+
+def plan_that_fits(subscription: UserSubscription, meters: list[Meter]) -> Plan | None:
+    """The cheapest public plan, other than the current one, whose limits cover all of this period's use;
+    only looked for once a quota is reached (None otherwise, or when no plan covers it)."""
+    if not any(meter.reached for meter in meters):
+        return None
+    usage = {meter.key: meter.used for meter in meters}
+    for plan in public_plans_by_price(subscription.plan.billing_interval):
+        terms = quotas.Allowance(quotas.with_defaults(plan.quotas), subscription.current_period_start,
+                                 subscription.current_period_end)
+        if plan.id != subscription.plan_id and terms.covers(usage):
+            return plan
+    return None
+
+
+def public_plans_by_price(billing_interval: str) -> list[Plan]:
+    return list(db.session.scalars(
+        select(Plan).where(Plan.is_public, Plan.billing_interval == billing_interval)
+        .order_by(Plan.price_cents, Plan.sort_order, Plan.id)
+    ))
+
+
+def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -> tuple[str, ...]:
+    """What the move to ``plan`` at the period end will do to use that already exceeds its quotas."""
+    now_terms = quotas.Allowance(quotas.with_defaults(subscription.plan.quotas), subscription.current_period_start,
+                                 subscription.current_period_end)
+    new_terms = quotas.Allowance(quotas.with_defaults(plan.quotas), subscription.current_period_end,
+                                 subscription.current_period_end)
+    on = day_text(subscription.current_period_end)
+    warnings = []
+    for key in quotas.QUOTA_LABELS:
+        limit = new_terms.limit(key)
+        if limit is None or (key not in quotas.METERED_QUOTAS and key not in COUNTED_QUOTAS):
+            continue
+        used = quotas.used(user, key, now_terms)
+        if used <= limit:
+            continue
+        label = quotas.QUOTA_LABELS[key].lower()
+        if key in quotas.METERED_QUOTAS:
+            price = new_terms.overage_price(key)
+            then = (f"use past it is billed at {money(price.cents, plan.currency)} per {count_text(price.per)}"
+                    if new_terms.at_limit(key) == quotas.OVERAGE else "work that needs more is refused")
+            warnings.append(f"You used {count_text(used)} {label} this period; {plan.name} allows "
+                            f"{count_text(limit)} per period. From {on}, once a period reaches it, {then}.")
+        elif key == "training_jobs":
+            warnings.append(f"You started {count_text(used)} training jobs this period; {plan.name} allows "
+                            f"{count_text(limit)} per period. From {on}, no job starts past that number.")
+        else:
+            warnings.append(f"You have {count_text(used)} {label}; {plan.name} allows {count_text(limit)}. "
+                            f"On {on} they all stay, but you cannot add another until you have fewer than "
+                            f"{count_text(limit)}.")
+    return tuple(warnings)
 
 
 def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[DailyUsage]:
@@ -197,14 +291,16 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None) -> Qu
         raise PlanChangeError(
             f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
         )
-    return Quote("downgrade", plan, 0, subscription.current_period_end)
+    return Quote("downgrade", plan, 0, subscription.current_period_end,
+                 downgrade_warnings(user, subscription, plan))
 
 
 def _bill(subscription: UserSubscription, amount_cents: int, description: str, gateway: PaymentGateway,
-          idempotency_key: str | None = None) -> Payment:
+          idempotency_key: str | None = None, lines: list[dict] | None = None) -> Payment:
     payment = Payment(
         user_id=subscription.user_id, subscription=subscription, amount_cents=amount_cents,
         currency=subscription.plan.currency, description=description[:255], idempotency_key=idempotency_key,
+        lines=lines or [],
     )
     db.session.add(payment)
     gateway.collect(payment)
@@ -343,7 +439,7 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
     now = now or utcnow()
     gateway = gateway or default_gateway()
     summary = RollOverSummary()
-    _take_sqlite_write_lock()
+    take_sqlite_write_lock()
     # Overlapping runs split the work: on PostgreSQL each takes the due rows no other run holds
     # and skips the rest, so every subscription is rolled by exactly one run.
     due = db.session.scalars(
@@ -356,8 +452,11 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
     )
     for subscription in due:
         while subscription.current_period_end <= now:
+            # The period that just ended was used, and its overage is billed, under the plan it ran on.
+            ended = quotas.Allowance(quotas.with_defaults(subscription.plan.quotas),
+                                     subscription.current_period_start, subscription.current_period_end)
             if subscription.cancel_at_period_end:
-                _end(subscription)
+                _end(subscription, ended, gateway)
                 summary.ended += 1
                 break
             if subscription.pending_plan is not None:
@@ -365,13 +464,13 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
                        {"plan": [subscription.plan.code, subscription.pending_plan.code]}, actor=None)
                 subscription.plan, subscription.pending_plan = subscription.pending_plan, None
                 summary.downgraded += 1
-            _renew(subscription, gateway)
+            _renew(subscription, ended, gateway)
             summary.renewed += 1
     db.session.flush()
     return summary
 
 
-def _take_sqlite_write_lock() -> None:
+def take_sqlite_write_lock() -> None:
     """On SQLite, start the transaction as a writer (a no-op UPDATE), so an overlapping run
     waits for this one (busy_timeout) instead of failing later on a snapshot that went stale.
     SQLite has no row locks; it serialises writers."""
@@ -379,25 +478,52 @@ def _take_sqlite_write_lock() -> None:
         db.session.execute(update(UserSubscription).where(false()).values(id=UserSubscription.id))
 
 
-def _end(subscription: UserSubscription) -> None:
+def overage_lines(user: User, ended: quotas.Allowance, currency: str) -> list[dict]:
+    """One payment line per metered quota used past its limit in the period ``ended`` covers, where it is billed."""
+    period = f"{day_text(ended.period_start)} – {day_text(ended.period_end)}"
+    return [
+        {"description": f"{quotas.QUOTA_LABELS[overage.key]} past the {count_text(ended.limit(overage.key))} limit, "
+                        f"{period}: {count_text(overage.quantity)} at {money(overage.price.cents, currency)} "
+                        f"per {count_text(overage.price.per)}",
+         "amount_cents": overage.amount_cents, "quota": overage.key, "quantity": overage.quantity}
+        for overage in quotas.period_overages(user, ended)
+    ]
+
+
+def _end(subscription: UserSubscription, ended: quotas.Allowance, gateway: PaymentGateway) -> None:
     record("subscription.end", subscription, {"status": [subscription.status, "canceled"]}, actor=None)
     subscription.status = "canceled"
     if subscription.user.current_subscription_id == subscription.id:
         subscription.user.current_subscription_id = None
+    lines = overage_lines(subscription.user, ended, subscription.plan.currency)
+    if lines:
+        # The last period's overage has no renewal to ride on: it is billed on its own, once (keyed by period).
+        _bill(subscription, sum(line["amount_cents"] for line in lines),
+              f"{subscription.plan.name} plan, overage of the last period to {day_text(ended.period_end)}", gateway,
+              idempotency_key=f"overage-{subscription.id}-{ended.period_end:%Y%m%dT%H%M%S}", lines=lines)
 
 
-def _renew(subscription: UserSubscription, gateway: PaymentGateway) -> None:
+def _renew(subscription: UserSubscription, ended: quotas.Allowance, gateway: PaymentGateway) -> None:
     start = subscription.current_period_end
     subscription.current_period_start = start
     subscription.current_period_end = start + PERIOD_LENGTHS[subscription.plan.billing_interval]
     if subscription.status == "trialing":
         subscription.status = "active"
+    plan = subscription.plan
+    description = f"{plan.name} plan, period from {day_text(start)}"
+    lines = overage_lines(subscription.user, ended, plan.currency)
+    if lines:
+        description += ", with the overage of the period before"
+        lines.insert(0, {"description": f"{plan.name} plan, {day_text(start)} – "
+                                        f"{day_text(subscription.current_period_end)}",
+                         "amount_cents": plan.price_cents})
     payment = None
-    if subscription.plan.price_cents:
+    if plan.price_cents or lines:
         # Keyed by period, so a renewal billed twice would collide instead of charging twice.
-        payment = _bill(subscription, subscription.plan.price_cents,
-                        f"{subscription.plan.name} plan, period from {day_text(start)}", gateway,
-                        idempotency_key=f"renewal-{subscription.id}-{start:%Y%m%dT%H%M%S}")
-    record("subscription.renew", subscription,
-           {"period_start": start, "plan": subscription.plan.code,
-            "payment": payment.provider_ref if payment else None}, actor=None)
+        payment = _bill(subscription, sum(line["amount_cents"] for line in lines) or plan.price_cents,
+                        description, gateway, idempotency_key=f"renewal-{subscription.id}-{start:%Y%m%dT%H%M%S}",
+                        lines=lines)
+    changes = {"period_start": start, "plan": plan.code, "payment": payment.provider_ref if payment else None}
+    if lines:
+        changes["overage_cents"] = sum(line["amount_cents"] for line in lines[1:])
+    record("subscription.renew", subscription, changes, actor=None)

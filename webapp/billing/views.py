@@ -11,7 +11,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.access import login_required, permission_required
 from webapp.accounts.models import User
-from webapp.billing import bp, services
+from webapp import quotas
+from webapp.billing import alerts, bp, services
 from webapp.billing.services import ChangeResult, PlanChangeError
 from webapp.extensions import db
 from webapp.htmx import is_htmx, render_page_or_block
@@ -27,6 +28,11 @@ MAX_AMOUNT_DIGITS = 12
 bp.add_app_template_filter(services.money, "money")
 bp.add_app_template_filter(services.day_text, "day")
 bp.add_app_template_filter(services.count_text, "count")
+
+
+@bp.app_template_filter("quota_label")
+def quota_label(key: str) -> str:
+    return quotas.QUOTA_LABELS.get(key, key)
 
 
 
@@ -60,6 +66,7 @@ def subject_url(subject: User, name: str, **values) -> str:
 
 def page_context(subject: User, notice: str | None = None, level: str = "success") -> dict:
     subscription = services.live_subscription(subject)
+    meters = services.usage_meters(subject, subscription) if subscription else []
     return {
         "subject": subject,
         "on_behalf": subject.id != current_user.id,
@@ -67,7 +74,9 @@ def page_context(subject: User, notice: str | None = None, level: str = "success
         "subscription": subscription,
         "ended": services.latest_ended_subscription(subject) if subscription is None else None,
         "plans": services.public_plans(),
-        "meters": services.usage_meters(subject, subscription) if subscription else [],
+        "meters": meters,
+        "fits": services.plan_that_fits(subscription, meters) if subscription else None,
+        "usage_alerts": alerts.current_alerts(subject) if subject.id == current_user.id else [],
         "days": services.daily_usage(subject, subscription) if subscription else [],
         "payments": services.payments_for(subject, 1, current_app.config["PAGE_SIZE"]),
         "notice": notice,
@@ -174,6 +183,18 @@ def subscription_cancel(subject: User):
 @subject_route("/resume", methods=("POST",))
 def subscription_resume(subject: User):
     return apply_change(subject, lambda: services.resume_subscription(subject, actor=current_user))
+
+
+@bp.post("/account/usage-alerts/dismiss")
+@login_required
+def usage_alerts_dismiss():
+    """Hide the usage alerts banner for the running period (HTMX: the banner goes; else back to the page)."""
+    alerts.dismiss_alerts(current_user)
+    db.session.commit()
+    if is_htmx():
+        return ""
+    flash("The usage alerts are dismissed for this period.", "success")
+    return redirect(url_for("billing.subscription"), 303)
 
 
 @user_panel("billing/_support_panel.html", "billing.read", order=10)

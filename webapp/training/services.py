@@ -938,13 +938,15 @@ class JobPreview:
     job_type: str
     provider_key: UserProviderConfig | None
     provider_name: str | None
+    # What minutes past the limit cost where the plan bills them instead of blocking, else None.
+    minutes_overage: str | None = None
 
     @property
     def blocked(self) -> str | None:
         """Why the job cannot start now, or None."""
         if self.jobs_left == 0:
             return "You have no training jobs left this period."
-        if self.minutes_left == 0:
+        if self.minutes_left == 0 and self.minutes_overage is None:
             return "You have no training minutes left this period."
         if self.concurrent_left == 0:
             return "You already run as many jobs at once as your plan allows; wait for one to finish."
@@ -961,9 +963,13 @@ def job_preview(user: User, model: AIModel | None) -> JobPreview:
         return None if limit is None else max(limit - quotas.used(user, key, terms), 0)
 
     job_type = job_type_for(model) if model else "internal"
+    price = terms.overage_price("training_minutes") if terms.at_limit("training_minutes") == quotas.OVERAGE else None
+    overage = None
+    if price:
+        overage = f"{price.cents} cents per {'minute' if price.per == 1 else f'{price.per:,} minutes'} past the limit"
     return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
                       job_type, provider_key_for(user, model) if model else None,
-                      model.provider.name if model and model.provider else None)
+                      model.provider.name if model and model.provider else None, overage)
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""Overage billed at roll-over: one line per metered quota used past its limit, on the renewal payment, once."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from tests.billing.test_rules import payments_of
+from tests.conftest import login
+from tests.factories import make_plan, make_subscription, make_usage, make_user
+from webapp.accounts.models import AuditEvent
+from webapp.billing import services
+from webapp.db import utcnow
+
+OVERAGE_PLAN = {"tokens": 1_000_000, "requests": 100, "training_minutes": 60,
+                "overage": {"tokens": {"per": 1_000, "cents": 2}, "training_minutes": {"per": 1, "cents": 10}}}
+
+
+def test_overage_appears_once_on_the_renewal_payment_after_two_runs(db_session):
+    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN)
+    user = make_user()
+    start = utcnow() - timedelta(days=31)
+    subscription = make_subscription(user, pro, current_period_start=start)
+    make_usage(user, "input_tokens", 900_000, occurred_at=start + timedelta(days=3))
+    make_usage(user, "output_tokens", 112_345, occurred_at=start + timedelta(days=20))  # 12,345 past the limit
+    make_usage(user, "requests", 500, occurred_at=start + timedelta(days=20))  # blocks: never billed
+    make_usage(user, "training_minutes", 60, occurred_at=start + timedelta(days=5))  # at the limit, not past it
+    make_usage(user, "input_tokens", 5_000_000, occurred_at=start - timedelta(days=1))  # the period before
+
+    assert services.roll_periods() == services.RollOverSummary(renewed=1)
+    assert services.roll_periods() == services.RollOverSummary()
+
+    [payment] = payments_of(db_session, subscription)
+    # 12,345 tokens past the limit: 13 started thousands at 2 cents.
+    assert payment.amount_cents == 2900 + 26
+    assert [(line["amount_cents"], line.get("quota"), line.get("quantity")) for line in payment.lines] == [
+        (2900, None, None), (26, "tokens", 12_345)]
+    assert payment.lines[1]["description"].startswith("Tokens past the 1,000,000 limit")
+    assert payment.lines[1]["description"].endswith("12,345 at $0.02 per 1,000")
+    assert payment.description.endswith("with the overage of the period before")
+    renewal = db_session.scalar(select(AuditEvent.changes).where(AuditEvent.action == "subscription.renew"))
+    assert renewal["overage_cents"] == 26
+
+
+def test_each_missed_period_bills_its_own_overage_once(db_session):
+    pro = make_plan("pro", 2900, quotas=OVERAGE_PLAN)
+    user = make_user()
+    start = utcnow() - timedelta(days=65)  # periods ended 35 and 5 days ago
+    subscription = make_subscription(user, pro, current_period_start=start)
+    make_usage(user, "training_minutes", 61, occurred_at=start + timedelta(days=1))
+    make_usage(user, "training_minutes", 75, occurred_at=start + timedelta(days=31))
+    make_usage(user, "training_minutes", 500, occurred_at=utcnow() - timedelta(hours=1))  # the open period
+
+    assert services.roll_periods() == services.RollOverSummary(renewed=2)
+    services.roll_periods()
+
+    payments = payments_of(db_session, subscription)
+    assert [p.amount_cents for p in payments] == [2900 + 10, 2900 + 150]
+    assert [p.lines[1]["quantity"] for p in payments] == [1, 15]
+
+
+def test_without_overage_the_renewal_stays_one_amount_without_lines(db_session):
+    pro = make_plan("pro", 2900, quotas=OVERAGE_PLAN)
+    user = make_user()
+    subscription = make_subscription(user, pro, current_period_start=utcnow() - timedelta(days=31))
+    services.roll_periods()
+    [payment] = payments_of(db_session, subscription)
+    assert (payment.amount_cents, payment.lines) == (2900, [])
+
+
+def test_a_free_plan_with_overage_is_billed_for_the_overage_alone(db_session):
+    free = make_plan("free", 0, quotas={"tokens": 1_000, "overage": {"tokens": {"per": 100, "cents": 5}}})
+    user = make_user()
+    start = utcnow() - timedelta(days=31)
+    subscription = make_subscription(user, free, current_period_start=start)
+    make_usage(user, "input_tokens", 1_250, occurred_at=start + timedelta(days=1))
+    services.roll_periods()
+    [payment] = payments_of(db_session, subscription)
+    assert payment.amount_cents == 15 and [line["amount_cents"] for line in payment.lines] == [0, 15]
+
+
+def test_a_subscription_that_ends_is_billed_its_last_overage_once(db_session):
+    pro = make_plan("pro", 2900, quotas=OVERAGE_PLAN)
+    user = make_user()
+    start = utcnow() - timedelta(days=31)
+    subscription = make_subscription(user, pro, current_period_start=start, cancel_at_period_end=True)
+    make_usage(user, "input_tokens", 1_001_000, occurred_at=start + timedelta(days=1))
+    assert services.roll_periods() == services.RollOverSummary(ended=1)
+    services.roll_periods()
+    [payment] = payments_of(db_session, subscription)
+    assert payment.amount_cents == 2 and payment.lines[0]["quota"] == "tokens"
+    assert payment.idempotency_key.startswith(f"overage-{subscription.id}-")
+
+
+def test_a_downgraded_period_is_billed_at_the_plan_it_ran_on(db_session):
+    team = make_plan("team", 9900, quotas={"tokens": 10, "overage": {"tokens": {"per": 1, "cents": 1}}})
+    pro = make_plan("pro", 2900, quotas={"tokens": 10})
+    user = make_user()
+    start = utcnow() - timedelta(days=31)
+    subscription = make_subscription(user, team, current_period_start=start, pending_plan_id=pro.id)
+    make_usage(user, "input_tokens", 15, occurred_at=start + timedelta(days=1))
+    services.roll_periods()
+    [payment] = payments_of(db_session, subscription)
+    assert payment.amount_cents == 2900 + 5 and payment.lines[0]["description"].startswith("Pro plan")
+
+
+def test_the_payment_history_lists_the_lines(client, db_session):
+    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN)
+    user = make_user()
+    start = utcnow() - timedelta(days=31)
+    make_subscription(user, pro, current_period_start=start)
+    make_usage(user, "input_tokens", 1_002_000, occurred_at=start + timedelta(days=1))
+    services.roll_periods()
+    db_session.commit()
+    login(client, user)
+    body = client.get("/account/subscription/payments").get_data(as_text=True)
+    assert "Tokens past the 1,000,000 limit" in body and "$0.04" in body and "$29.04" in body
