@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "training_job_datasets", "training_job_events", "training_job_status_counts", "minions", "minion_xp_events",
     "minion_xp_gains",
     "migration_log", "job_runners", "job_runner_reports", "training_workers", "mail_outbox",
+    "billing_customers", "checkout_sessions", "webhook_events",
 }
 
 
