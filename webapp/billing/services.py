@@ -476,7 +476,7 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
     now = now or utcnow()
     gateway = gateway or default_gateway()
     summary = RollOverSummary()
-    _take_sqlite_write_lock()
+    take_sqlite_write_lock()
     # Overlapping runs split the work: on PostgreSQL each takes the due rows no other run holds
     # and skips the rest, so every subscription is rolled by exactly one run.
     due = db.session.scalars(
@@ -506,7 +506,7 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
     return summary
 
 
-def _take_sqlite_write_lock() -> None:
+def take_sqlite_write_lock() -> None:
     """On SQLite, start the transaction as a writer (a no-op UPDATE), so an overlapping run
     waits for this one (busy_timeout) instead of failing later on a snapshot that went stale.
     SQLite has no row locks; it serialises writers."""

@@ -58,6 +58,7 @@ def receive(document: dict[str, Any]) -> str:
 
     A duplicate stored meanwhile makes the flush raise IntegrityError, which the caller answers as a replay.
     """
+    services.take_sqlite_write_lock()
     if already_received(document["id"]):
         return "ignored: already received"
     event = Event(document["id"], from_timestamp(document["created"]))
