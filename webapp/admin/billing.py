@@ -83,6 +83,7 @@ class UsageView(BillingView):
 class BillingCustomerView(BillingView):
     column_list = ("id", "user", "provider", "customer_ref", "created_at")
     column_searchable_list = ("user.email", "customer_ref")
+    column_filters = ("provider", "created_at")
     form_columns = ("user", "provider", "customer_ref")
     form_choices = {"provider": choices((STRIPE,))}
     form_ajax_refs = {"user": USER_LOOKUP}
