@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.billing.fake_stripe import SECRET_KEY, FakeStripe, new_id
-from tests.billing.stripe_events import WEBHOOK_SECRET, body, deliver, event, signature
+from tests.billing.stripe_events import body, deliver, event, signature
 from tests.billing.test_stripe import card_subscriber
 from tests.concurrency import all_at_once
 from tests.conftest import login, make_test_app
