@@ -324,6 +324,11 @@ def test_the_staff_page_links_the_stripe_customer_and_subscription(client, card_
     html = client.get(f"/billing/users/{user.id}/subscription").get_data(as_text=True)
     assert f'href="https://dashboard.stripe.com/test/customers/{customer.customer_ref}"' in html
     assert f'href="https://dashboard.stripe.com/test/subscriptions/{subscription.provider_ref}"' in html
+    subscription.status = "canceled"  # once it has ended, the page still leads to it
+    db_session.flush()
+    html = client.get(f"/billing/users/{user.id}/subscription").get_data(as_text=True)
+    assert f'last subscription <a href="https://dashboard.stripe.com/test/subscriptions/{subscription.provider_ref}"' \
+        in html
 
 
 def test_staff_cannot_start_a_card_subscription_for_someone(client, card_plans, fake_stripe, db_session):
