@@ -173,6 +173,8 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
         "PASSWORD_HASH_PROFILE": "CHEAPEST",
         # Dispatched jobs wait in memory: no worker runs in ordinary tests (tests/training/broker run them).
         "CELERY_BROKER_URL": "memory://",
+        # Stripe's webhook answers (verifying signatures); the gateway stays manual without a secret key.
+        "STRIPE_WEBHOOK_SECRET": "whsec_test_console_webhooks",
     }
     config.update(overrides)
     os.environ.setdefault("INSTANCE_PATH", str(tmp_dir / "instance"))

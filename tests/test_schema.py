@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "minion_xp_gains",
     "migration_log", "job_runners", "job_runner_reports", "training_workers", "mail_outbox",
     "metering_tokens", "usage_rollups", "usage_alerts",
+    "billing_customers", "checkout_sessions", "webhook_events",
 }
 
 

@@ -63,8 +63,8 @@ def register_blueprints(app: Flask) -> None:
     from webapp.datasets import views as datasets
     from webapp.metering.api import api_bp as metering_api
 
-    for blueprint in (accounts.bp, signup.bp, billing.bp, home.bp, providers.bp, support.bp, minions.bp, datasets.bp,
-                      training.bp, training.api_bp, metering_api):
+    for blueprint in (accounts.bp, signup.bp, billing.bp, billing.webhooks_bp, home.bp, providers.bp, support.bp,
+                      minions.bp, datasets.bp, training.bp, training.api_bp, metering_api):
         app.register_blueprint(blueprint)
     admin.init_app(app)
 

@@ -139,6 +139,14 @@ def from_environment(instance_path: str) -> dict:
         "BILLING_ROLL_SECONDS": _float("BILLING_ROLL_SECONDS", 3600),
         # How often beat looks for metered quotas that crossed 50, 80 or 100% (and mails their users).
         "USAGE_ALERT_SECONDS": _float("USAGE_ALERT_SECONDS", 600),
+        # Card payments through Stripe, when both are set (README: "Card payments through Stripe");
+        # without them payments are invoices paid by bank transfer. Each plan sold by card names its
+        # Stripe price in the admin (Plans → Stripe price id).
+        "STRIPE_SECRET_KEY": env("STRIPE_SECRET_KEY"),
+        "STRIPE_WEBHOOK_SECRET": env("STRIPE_WEBHOOK_SECRET"),
+        # A signed event older than this is refused (a replayed capture), as Stripe's libraries do.
+        "STRIPE_WEBHOOK_TOLERANCE_SECONDS": _int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300),
+        "STRIPE_WEBHOOK_MAX_BYTES": _int("STRIPE_WEBHOOK_MAX_BYTES", 512 * 1024),
         # minion-console starts a Celery worker and beat beside the web server unless this is off.
         "EMBEDDED_WORKER": _bool("EMBEDDED_WORKER", True),
         "COUNT_ESTIMATE_THRESHOLD": _int("COUNT_ESTIMATE_THRESHOLD", 10_000),

@@ -2,7 +2,9 @@
 from webapp.accounts.models import (  # noqa: F401
     AuditEvent, Permission, Role, RolePermission, Token, User, UserRole, UserSession,
 )
-from webapp.billing.models import Payment, Plan, UsageRecord, UserSubscription  # noqa: F401
+from webapp.billing.models import (  # noqa: F401
+    BillingCustomer, CheckoutSession, Payment, Plan, UsageRecord, UserSubscription, WebhookEvent,
+)
 from webapp.datasets.models import Dataset  # noqa: F401
 from webapp.metering.models import MeteringToken, UsageRollup  # noqa: F401
 from webapp.minions.models import Minion, MinionXpEvent  # noqa: F401

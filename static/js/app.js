@@ -46,6 +46,11 @@
     if (event.detail.successful && banner) banner.hidden = true;
   });
 
+  // <button data-print>: the browser's print dialog (the page's print styles leave the invoice alone).
+  document.body.addEventListener("click", function (event) {
+    if (event.target.closest("[data-print]")) window.print();
+  });
+
   // <button data-dismiss="#selector">: empties that element (closing a confirmation without a request).
   document.body.addEventListener("click", function (event) {
     var button = event.target.closest("[data-dismiss]");

@@ -16,7 +16,7 @@ from webapp.accounts.models import User
 from webapp.accounts.profile import email_change_token
 from webapp.accounts.sessions import start_session
 from webapp.accounts.tokens import EMAIL_VERIFICATION, PASSWORD_RESET, issue_token
-from webapp.billing.models import Plan
+from webapp.billing.models import CheckoutSession, Payment, Plan
 from webapp.billing.services import live_subscription
 from webapp.datasets.models import Dataset
 from webapp.extensions import db
@@ -66,6 +66,21 @@ class Demo:
         """``email``'s first record of ``model`` (a minion, a dataset) by id."""
         return db.session.scalars(select(model).where(owner_column == self.user(email).id).order_by(model.id)).first()
 
+    def payment(self, email: str) -> Payment:
+        return db.session.scalars(select(Payment).where(Payment.user_id == self.user(email).id,
+                                                        Payment.status == "succeeded").order_by(Payment.id)).first()
+
+    def checkout(self, email: str) -> CheckoutSession:
+        """A checkout ``email`` was sent to and Stripe has not confirmed yet (its return page says "processing")."""
+        user = self.user(email)
+        checkout = db.session.scalars(select(CheckoutSession).where(CheckoutSession.user_id == user.id)).first()
+        if checkout is None:
+            plan = db.session.scalars(select(Plan).where(Plan.is_public).order_by(Plan.sort_order.desc())).first()
+            checkout = CheckoutSession(user_id=user.id, plan_id=plan.id, session_ref=f"cs_test_pages_{user.id}")
+            db.session.add(checkout)
+            db.session.flush()
+        return checkout
+
     def plan_code_other_than_current(self, email: str) -> str:
         current = live_subscription(self.user(email))
         return db.session.scalars(select(Plan.code).where(Plan.is_public, Plan.id != current.plan_id)
@@ -84,6 +99,8 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
                  for status in ("running", "succeeded", "failed") if demo.job("grace@demo.test", status)]
     minion = demo.first_of(Minion, Minion.owner_user_id, "grace@demo.test")
     dataset = demo.first_of(Dataset, Dataset.owner_user_id, "grace@demo.test")
+    payment = demo.payment("grace@demo.test")
+    checkout = demo.checkout("grace@demo.test")
     db.session.commit()
     signed_in = [Visit(role, "/") for role in ("user", "support", "admin")]
     return {
@@ -104,6 +121,13 @@ def console_pages(demo: Demo) -> dict[str, list[Visit]]:
             Visit("admin", f"/billing/users/{grace.id}/subscription/payments")],
         "/billing/users/<int:user_id>/subscription/change": [
             Visit("admin", f"/billing/users/{grace.id}/subscription/change?plan={other_plan}")],
+        "/account/subscription/payments/<int:payment_id>/invoice": [
+            Visit("user", f"/account/subscription/payments/{payment.id}/invoice")],
+        "/billing/users/<int:user_id>/subscription/payments/<int:payment_id>/invoice": [
+            Visit("admin", f"/billing/users/{grace.id}/subscription/payments/{payment.id}/invoice")],
+        "/account/subscription/checkout/return": [
+            Visit("user", f"/account/subscription/checkout/return?session_id={checkout.session_ref}")],
+        "/billing/payments/<int:payment_id>/refund": [Visit("support", f"/billing/payments/{payment.id}/refund")],
         "/jobs": [Visit("user", "/jobs"), Visit("admin", "/jobs")],
         "/jobs/<int:job_id>": job_pages,
         "/leaderboard": [Visit("user", "/leaderboard")],

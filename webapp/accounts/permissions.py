@@ -14,6 +14,7 @@ PERMISSIONS: dict[str, str] = {
     "accounts.lock": "Lock and unlock user accounts",
     "billing.read": "See plans, subscriptions and payments",
     "billing.manage": "Change plans, subscriptions and payments",
+    "billing.refund": "Refund payments, in full or in part",
     "providers.read": "See the provider catalogue and users' provider settings",
     "providers.manage": "Edit the provider catalogue",
     "models.read": "See the model registry",
@@ -28,7 +29,8 @@ PERMISSIONS: dict[str, str] = {
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": tuple(PERMISSIONS),
-    "support": ("users.read", "tokens.issue", "sessions.revoke", "accounts.lock", "audit.read", "billing.read"),
+    "support": ("users.read", "tokens.issue", "sessions.revoke", "accounts.lock", "audit.read", "billing.read",
+                "billing.refund"),
     "user": (),
 }
 

@@ -1,4 +1,4 @@
-"""Billing: plans, subscriptions, payments and usage."""
+"""Billing: plans, subscriptions, payments, usage, and Stripe's customers, checkouts and events."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +10,8 @@ from wtforms.validators import NumberRange, Optional, StopValidation, Validation
 from webapp import quotas
 from webapp.admin.base import USER_LOOKUP, SecureModelView, choice_filter, choices, lookup
 from webapp.billing.models import (
-    BILLING_INTERVALS, PAYMENT_STATUSES, SUBSCRIPTION_STATUSES, USAGE_METRICS, Payment, Plan, UsageRecord,
-    UserSubscription,
+    BILLING_INTERVALS, MANUAL, PAYMENT_STATUSES, STRIPE, SUBSCRIPTION_STATUSES, USAGE_METRICS, BillingCustomer,
+    CheckoutSession, Payment, Plan, UsageRecord, UserSubscription, WebhookEvent,
 )
 from webapp.metering.models import MeteringToken
 from webapp.db import utcnow
@@ -108,7 +108,10 @@ class PlanView(BillingView):
     column_default_sort = "sort_order"
     form_extra_fields = metered_quota_fields()
     form_columns = ("code", "name", "description", "price_cents", "currency", "billing_interval",
-                    *form_extra_fields, "quotas", "features", "is_public", "sort_order")
+                    *form_extra_fields, "quotas", "features", "is_public", "sort_order", "stripe_price_id")
+    column_labels = {"stripe_price_id": "Stripe price id"}
+    column_descriptions = {"stripe_price_id": "The Stripe price (price_...) a card subscription to this plan is "
+                                              "billed at, when Stripe is configured; empty: not sold by card."}
     form_choices = {"currency": choices(CURRENCIES), "billing_interval": choices(BILLING_INTERVALS)}
     form_args = {"quotas": {"label": "Other quotas", "validators": [no_metered_keys],
                             "description": 'JSON object, e.g. {"minions": 5, "training_jobs": 20}; '
@@ -146,15 +149,17 @@ class SubscriptionView(BillingView):
                       "plan.name",
                       "current_period_end", "created_at")
     form_columns = ("user", "plan", "status", "current_period_start", "current_period_end",
-                    "cancel_at_period_end", "canceled_at", "pending_plan", "provider_ref")
-    form_choices = {"status": choices(SUBSCRIPTION_STATUSES)}
+                    "cancel_at_period_end", "canceled_at", "pending_plan", "provider", "provider_ref",
+                    "provider_customer_ref")
+    form_choices = {"status": choices(SUBSCRIPTION_STATUSES), "provider": choices((MANUAL, STRIPE))}
     form_ajax_refs = {"user": USER_LOOKUP, "plan": lookup("name", "code"), "pending_plan": lookup("name", "code")}
     eager = (joinedload(UserSubscription.user), joinedload(UserSubscription.plan),
              joinedload(UserSubscription.pending_plan))
 
 
 class PaymentView(BillingView):
-    column_list = ("id", "user", "amount_cents", "currency", "status", "provider", "paid_at", "created_at")
+    column_list = ("id", "user", "amount_cents", "refunded_cents", "currency", "status", "provider", "paid_at",
+                   "created_at")
     column_searchable_list = ("user.email", "provider_ref", "description")
     column_filters = (choice_filter(Payment.status, "Status", PAYMENT_STATUSES), "paid_at", "created_at",
                       "user.email")
@@ -191,6 +196,37 @@ class MeteringTokenView(BillingView):
     column_searchable_list = ("name",)
     column_filters = ("is_active",)
     form_columns = ("name", "is_active")
+class BillingCustomerView(BillingView):
+    column_list = ("id", "user", "provider", "customer_ref", "created_at")
+    column_searchable_list = ("user.email", "customer_ref")
+    column_filters = ("provider", "created_at")
+    form_columns = ("user", "provider", "customer_ref")
+    form_choices = {"provider": choices((STRIPE,))}
+    form_ajax_refs = {"user": USER_LOOKUP}
+    eager = (joinedload(BillingCustomer.user),)
+
+
+class CheckoutSessionView(BillingView):
+    """Checkouts users were sent to; Stripe's webhook completes them, nobody edits them."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "user", "plan", "status", "session_ref", "created_at")
+    column_searchable_list = ("user.email", "session_ref")
+    column_filters = ("status", "created_at")
+    column_default_sort = ("id", True)
+    eager = (joinedload(CheckoutSession.user), joinedload(CheckoutSession.plan))
+
+
+class WebhookEventView(BillingView):
+    """Every event Stripe sent, as received, and what it did here."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "provider", "event_type", "event_ref", "occurred_at", "outcome", "created_at")
+    column_details_list = ("id", "provider", "event_type", "event_ref", "occurred_at", "created_at", "outcome",
+                           "payload")
+    column_searchable_list = ("event_ref", "event_type")
+    column_filters = ("event_type", "occurred_at", "created_at")
+    column_default_sort = ("id", True)
 
 
 def views() -> list[SecureModelView]:
@@ -200,4 +236,7 @@ def views() -> list[SecureModelView]:
         PaymentView(Payment, "admin_payments", "Payments", CATEGORY),
         UsageView(UsageRecord, "admin_usage_records", "Usage", CATEGORY),
         MeteringTokenView(MeteringToken, "admin_metering_tokens", "Metering tokens", CATEGORY),
+        BillingCustomerView(BillingCustomer, "admin_billing_customers", "Customers", CATEGORY),
+        CheckoutSessionView(CheckoutSession, "admin_checkout_sessions", "Checkouts", CATEGORY),
+        WebhookEventView(WebhookEvent, "admin_webhook_events", "Webhook events", CATEGORY),
     ]

@@ -17,6 +17,9 @@ LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded")
 # The shares of a metered quota (in percent) whose crossing is announced, once per period each.
 ALERT_THRESHOLDS = (50, 80, 100)
+# Who runs a subscription's periods and collects its money: staff by invoice, or Stripe.
+MANUAL, STRIPE = "manual_invoice", "stripe"
+CHECKOUT_STATUSES = ("open", "completed")
 
 _live_statuses_sql = "status IN ('trialing', 'active', 'past_due')"
 
@@ -40,6 +43,8 @@ class Plan(TimestampMixin, db.Model):
     features: Mapped[list[Any]] = mapped_column(default=list)
     is_public: Mapped[bool] = mapped_column(default=True, server_default=true())
     sort_order: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The Stripe price (price_...) a card subscription to this plan is billed at; none: not sold by card.
+    stripe_price_id: Mapped[str | None] = mapped_column(String(120), unique=True)
 
     def __str__(self) -> str:
         return self.name
@@ -68,7 +73,14 @@ class UserSubscription(TimestampMixin, db.Model):
     canceled_at: Mapped[datetime | None]
     # A downgrade waits here until the period ends; it can be called off until then.
     pending_plan_id: Mapped[int | None] = mapped_column(fk("plans.id", "SET NULL"), index=True)
-    provider_ref: Mapped[str | None] = mapped_column(String(120))
+    provider_ref: Mapped[str | None] = mapped_column(String(120), index=True)
+    # MANUAL: the console rolls the periods and invoices; STRIPE: Stripe does, and its webhooks tell us.
+    provider: Mapped[str] = mapped_column(String(32), default=MANUAL, server_default=MANUAL)
+    provider_customer_ref: Mapped[str | None] = mapped_column(String(120))
+    # The Stripe subscription schedule that carries a downgrade waiting for the period end.
+    provider_schedule_ref: Mapped[str | None] = mapped_column(String(120))
+    # When Stripe made the state last applied here (its event's ``created``): an older event changes nothing.
+    provider_synced_at: Mapped[datetime | None]
 
     user = relationship("User", foreign_keys=[user_id])
     plan: Mapped[Plan] = relationship(foreign_keys=[plan_id])
@@ -83,6 +95,7 @@ class Payment(TimestampMixin, db.Model):
     __table_args__ = (
         choice_check("status", PAYMENT_STATUSES),
         non_negative("amount_cents"),
+        non_negative("refunded_cents"),
         Index("ix_payments_user_id_created_at", "user_id", "created_at"),
         Index("ix_payments_status_created_at", "status", "created_at"),
         # The admin list's default order (newest first, id breaking ties), read one page at a time.
@@ -106,9 +119,19 @@ class Payment(TimestampMixin, db.Model):
     # [{"description": "...", "amount_cents": 500, "quota": "tokens", "quantity": 12000}, ...];
     # "quota" and "quantity" only on overage lines. Empty: the amount is the description alone.
     lines: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # Stripe's pages of a paid invoice, and the payment intent a refund goes back through.
+    hosted_invoice_url: Mapped[str | None] = mapped_column(String(500))
+    invoice_pdf_url: Mapped[str | None] = mapped_column(String(500))
+    provider_charge_ref: Mapped[str | None] = mapped_column(String(120))
+    # Given back so far; the status becomes "refunded" once it is the whole amount.
+    refunded_cents: Mapped[int] = mapped_column(default=0, server_default="0")
 
     user = relationship("User", foreign_keys=[user_id])
     subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
+
+    @property
+    def refundable_cents(self) -> int:
+        return self.amount_cents - self.refunded_cents if self.status == "succeeded" else 0
 
 
 trigram_index(Payment.provider_ref)
@@ -165,3 +188,47 @@ class UsageAlert(TimestampMixin, db.Model):
     dismissed_at: Mapped[datetime | None]
 
     user = relationship("User", foreign_keys=[user_id])
+class BillingCustomer(TimestampMixin, db.Model):
+    """A user's customer record at a payment provider (Stripe's cus_...), made once and reused."""
+
+    __tablename__ = "billing_customers"
+    __table_args__ = (UniqueConstraint("provider", "customer_ref"),)
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    customer_ref: Mapped[str] = mapped_column(String(120))
+
+    user = relationship("User", foreign_keys=[user_id])
+
+
+class CheckoutSession(TimestampMixin, db.Model):
+    """A hosted checkout a user was sent to; "completed" once Stripe's webhook confirms it."""
+
+    __tablename__ = "checkout_sessions"
+    __table_args__ = (choice_check("status", CHECKOUT_STATUSES),)
+
+    user_id: Mapped[int] = mapped_column(fk("users.id", "CASCADE"), index=True)
+    plan_id: Mapped[int] = mapped_column(fk("plans.id", "RESTRICT"), index=True)
+    session_ref: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    subscription_id: Mapped[int | None] = mapped_column(fk("user_subscriptions.id", "SET NULL"), index=True)
+
+    user = relationship("User", foreign_keys=[user_id])
+    plan: Mapped[Plan] = relationship(foreign_keys=[plan_id])
+    subscription: Mapped[UserSubscription | None] = relationship(foreign_keys=[subscription_id])
+
+
+class WebhookEvent(TimestampMixin, db.Model):
+    """Each provider event received, stored in the transaction of its effect: a replay finds it and stops."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_ref"),)
+
+    provider: Mapped[str] = mapped_column(String(32))
+    event_ref: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100), index=True)
+    # When the provider made the event (its ``created``), which orders events that arrive out of order.
+    occurred_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the event did here, for whoever reads the table: "applied", "ignored: ...".
+    outcome: Mapped[str] = mapped_column(String(255), default="", server_default="")

@@ -14,10 +14,12 @@ from sqlalchemy.sql.expression import false, update
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.billing.gateway import PaymentGateway, default_gateway
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UserSubscription
+from webapp.billing.gateway import GatewayError, PaymentGateway, default_gateway, gateway_for
+from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, STRIPE, Payment, Plan, UserSubscription
+from webapp.billing.stripe_gateway import first_item, from_timestamp
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.mail import absolute_url, send_mail
 # A module import: metering's services read quotas, which read billing's models: this may run mid-import.
 from webapp.metering import services as metering
 from webapp.pagination import Page, paginate
@@ -29,28 +31,43 @@ PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
 # not a standing use to warn about).
 COUNTED_QUOTAS = ("training_jobs", "minions", "datasets")
 MAX_REFERENCE_LENGTH = 60
+# How long the proration Stripe previewed may be confirmed: later, the user is shown the amount again.
+PRORATION_CONFIRM_WINDOW = timedelta(minutes=30)
+STRIPE_NOT_CONFIGURED = ("This subscription is paid by card through Stripe, which this console is not set up for "
+                         "now; contact support.")
+# Stripe's subscription statuses as ours: "unpaid" and "incomplete_expired" end it, since nothing was collected.
+STRIPE_STATUSES = {"active": "active", "trialing": "trialing", "past_due": "past_due", "incomplete": "past_due",
+                   "paused": "past_due", "unpaid": "expired", "incomplete_expired": "expired", "canceled": "canceled"}
 
 
 class PlanChangeError(Exception):
     """A subscription change that is not allowed; nothing was changed."""
 
 
+class RefundError(Exception):
+    """A refund that is not allowed; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class Quote:
     """What choosing ``plan`` would do: start, upgrade at once, or downgrade at the period end."""
 
-    kind: str
+    kind: str  # "start", "checkout" (paid by card at Stripe), "upgrade" or "downgrade"
     plan: Plan
     amount_cents: int
     effective_at: datetime
     # A downgrade's quotas the user already exceeds, each with what will happen at the period end.
     warnings: tuple[str, ...] = ()
+    # For an upgrade of a Stripe subscription: the moment Stripe's proration preview was made for.
+    proration_date: int | None = None
 
 
 @dataclass(frozen=True)
 class ChangeResult:
     message: str
     payment: Payment | None = None
+    # Where the user goes next, off the console (Stripe Checkout, the Billing Portal).
+    redirect_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,14 +284,23 @@ def prorated_amount(subscription: UserSubscription, plan: Plan, now: datetime) -
     return max(0, (2 * difference * remaining + total) // (2 * total))
 
 
-def quote_plan_change(user: User, plan: Plan, now: datetime | None = None) -> Quote:
-    """What moving ``user`` to ``plan`` would do and cost; PlanChangeError when it is not allowed."""
+def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gateway: PaymentGateway | None = None,
+                      proration_date: int | None = None) -> Quote:
+    """What moving ``user`` to ``plan`` would do and cost; PlanChangeError when it is not allowed.
+
+    Under Stripe a paid plan is bought through Checkout, and the upgrade of a Stripe subscription
+    costs what Stripe's proration preview for ``proration_date`` (default: now) says.
+    """
     now = now or utcnow()
+    gateway = gateway or default_gateway()
     if not plan.is_public:
         raise PlanChangeError(f"The {plan.name} plan is not offered for self-service; contact sales to join it.")
+    by_card = gateway.runs_subscriptions and plan.price_cents > 0
+    if by_card and not plan.stripe_price_id:
+        raise PlanChangeError(f"The {plan.name} plan cannot be paid by card yet; contact support to join it.")
     subscription = live_subscription(user)
     if subscription is None:
-        return Quote("start", plan, plan.price_cents, now)
+        return Quote("checkout" if by_card else "start", plan, plan.price_cents, now)
     current = subscription.plan
     if plan.id == current.id:
         raise PlanChangeError(f"You are already on the {plan.name} plan.")
@@ -285,14 +311,37 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None) -> Qu
         )
     if plan.billing_interval != current.billing_interval:
         raise PlanChangeError("Switching between monthly and yearly billing is not available yet.")
+    on_stripe = subscription.provider == STRIPE
+    if on_stripe and not gateway.runs_subscriptions:
+        raise PlanChangeError(STRIPE_NOT_CONFIGURED)
+    if by_card and not on_stripe:
+        # A subscription invoiced by hand becomes a card one through Checkout, which replaces it once paid.
+        return Quote("checkout", plan, plan.price_cents, now)
     if plan.price_cents >= current.price_cents:
+        if on_stripe:
+            moment = confirmed_proration_date(proration_date, now)
+            return Quote("upgrade", plan, gateway.preview_change(subscription, plan, moment), now, moment)
         return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now)
+    if on_stripe and not plan.price_cents:
+        raise PlanChangeError(
+            f"To move to the {plan.name} plan, cancel the subscription: when it ends on "
+            f"{day_text(subscription.current_period_end)} you are on {plan.name}, and no card is charged again."
+        )
     if subscription.pending_plan_id is not None:
         raise PlanChangeError(
             f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
         )
     return Quote("downgrade", plan, 0, subscription.current_period_end,
                  downgrade_warnings(user, subscription, plan))
+
+
+def confirmed_proration_date(proration_date: int | None, now: datetime) -> int:
+    """The moment a Stripe proration is priced at: now, or the recent moment the user saw and confirmed."""
+    if proration_date is None:
+        return int(now.timestamp())
+    if not now - PRORATION_CONFIRM_WINDOW <= from_timestamp(proration_date) <= now + timedelta(minutes=1):
+        raise PlanChangeError("The amount shown has expired; open the plan again to see the amount due now.")
+    return proration_date
 
 
 def _bill(subscription: UserSubscription, amount_cents: int, description: str, gateway: PaymentGateway,
@@ -313,11 +362,12 @@ def _invoice_text(text: str, reference: str) -> str:
 
 def change_plan(user: User, plan: Plan, actor: User | None = None, expected_amount_cents: int | None = None,
                 reference: str = "", now: datetime | None = None,
-                gateway: PaymentGateway | None = None) -> ChangeResult:
-    """Start, upgrade or schedule a downgrade as quoted; ``expected_amount_cents`` is what the user confirmed."""
+                gateway: PaymentGateway | None = None, proration_date: int | None = None) -> ChangeResult:
+    """Start, upgrade or schedule a downgrade as quoted; ``expected_amount_cents`` is what the user confirmed
+    (for a Stripe upgrade, at the ``proration_date`` the confirmation was priced at)."""
     now = now or utcnow()
     gateway = gateway or default_gateway()
-    quote = quote_plan_change(user, plan, now)
+    quote = quote_plan_change(user, plan, now, gateway, proration_date)
     if expected_amount_cents is not None and expected_amount_cents != quote.amount_cents:
         raise PlanChangeError(
             f"The amount due is now {money(quote.amount_cents, plan.currency)}, not "
@@ -328,13 +378,19 @@ def change_plan(user: User, plan: Plan, actor: User | None = None, expected_amou
         raise PlanChangeError(f"The invoice reference can be at most {MAX_REFERENCE_LENGTH} characters.")
     if quote.kind == "start":
         return _start(user, plan, actor, reference, now, gateway)
+    if quote.kind == "checkout":
+        return _checkout(user, plan, actor, gateway)
     subscription = live_subscription(user)
     if quote.kind == "downgrade":
+        if subscription.provider == STRIPE:
+            subscription.provider_schedule_ref = gateway.schedule_change(subscription, plan)
         subscription.pending_plan = plan
         record("subscription.downgrade_scheduled", subscription,
                {"pending_plan": [None, plan.code], "effective_at": subscription.current_period_end}, actor=actor)
         db.session.flush()
         return ChangeResult(f"You move to the {plan.name} plan on {day_text(subscription.current_period_end)}.")
+    if subscription.provider == STRIPE:
+        return _upgrade_at_stripe(subscription, quote, actor, gateway)
     previous = subscription.plan
     changes = {"plan": [previous.code, plan.code], "amount_cents": quote.amount_cents}
     if subscription.pending_plan is not None:
@@ -349,6 +405,32 @@ def change_plan(user: User, plan: Plan, actor: User | None = None, expected_amou
     record("subscription.upgrade", subscription, changes, actor=actor)
     db.session.flush()
     return ChangeResult(_charged(f"You are now on the {plan.name} plan.", payment), payment)
+
+
+def _checkout(user: User, plan: Plan, actor: User | None, gateway: PaymentGateway) -> ChangeResult:
+    if actor is not None and actor.id != user.id:
+        raise PlanChangeError("A card subscription is started by its holder, who pays at Stripe's checkout; "
+                              "ask them to choose the plan themselves.")
+    checkout, url = gateway.start_checkout(user, plan, absolute_url("billing.checkout_return"),
+                                           absolute_url("billing.subscription"))
+    record("subscription.checkout_started", checkout, {"plan": plan.code, "checkout": checkout.session_ref},
+           actor=actor)
+    return ChangeResult(f"Continue to Stripe to pay for the {plan.name} plan.", redirect_url=url)
+
+
+def _upgrade_at_stripe(subscription: UserSubscription, quote: Quote, actor: User | None,
+                       gateway: PaymentGateway) -> ChangeResult:
+    """Stripe moves the subscription and invoices the proration it previewed; its state is applied here at once."""
+    previous = subscription.plan
+    stripe_subscription = gateway.change_now(subscription, quote.plan, quote.proration_date)
+    sync_stripe_subscription(subscription, stripe_subscription, from_timestamp(quote.proration_date))
+    record("subscription.upgrade", subscription,
+           {"plan": [previous.code, quote.plan.code], "amount_cents": quote.amount_cents,
+            "stripe_subscription": subscription.provider_ref}, actor=actor)
+    db.session.flush()
+    charged = f" Stripe charges {money(quote.amount_cents, quote.plan.currency)} to your card." \
+        if quote.amount_cents else ""
+    return ChangeResult(f"You are now on the {quote.plan.name} plan.{charged}")
 
 
 def _charged(message: str, payment: Payment | None) -> str:
@@ -382,10 +464,24 @@ def _require_live(user: User, action: str) -> UserSubscription:
     return subscription
 
 
-def call_off_downgrade(user: User, actor: User | None = None) -> ChangeResult:
+def _stripe_for(subscription: UserSubscription, gateway: PaymentGateway | None) -> PaymentGateway | None:
+    """The gateway to tell about a change of ``subscription``: Stripe for a Stripe one, else none."""
+    if subscription.provider != STRIPE:
+        return None
+    gateway = gateway or default_gateway()
+    if not gateway.runs_subscriptions:
+        raise PlanChangeError(STRIPE_NOT_CONFIGURED)
+    return gateway
+
+
+def call_off_downgrade(user: User, actor: User | None = None, gateway: PaymentGateway | None = None) -> ChangeResult:
     subscription = _require_live(user, "change")
     if subscription.pending_plan is None:
         raise PlanChangeError("No plan change is scheduled.")
+    stripe_gateway = _stripe_for(subscription, gateway)
+    if stripe_gateway:
+        stripe_gateway.call_off_change(subscription)
+        subscription.provider_schedule_ref = None
     record("subscription.downgrade_called_off", subscription,
            {"pending_plan": [subscription.pending_plan.code, None]}, actor=actor)
     subscription.pending_plan = None
@@ -393,13 +489,18 @@ def call_off_downgrade(user: User, actor: User | None = None) -> ChangeResult:
     return ChangeResult(f"You stay on the {subscription.plan.name} plan.")
 
 
-def cancel_subscription(user: User, actor: User | None = None, now: datetime | None = None) -> ChangeResult:
+def cancel_subscription(user: User, actor: User | None = None, now: datetime | None = None,
+                        gateway: PaymentGateway | None = None) -> ChangeResult:
     """Cancel at the end of the period; a scheduled downgrade is dropped since nothing follows."""
     subscription = _require_live(user, "cancel")
     if subscription.cancel_at_period_end:
         raise PlanChangeError(
             f"Your subscription is already set to end on {day_text(subscription.current_period_end)}."
         )
+    stripe_gateway = _stripe_for(subscription, gateway)
+    if stripe_gateway:
+        stripe_gateway.set_cancel_at_period_end(subscription, True)
+        subscription.provider_schedule_ref = None
     changes = {"cancel_at_period_end": [False, True]}
     if subscription.pending_plan is not None:
         changes["pending_plan"] = [subscription.pending_plan.code, None]
@@ -411,12 +512,16 @@ def cancel_subscription(user: User, actor: User | None = None, now: datetime | N
     return ChangeResult(f"Your subscription ends on {day_text(subscription.current_period_end)}.")
 
 
-def resume_subscription(user: User, actor: User | None = None, now: datetime | None = None) -> ChangeResult:
+def resume_subscription(user: User, actor: User | None = None, now: datetime | None = None,
+                        gateway: PaymentGateway | None = None) -> ChangeResult:
     subscription = live_subscription(user)
     if subscription is None or subscription.current_period_end <= (now or utcnow()):
         raise PlanChangeError("That subscription has already ended and cannot be resumed; choose a plan to start again.")
     if not subscription.cancel_at_period_end:
         raise PlanChangeError("Your subscription is not set to end, so there is nothing to resume.")
+    stripe_gateway = _stripe_for(subscription, gateway)
+    if stripe_gateway:
+        stripe_gateway.set_cancel_at_period_end(subscription, False)
     subscription.cancel_at_period_end = False
     subscription.canceled_at = None
     record("subscription.resume", subscription, {"cancel_at_period_end": [True, False]}, actor=actor)
@@ -446,7 +551,9 @@ def roll_periods(now: datetime | None = None, gateway: PaymentGateway | None = N
         select(UserSubscription)
         .options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan),
                  joinedload(UserSubscription.user))
-        .where(UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES), UserSubscription.current_period_end <= now)
+        # Stripe rolls its own subscriptions' periods, and its webhooks report them.
+        .where(UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES), UserSubscription.current_period_end <= now,
+               UserSubscription.provider != STRIPE)
         .order_by(UserSubscription.id)
         .with_for_update(skip_locked=True, of=UserSubscription)
     )
@@ -527,3 +634,108 @@ def _renew(subscription: UserSubscription, ended: quotas.Allowance, gateway: Pay
     if lines:
         changes["overage_cents"] = sum(line["amount_cents"] for line in lines[1:])
     record("subscription.renew", subscription, changes, actor=None)
+
+
+# --- Stripe's state, and what it means here --------------------------------------------------
+
+
+def plan_for_price(price_ref: str) -> Plan | None:
+    return db.session.scalars(select(Plan).where(Plan.stripe_price_id == price_ref)).first()
+
+
+def sync_stripe_subscription(subscription: UserSubscription, stripe_subscription: dict,
+                             synced_at: datetime) -> dict:
+    """Apply Stripe's state of ``subscription`` as of ``synced_at``; the changes, as the audit trail records them.
+
+    A subscription that turns past due sends its holder the dunning mail; one that ends stops
+    being the user's current subscription (its quotas fall back to the sign-up plan's).
+    """
+    item = first_item(stripe_subscription)
+    status = STRIPE_STATUSES.get(stripe_subscription["status"], subscription.status)
+    reason = (stripe_subscription.get("cancellation_details") or {}).get("reason")
+    if status == "canceled" and reason == "payment_failed":
+        status = "expired"  # Stripe gave up collecting: the subscription lapsed, nobody cancelled it
+    plan = plan_for_price(item["price"]["id"]) or subscription.plan
+    changes: dict = {}
+
+    def put(name: str, value, shown=None) -> None:
+        if getattr(subscription, name) != value:
+            changes[name] = shown or [getattr(subscription, name), value]
+            setattr(subscription, name, value)
+
+    before = subscription.status
+    put("plan", plan, [subscription.plan.code if subscription.plan else None, plan.code])
+    put("status", status)
+    put("current_period_start", from_timestamp(item["current_period_start"]))
+    put("current_period_end", from_timestamp(item["current_period_end"]))
+    put("cancel_at_period_end", bool(stripe_subscription.get("cancel_at_period_end")))
+    put("canceled_at", from_timestamp(stripe_subscription.get("canceled_at")))
+    if subscription.pending_plan is not None and (plan.id == subscription.pending_plan.id
+                                                  or not stripe_subscription.get("schedule")):
+        put("pending_plan", None, [subscription.pending_plan.code, None])
+    subscription.provider_schedule_ref = stripe_subscription.get("schedule") if subscription.pending_plan else None
+    subscription.provider_synced_at = synced_at
+    if status not in LIVE_SUBSCRIPTION_STATUSES and subscription.user.current_subscription_id == subscription.id:
+        subscription.user.current_subscription_id = None
+    if status == "past_due" and before != "past_due":
+        notify_payment_failed(subscription)
+    return changes
+
+
+def mark_past_due(subscription: UserSubscription) -> bool:
+    """A renewal failed: past due until a payment succeeds; True when it was not already."""
+    if subscription.status not in ("active", "trialing"):
+        return False
+    subscription.status = "past_due"
+    notify_payment_failed(subscription)
+    return True
+
+
+def notify_payment_failed(subscription: UserSubscription) -> None:
+    send_mail(subscription.user.email, "Your card payment failed", "payment_failed", user=subscription.user,
+              plan=subscription.plan, link=absolute_url("billing.subscription"))
+
+
+def overdue_subscription(user: User) -> UserSubscription | None:
+    """The user's current subscription when a payment of it failed and nothing has been paid since."""
+    if not user.is_authenticated or user.current_subscription_id is None:
+        return None
+    subscription = db.session.get(UserSubscription, user.current_subscription_id)
+    return subscription if subscription is not None and subscription.status == "past_due" else None
+
+
+def portal_url(user: User, gateway: PaymentGateway | None = None) -> ChangeResult:
+    """Stripe's Billing Portal for ``user``, where cards are added, changed and removed."""
+    gateway = gateway or default_gateway()
+    if not gateway.runs_subscriptions:
+        raise PlanChangeError("Card payments are not set up on this console; invoices are paid by bank transfer.")
+    url = gateway.portal_url(user, absolute_url("billing.subscription"))
+    return ChangeResult("Continue to Stripe to manage your payment methods.", redirect_url=url)
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+def refund_payment(payment: Payment, amount_cents: int, actor: User | None,
+                   gateway: PaymentGateway | None = None) -> str:
+    """Give back ``amount_cents`` of ``payment`` through the gateway that took it, audited; a message."""
+    if payment.status != "succeeded":
+        raise RefundError(f"Only a succeeded payment can be refunded; this one is {payment.status}.")
+    if not 1 <= amount_cents <= payment.refundable_cents:
+        raise RefundError(f"The refund must be between {money(1, payment.currency)} and "
+                          f"{money(payment.refundable_cents, payment.currency)}.")
+    try:
+        refund_ref = (gateway or gateway_for(payment)).refund(payment, amount_cents)
+    except GatewayError as error:
+        raise RefundError(str(error)) from error
+    before = payment.refunded_cents
+    payment.refunded_cents = before + amount_cents
+    changes = {"refunded_cents": [before, payment.refunded_cents], "amount_cents": amount_cents,
+               "refund": refund_ref}
+    if payment.refunded_cents == payment.amount_cents:
+        changes["status"] = [payment.status, "refunded"]
+        payment.status = "refunded"
+    record("payment.refund", payment, changes, actor=actor)
+    db.session.flush()
+    return f"Refunded {money(amount_cents, payment.currency)} of {money(payment.amount_cents, payment.currency)} " \
+           f"({refund_ref})."

@@ -22,7 +22,10 @@ from sqlalchemy import func, select
 from webapp.accounts.models import AuditEvent, Permission, Role, RolePermission, Token, User, UserRole
 from webapp.accounts.passwords import hash_password
 from webapp.accounts.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, Payment, Plan, UserSubscription
+from webapp.billing.models import (
+    LIVE_SUBSCRIPTION_STATUSES, MANUAL, STRIPE, BillingCustomer, CheckoutSession, Payment, Plan, UserSubscription,
+    WebhookEvent,
+)
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.metering.services import store_usage
@@ -265,6 +268,8 @@ SUBSCRIPTIONS = [
     ("radia.perlman", "free", "active", 5, None),
 ]
 BILLING_PERIOD = timedelta(days=30)
+# Donald paid Pro by card through Stripe, until he cancelled it (the demo's Stripe history).
+STRIPE_SUBSCRIPTIONS = {("donald.knuth", "pro"): ("cus_DemoKnuth", "cs_demo_knuth_pro")}
 # Margaret has asked to move down to Free when her Pro period ends.
 PENDING_DOWNGRADES = {("margaret.hamilton", "pro"): "free"}
 
@@ -353,6 +358,7 @@ class _DemoSeed:
         self.seed_users()
         self.seed_plans_and_subscriptions()
         self.seed_payments()
+        self.seed_stripe_history()
         self.seed_catalogue()
         self.seed_provider_configs()
         self.seed_datasets()
@@ -416,6 +422,7 @@ class _DemoSeed:
                 canceled_at=self.ago(canceled_days_ago) if canceled_days_ago is not None else None,
                 cancel_at_period_end=False,  # a scheduled downgrade is not a cancellation
                 pending_plan_id=self.plans[pending].id if pending else None,
+                provider=STRIPE if (handle, plan_code) in STRIPE_SUBSCRIPTIONS else MANUAL,
                 created_at=start,
                 updated_at=start,
             )
@@ -446,6 +453,29 @@ class _DemoSeed:
                 created_at=at,
                 updated_at=at,
             )
+
+    def seed_stripe_history(self) -> None:
+        """A customer, the checkout that started the subscription, and the events Stripe sent about it."""
+        for (handle, plan_code), (customer_ref, session_ref) in STRIPE_SUBSCRIPTIONS.items():
+            user = self.users[handle]
+            subscription = db.session.scalars(
+                select(UserSubscription).filter_by(provider_ref=f"demo-sub-{handle}-{plan_code}")).one()
+            _ensure(BillingCustomer, {"user_id": user.id}, provider=STRIPE, customer_ref=customer_ref)
+            _ensure(CheckoutSession, {"session_ref": session_ref}, user_id=user.id, plan_id=self.plans[plan_code].id,
+                    status="completed", subscription_id=subscription.id, created_at=subscription.created_at)
+            for event_type, at, document in (
+                ("checkout.session.completed", subscription.current_period_start,
+                 {"object": "checkout.session", "id": session_ref, "customer": customer_ref,
+                  "subscription": subscription.provider_ref, "mode": "subscription", "status": "complete"}),
+                ("customer.subscription.deleted", subscription.canceled_at,
+                 {"object": "subscription", "id": subscription.provider_ref, "customer": customer_ref,
+                  "status": "canceled"}),
+            ):
+                event_ref = f"evt_demo_{handle}_{event_type}".replace(".", "_")
+                _ensure(WebhookEvent, {"provider": STRIPE, "event_ref": event_ref}, event_type=event_type,
+                        occurred_at=at, outcome="applied",
+                        payload={"id": event_ref, "object": "event", "type": event_type,
+                                 "created": int(at.timestamp()), "data": {"object": document}})
 
     def seed_usage(self) -> None:
         """Several records a day for every metric over the heavy users' current period."""

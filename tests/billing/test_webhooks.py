@@ -1,0 +1,227 @@
+"""POST /webhooks/stripe: signed with Stripe's real scheme, stored once by event id with its effect,
+never rolled back by an older event, audited with the event id; dunning follows failed renewals."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.billing.fake_stripe import SECRET_KEY, FakeStripe, new_id
+from tests.billing.stripe_events import body, deliver, event, signature
+from tests.billing.test_stripe import card_subscriber
+from tests.concurrency import all_at_once
+from tests.conftest import login, make_test_app
+from tests.factories import make_plan, make_user
+from webapp.accounts.models import AuditEvent
+from webapp.billing import services
+from webapp.billing.models import Payment, UserSubscription, WebhookEvent
+from webapp.extensions import db
+from webapp.mail import outbox
+
+
+def stored_events() -> int:
+    return db.session.scalar(select(func.count(WebhookEvent.id)))
+
+
+def invoice_failed(fake_stripe, subscription):
+    return fake_stripe.renew(subscription.provider_ref, paid=False)
+
+
+def test_a_valid_event_is_stored_with_its_effect_and_audited_with_its_id(client, card_plans, fake_stripe,
+                                                                         db_session):
+    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    stripe_subscription = fake_stripe.subscriptions[subscription.provider_ref]
+    stripe_subscription["cancel_at_period_end"] = True
+    document = event("customer.subscription.updated", stripe_subscription)
+    response = deliver(client, document)
+    assert response.status_code == 200 and response.get_json() == {"received": True, "outcome": "applied"}
+    db_session.refresh(subscription)
+    assert subscription.cancel_at_period_end
+    stored = db_session.scalars(select(WebhookEvent).where(WebhookEvent.event_ref == document["id"])).one()
+    assert stored.event_type == "customer.subscription.updated" and stored.payload == document
+    audit = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.synced")).one()
+    assert audit.changes == {"cancel_at_period_end": [False, True], "stripe_event": document["id"]}
+    assert audit.actor_id is None and audit.object_id == subscription.id
+
+
+@pytest.mark.parametrize("tamper", ["wrong secret", "changed body", "no header", "garbage header"])
+def test_a_bad_signature_gets_a_400_and_stores_nothing(client, db_session, tamper):
+    document = event("invoice.paid", {"id": "in_1", "object": "invoice", "customer": "cus_1"})
+    payload = body(document)
+    header = {"wrong secret": signature(payload, "whsec_someone_else"),
+              "changed body": signature(body({**document, "type": "invoice.payment_failed"})),
+              "no header": None, "garbage header": "t=abc,v1=zzz"}[tamper]
+    response = client.post("/webhooks/stripe", data=payload, content_type="application/json",
+                           headers={"Stripe-Signature": header} if header else {})
+    assert response.status_code == 400 and "Not a verified Stripe event" in response.get_json()["detail"]
+    assert stored_events() == 0
+
+
+def test_a_signature_outside_the_tolerance_window_is_refused(client, app, db_session):
+    document = event("invoice.paid", {"id": "in_1", "object": "invoice", "customer": "cus_1"})
+    tolerance = app.config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"]
+    assert deliver(client, document, signed_at=int(time.time()) - tolerance - 5).status_code == 400
+    assert stored_events() == 0
+    assert deliver(client, document, signed_at=int(time.time()) - tolerance + 30).status_code == 200
+
+
+def test_the_same_event_twice_does_nothing_the_second_time(client, card_plans, fake_stripe, db_session):
+    _user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    outbox(client.application).clear()
+    document = event("invoice.payment_failed", invoice_failed(fake_stripe, subscription))
+    assert deliver(client, document).get_json()["outcome"] == "applied"
+    payments = db_session.scalar(select(func.count(Payment.id)))
+    audits = db_session.scalar(select(func.count(AuditEvent.id)))
+    again = deliver(client, document)
+    assert again.status_code == 200 and again.get_json()["outcome"] == "ignored: already received"
+    assert db_session.scalar(select(func.count(Payment.id))) == payments
+    assert db_session.scalar(select(func.count(AuditEvent.id))) == audits
+    assert len(outbox(client.application)) == 1, "one dunning mail"
+
+
+def test_an_older_subscription_update_arriving_late_does_not_roll_state_back(client, card_plans, fake_stripe,
+                                                                            db_session):
+    _user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    stripe_subscription = fake_stripe.subscriptions[subscription.provider_ref]
+    now = int(time.time())
+    older = event("customer.subscription.updated", {**stripe_subscription, "cancel_at_period_end": False},
+                  created=now + 10)
+    newer = event("customer.subscription.updated", {**stripe_subscription, "cancel_at_period_end": True},
+                  created=now + 20)
+    assert deliver(client, newer).get_json()["outcome"] == "applied"
+    late = deliver(client, older)
+    assert late.status_code == 200 and late.get_json()["outcome"] == "ignored: older than the state already applied"
+    db_session.refresh(subscription)
+    assert subscription.cancel_at_period_end is True
+    assert db_session.scalar(select(WebhookEvent.outcome).where(WebhookEvent.event_ref == older["id"])) == \
+        "ignored: older than the state already applied", "the late event is still stored"
+
+
+@pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_failed"])
+def test_an_event_for_an_unknown_customer_is_stored_and_acknowledged(client, fake_stripe, db_session, event_type):
+    stranger = fake_stripe.start_subscription(fake_stripe.create_customer({})[1]["id"], fake_stripe.add_price(500))
+    invoice = fake_stripe.renew(stranger["id"], paid=event_type == "invoice.paid")
+    response = deliver(client, event(event_type, invoice))
+    assert response.status_code == 200 and response.get_json()["outcome"] == \
+        "ignored: no customer here has this Stripe id"
+    assert stored_events() == 1 and db_session.scalar(select(func.count(Payment.id))) == 0
+
+
+def test_an_unknown_event_type_is_stored_and_acknowledged(client, db_session):
+    response = deliver(client, event("customer.tax_id.created", {"id": "txi_1", "object": "tax_id"}))
+    assert response.status_code == 200 and response.get_json()["outcome"].startswith("ignored: not an event")
+    assert stored_events() == 1
+
+
+def test_a_signed_body_that_is_not_an_event_is_refused(client, db_session):
+    payload = body({"id": 12, "type": "invoice.paid"})
+    response = client.post("/webhooks/stripe", data=payload, content_type="application/json",
+                           headers={"Stripe-Signature": signature(payload)})
+    assert response.status_code == 400 and stored_events() == 0
+
+
+def test_the_endpoint_needs_no_csrf_token_and_has_its_own_size_limit(client, app, csrf_enabled, db_session,
+                                                                     monkeypatch):
+    assert deliver(client, event("ping.unknown", {"id": "x", "object": "thing"})).status_code == 200
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_MAX_BYTES", 2_000)
+    big = event("ping.unknown", {"id": "y", "object": "thing", "note": "x" * 3_000})
+    response = deliver(client, big)
+    assert response.status_code == 413 and stored_events() == 1
+
+
+def test_without_a_webhook_secret_the_endpoint_is_not_there(client, app, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", None)
+    assert deliver(client, event("invoice.paid", {"id": "in_1"})).status_code == 404
+
+
+# --- dunning -----------------------------------------------------------------------------------
+
+
+def test_a_failed_renewal_makes_the_subscription_past_due_with_a_banner_and_a_mail_until_it_is_paid(
+        client, card_plans, fake_stripe, db_session):
+    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    login(client, user)
+    outbox(client.application).clear()
+    failed = invoice_failed(fake_stripe, subscription)
+    assert deliver(client, event("invoice.payment_failed", failed)).status_code == 200
+    db_session.refresh(subscription)
+    assert subscription.status == "past_due"
+    payment = db_session.scalars(select(Payment).where(Payment.provider_ref == failed["id"])).one()
+    assert payment.status == "failed" and "Stripe tries again on" in payment.failure_reason
+    (mail,) = outbox(client.application)
+    assert mail["To"] == user.email and "http://console.test/account/subscription" in mail.get_content()
+    for page in ("/", "/account", "/minions"):
+        html = client.get(page).get_data(as_text=True)
+        assert "dunning-banner" in html and "Update your payment method" in html, page
+    assert client.post("/account/subscription/payment-methods", headers={"HX-Request": "true"}).status_code == 204
+    paid = fake_stripe.settle(failed, paid=True)
+    assert deliver(client, event("invoice.paid", paid)).status_code == 200
+    db_session.refresh(subscription)
+    db_session.refresh(payment)
+    assert subscription.status == "active" and payment.status == "succeeded" and payment.failure_reason is None
+    assert "dunning-banner" not in client.get("/").get_data(as_text=True)
+    actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == subscription.id,
+                                                                 AuditEvent.object_type == "user_subscriptions"))
+    assert {"subscription.past_due", "subscription.recovered"} <= set(actions)
+
+
+def test_when_stripe_gives_up_the_subscription_ends_and_the_user_falls_back(client, card_plans, fake_stripe,
+                                                                            db_session):
+    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    stripe_subscription = fake_stripe.subscriptions[subscription.provider_ref]
+    stripe_subscription.update(status="canceled", canceled_at=int(time.time()),
+                               cancellation_details={"reason": "payment_failed", "comment": None, "feedback": None})
+    assert deliver(client, event("customer.subscription.deleted", stripe_subscription)).status_code == 200
+    db_session.refresh(subscription)
+    db_session.refresh(user)
+    assert subscription.status == "expired" and user.current_subscription_id is None
+    assert services.live_subscription(user) is None
+
+
+def test_a_subscription_unknown_here_is_acknowledged(client, db_session):
+    response = deliver(client, event("customer.subscription.updated", {"id": "sub_nobody", "object": "subscription"}))
+    assert response.get_json()["outcome"] == "ignored: no subscription here has this Stripe id"
+
+
+# --- concurrent deliveries --------------------------------------------------------------------
+
+
+@pytest.fixture
+def race_app(backend, tmp_path, monkeypatch):
+    """An app with its own database, where each delivery commits for real."""
+    import stripe
+
+    app = make_test_app(backend, tmp_path, suffix="_race", STRIPE_SECRET_KEY=SECRET_KEY)
+    with FakeStripe() as server:
+        monkeypatch.setattr(stripe, "api_base", server.url(""))
+        yield app, server
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_concurrent_deliveries_of_one_event_apply_it_once(race_app):
+    app, fake = race_app
+    with app.app_context():
+        plan = make_plan("pro", 2900, stripe_price_id=fake.add_price(2900))
+        _user, subscription = card_subscriber(fake, plan, make_user())
+        db.session.commit()
+        subscription_id = subscription.id
+        failed = fake.renew(subscription.provider_ref, paid=False)
+    document = event("invoice.payment_failed", failed, event_id=new_id("evt"))
+
+    def deliver_once(_index: int):
+        return deliver(app.test_client(), document)
+
+    responses = all_at_once(8, deliver_once)
+    assert [getattr(r, "status_code", r) for r in responses] == [200] * 8
+    assert sorted(r.get_json()["outcome"] for r in responses) == ["applied"] + ["ignored: already received"] * 7
+    with app.app_context():
+        assert db.session.scalar(select(func.count(WebhookEvent.id)).where(
+            WebhookEvent.event_ref == document["id"])) == 1
+        assert db.session.scalar(select(func.count(Payment.id)).where(Payment.provider_ref == failed["id"])) == 1
+        assert db.session.scalar(select(func.count(AuditEvent.id)).where(
+            AuditEvent.action == "subscription.past_due")) == 1
+        assert db.session.get(UserSubscription, subscription_id).status == "past_due"
+    assert len(outbox(app)) == 1
