@@ -602,12 +602,19 @@ def _end(subscription: UserSubscription, ended: quotas.Allowance, gateway: Payme
     subscription.status = "canceled"
     if subscription.user.current_subscription_id == subscription.id:
         subscription.user.current_subscription_id = None
+    # The last period's overage has no renewal to ride on: it is billed on its own.
+    bill_overage(subscription, ended, gateway, "last period")
+
+
+def bill_overage(subscription: UserSubscription, ended: quotas.Allowance, gateway: PaymentGateway,
+                 which: str) -> Payment | None:
+    """Bill the overage of the period ``ended`` covers as a payment of its own, once (keyed by period)."""
     lines = overage_lines(subscription.user, ended, subscription.plan.currency)
-    if lines:
-        # The last period's overage has no renewal to ride on: it is billed on its own, once (keyed by period).
-        _bill(subscription, sum(line["amount_cents"] for line in lines),
-              f"{subscription.plan.name} plan, overage of the last period to {day_text(ended.period_end)}", gateway,
-              idempotency_key=f"overage-{subscription.id}-{ended.period_end:%Y%m%dT%H%M%S}", lines=lines)
+    if not lines:
+        return None
+    return _bill(subscription, sum(line["amount_cents"] for line in lines),
+                 f"{subscription.plan.name} plan, overage of the {which} to {day_text(ended.period_end)}", gateway,
+                 idempotency_key=f"overage-{subscription.id}-{ended.period_end:%Y%m%dT%H%M%S}", lines=lines)
 
 
 def _renew(subscription: UserSubscription, ended: quotas.Allowance, gateway: PaymentGateway) -> None:
@@ -651,6 +658,8 @@ def sync_stripe_subscription(subscription: UserSubscription, stripe_subscription
     being the user's current subscription (its quotas fall back to the sign-up plan's).
     """
     item = first_item(stripe_subscription)
+    closing = quotas.Allowance(quotas.with_defaults(subscription.plan.quotas), subscription.current_period_start,
+                               subscription.current_period_end)
     status = STRIPE_STATUSES.get(stripe_subscription["status"], subscription.status)
     reason = (stripe_subscription.get("cancellation_details") or {}).get("reason")
     if status == "canceled" and reason == "payment_failed":
@@ -679,6 +688,9 @@ def sync_stripe_subscription(subscription: UserSubscription, stripe_subscription
         subscription.user.current_subscription_id = None
     if status == "past_due" and before != "past_due":
         notify_payment_failed(subscription)
+    if closing.period_start < closing.period_end <= subscription.current_period_start:
+        # Stripe renewed: the period before is closed, and its overage goes onto the Stripe invoice as items.
+        bill_overage(subscription, closing, default_gateway(), "period")
     return changes
 
 
