@@ -320,7 +320,8 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
     if plan.price_cents >= current.price_cents:
         if on_stripe:
             moment = confirmed_proration_date(proration_date, now)
-            return Quote("upgrade", plan, gateway.preview_change(subscription, plan, moment), now, moment)
+            return Quote("upgrade", plan, gateway.preview_change(subscription, plan, moment), now,
+                         proration_date=moment)
         return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now)
     if on_stripe and not plan.price_cents:
         raise PlanChangeError(
@@ -332,7 +333,7 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
             f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
         )
     return Quote("downgrade", plan, 0, subscription.current_period_end,
-                 downgrade_warnings(user, subscription, plan))
+                 warnings=downgrade_warnings(user, subscription, plan))
 
 
 def confirmed_proration_date(proration_date: int | None, now: datetime) -> int:
