@@ -61,8 +61,8 @@ def register_blueprints(app: Flask) -> None:
     from webapp import accounts, admin, billing, home, minions, providers, signup, support, training
     from webapp.datasets import views as datasets
 
-    for blueprint in (accounts.bp, signup.bp, billing.bp, billing.webhooks_bp, home.bp, providers.bp, support.bp, minions.bp, datasets.bp,
-                      training.bp, training.api_bp):
+    for blueprint in (accounts.bp, signup.bp, billing.bp, billing.webhooks_bp, home.bp, providers.bp, support.bp,
+                      minions.bp, datasets.bp, training.bp, training.api_bp):
         app.register_blueprint(blueprint)
     admin.init_app(app)
 
