@@ -120,9 +120,10 @@ def apply_change(subject: User, change: Callable[[], ChangeResult]):
     """
     try:
         result = change()
-        panel = render_page_or_block("billing/subscription.html", "subscription_panel",
-                                     **page_context(subject, result.message)) if is_htmx() and not result.redirect_url \
-            else None
+        panel = None
+        if is_htmx() and not result.redirect_url:
+            panel = render_page_or_block("billing/subscription.html", "subscription_panel",
+                                         **page_context(subject, result.message))
         db.session.commit()
     except (PlanChangeError, GatewayError) as error:
         db.session.rollback()
