@@ -12,7 +12,7 @@ from tests.billing.stripe_events import body, deliver, event, signature
 from tests.billing.test_stripe import card_subscriber
 from tests.concurrency import all_at_once
 from tests.conftest import login, make_test_app
-from tests.factories import make_plan, make_user
+from tests.factories import make_plan, make_usage, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
 from webapp.billing.models import Payment, UserSubscription, WebhookEvent
@@ -225,3 +225,22 @@ def test_concurrent_deliveries_of_one_event_apply_it_once(race_app):
             AuditEvent.action == "subscription.past_due")) == 1
         assert db.session.get(UserSubscription, subscription_id).status == "past_due"
     assert len(outbox(app)) == 1
+
+
+def test_a_period_stripe_closes_bills_its_overage_as_invoice_items_once(client, fake_stripe, db_session):
+    plan = make_plan("metered", 2900, quotas={"tokens": 1_000, "overage": {"tokens": {"per": 1_000, "cents": 2}}},
+                     stripe_price_id=fake_stripe.add_price(2900))
+    user, subscription = card_subscriber(fake_stripe, plan)
+    make_usage(user, "input_tokens", 3_500, subscription=subscription)  # 2,500 past the limit: 3 steps of 2 cents
+    closed_on = subscription.current_period_end
+    fake_stripe.renew(subscription.provider_ref, paid=True)
+    renewed = fake_stripe.subscriptions[subscription.provider_ref]
+    assert deliver(client, event("customer.subscription.updated", renewed)).get_json()["outcome"] == "applied"
+    assert deliver(client, event("customer.subscription.updated", renewed)).status_code == 200  # another event, same period
+    items = list(fake_stripe.invoice_items.values())
+    assert [(item["amount"], item["subscription"], item["metadata"]["quantity"]) for item in items] == [
+        (6, subscription.provider_ref, "2500")]
+    payment = db_session.scalars(select(Payment).where(Payment.subscription_id == subscription.id,
+                                                       Payment.idempotency_key.like("overage-%"))).one()
+    assert (payment.amount_cents, payment.status, payment.provider) == (6, "pending", "stripe")
+    assert payment.idempotency_key == f"overage-{subscription.id}-{closed_on:%Y%m%dT%H%M%S}"
