@@ -44,8 +44,9 @@ def test_overage_needs_a_limit_and_a_price_and_nothing_is_saved_without_them(adm
 def test_metered_keys_typed_into_the_other_quotas_are_refused(admin_client, db_session):
     response = admin_client.post("/admin/plans/new/", data=dict(BASE, quotas='{"tokens": 5, "overage": {}}'))
     assert "Set overage, tokens in the metered quota fields, not here." in response.get_data(as_text=True)
-    wrong_shape = admin_client.post("/admin/plans/new/", data=dict(BASE, quotas='[{"tokens": 5}]'))
-    assert wrong_shape.status_code == 200 and "Enter a JSON object" in wrong_shape.get_data(as_text=True)
+    for not_an_object in ('[{"tokens": 5}]', "2147483648"):
+        wrong_shape = admin_client.post("/admin/plans/new/", data=dict(BASE, quotas=not_an_object))
+        assert wrong_shape.status_code == 200 and "Enter a JSON object" in wrong_shape.get_data(as_text=True)
     assert saved(db_session) is None
 
 
