@@ -115,6 +115,8 @@ def free_port() -> int:
 class Server:
     """gunicorn serving bench.wsgi on loopback."""
 
+    startup_seconds = 60
+
     def __init__(self, database: str) -> None:
         self.port = free_port()
         self.env = database_env(database)
@@ -127,7 +129,7 @@ class Server:
              "--log-level", "warning", "bench.wsgi:application"],
             cwd=ROOT, env=self.env,
         )
-        deadline = time.time() + 60
+        deadline = time.time() + self.startup_seconds
         while time.time() < deadline:
             try:
                 self.request("GET", "/bare/")

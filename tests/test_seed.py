@@ -132,6 +132,7 @@ def test_scale_loads_the_planned_rows_consistently(demo):
     from webapp.accounts.models import User
     from webapp.billing.models import UsageRecord
     from webapp.seed import SeedError
+    from webapp.metering.services import rollup_mismatches
     from webapp.seed.scale import planned_rows, seed_scale
 
     before = row_counts()
@@ -140,12 +141,13 @@ def test_scale_loads_the_planned_rows_consistently(demo):
 
     planned = planned_rows(**SCALE_SIZES)
     assert {table: summary["rows"][table] for table in planned} == planned
-    assert set(summary["rows"]) - set(planned) == {"minion_xp_gains"}
+    assert set(summary["rows"]) - set(planned) == {"minion_xp_gains", "usage_rollups"}
     after = row_counts()
     assert {table: after[table] - before[table] for table in summary["rows"]} == summary["rows"]
     assert summary["total_rows"] == sum(summary["rows"].values()) and summary["seconds"] > 0
     assert minions_whose_xp_is_not_their_events_sum() == []
     assert window_gains_unlike_the_ledger() == []
+    assert rollup_mismatches() == [], "the usage rollup holds the scale records' sums"
     subscribed = db.session.scalar(
         sa.select(sa.func.count()).where(User.email.like("%@scale.test"), User.current_subscription_id.is_not(None))
     )
@@ -153,7 +155,8 @@ def test_scale_loads_the_planned_rows_consistently(demo):
 
     # The app's own inserts carry on after the ids the load assigned.
     last_id = db.session.scalar(sa.select(sa.func.max(UsageRecord.id)))
-    record = UsageRecord(user_id=db.session.scalar(sa.select(sa.func.min(User.id))), metric="requests", quantity=1, occurred_at=utcnow())
+    record = UsageRecord(user_id=db.session.scalar(sa.select(sa.func.min(User.id))), metric="requests", quantity=1,
+                         occurred_at=utcnow(), event_id="after-the-scale-load")
     db.session.add(record)
     db.session.flush()
     assert record.id == last_id + 1

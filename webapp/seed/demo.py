@@ -28,6 +28,7 @@ from webapp.billing.models import (
 )
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.metering.models import MeteringToken
 from webapp.metering.services import store_usage
 from webapp.mail import absolute_url, compose, keep_in_outbox
 from webapp.minions.models import Minion, MinionXpEvent
@@ -767,6 +768,8 @@ class _DemoSeed:
                     training_job_id=reported.id,
                     response={"job": reported.id, "status": reported.status, "progress": reported.progress,
                               "output_model_version_id": reported.output_model_version_id})
+        # The inference gateway's metering token (its value unknown: create a real one with flask metering create-token).
+        _ensure(MeteringToken, {"name": "demo-gateway"}, token_hash=_unusable_token_hash(), last_used_at=self.ago(minutes=3))
         # The worker that ran the demo's history, stopped since; a real worker adds its own row when it starts.
         _ensure(TrainingWorker, {"name": "celery@demo-gpu-1"}, host="demo-gpu-1", pid=None,
                 queues=[current_app.config["CELERY_QUEUE"]], started_at=self.ago(30), heartbeat_at=self.ago(2),
