@@ -1,8 +1,7 @@
-"""Ada tries her minion in the playground against a local fake provider and sees her token meter move.
+"""Ada tries her minion in the playground against a local fake provider and sees her token meter move
+and its forecast change."""
+from datetime import timedelta
 
-For the integrator: the forecast beside each meter comes from the usage branch; extend this test
-to read the tokens forecast before and after the call and assert that it changes too.
-"""
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -11,6 +10,8 @@ from tests.browser.helpers import sign_in
 from tests.providers.fake_provider import CHAT_FRAME_TOKENS, GOOD_KEY, FakeProvider
 from tests.factories import make_minion, make_provider, make_provider_config
 from webapp.accounts.models import User
+from webapp.billing import services
+from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.providers.models import AIModel
 
@@ -30,9 +31,14 @@ def fake_provider(live_server):
 
 @pytest.fixture(scope="module")
 def adas_minion(live_server, fake_provider):
-    """A minion of ada's on the fake provider's model, with her key for it."""
+    """A minion of ada's on the fake provider's model, with her key for it; her period began an hour ago,
+    with 500 tokens, so the playground's few tokens are what sets the forecast."""
     with live_server.app.app_context():
         ada = db.session.scalar(select(User).where(User.email == "ada@demo.test"))
+        subscription = services.live_subscription(ada)
+        subscription.current_period_start = utcnow() - timedelta(hours=1)
+        subscription.current_period_end = subscription.current_period_start + timedelta(days=30)
+        subscription.plan.quotas = {**subscription.plan.quotas, "tokens": 500}
         provider = make_provider(name="Fake AI", api_style="openai", default_base_url=fake_provider.url("/v1"))
         make_provider_config(ada, provider, api_key=GOOD_KEY)
         model = AIModel(model_type="external", provider_id=provider.id, model_key="fake-small", name="Fake small")
@@ -48,10 +54,15 @@ def tokens_meter(page) -> int:
     return int(text.split(" of ")[0].replace(",", ""))
 
 
+def tokens_forecast(page) -> str:
+    return page.locator("#meter-tokens-note").inner_text()
+
+
 def test_ada_tries_her_minion_and_her_token_meter_moves(live_server, page, adas_minion, backend):
     sign_in(page, live_server.url, "ada@demo.test")
     page.goto(f"{live_server.url}/account/subscription")
     before = tokens_meter(page)
+    assert tokens_forecast(page) == "At this rate you reach your token limit: not this period."
 
     page.goto(f"{live_server.url}/minions/{adas_minion}")
     playground = page.locator("section", has=page.get_by_role("heading", name="Try Haiku Helper"))
@@ -69,6 +80,8 @@ def test_ada_tries_her_minion_and_her_token_meter_moves(live_server, page, adas_
     page.goto(f"{live_server.url}/account/subscription")
     spent = (len(PROMPT.split()) + CHAT_FRAME_TOKENS) + (len(PROMPT.split()) + 2 + CHAT_FRAME_TOKENS)
     assert tokens_meter(page) == before + spent
+    # About 20 tokens in the hour since the period began: the other 480 take about a day at that rate.
+    assert tokens_forecast(page).startswith("At this rate you reach your token limit on ")
     page.screenshot(path=f"{SHOTS}/playground-meter-{backend}.png", full_page=True)
 
 
