@@ -179,5 +179,5 @@ def test_the_subscription_page_says_when_each_meter_runs_out_and_what_happens_pa
     assert "Blocked: new work that needs requests is refused" in body
     # 300 minutes in 10 days: the 300 left take 10 more days.
     runs_out = services.day_text(subscription.current_period_start + timedelta(days=20))
-    assert f"At this rate you reach your training minutes limit on <strong>{runs_out}</strong>." in body
+    assert f"At this rate you reach your training minute limit on <strong>{runs_out}</strong>." in body
     assert "Move to Big, which covers your use" in body and "/account/subscription/change?plan=big" in body
