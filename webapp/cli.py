@@ -1,13 +1,42 @@
-"""``flask seed ...``: thin commands over webapp.seed."""
+"""``flask seed ...``: thin commands over webapp.seed; and what the domains' commands share."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
+from webapp.extensions import db
 from webapp.seed import SeedError
+
+
+def create_named_token(model: Any, what: str, name: str, create: Callable[[str], tuple[Any, str]]) -> None:
+    """Create ``what`` NAME through ``create`` and print its token, shown only now (only its hash is stored)."""
+    if db.session.scalar(select(model.id).where(model.name == name)):
+        raise click.ClickException(f"A {what} named {name!r} already exists.")
+    _, token = create(name)
+    db.session.commit()
+    click.echo(f"{what.capitalize()} {name!r} created. Its token, shown only now:")
+    click.echo(token)
+
+
+def verify_and_repair(mismatches: Sequence[Any], describe: Callable[[Any], str], all_good: str, what: str,
+                      repair: bool, mend: Callable[[Sequence[Any]], None]) -> None:
+    """List each mismatch; mend them with --repair, else exit 1 while any remain."""
+    for mismatch in mismatches:
+        click.echo(describe(mismatch))
+    if not mismatches:
+        click.echo(all_good)
+        return
+    if not repair:
+        raise click.ClickException(f"{len(mismatches)} {what} out of step; rerun with --repair.")
+    mend(mismatches)
+    db.session.commit()
+    click.echo(f"Repaired {len(mismatches)} {what}.")
 
 seed = AppGroup("seed", help="Fill the database with demo or benchmark data.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from webapp.extensions import db
+from webapp.cli import verify_and_repair
 from webapp.minions.services import repair_xp, xp_mismatches
 
 minions = AppGroup("minions", help="Minion maintenance.")
@@ -14,14 +14,5 @@ minions = AppGroup("minions", help="Minion maintenance.")
 @click.option("--repair", is_flag=True, help="Set each mismatched xp to the sum of its XP events.")
 def verify_xp_command(repair: bool) -> None:
     """List minions whose xp differs from the sum of their XP events; exit 1 if any remain."""
-    mismatches = xp_mismatches()
-    for mismatch in mismatches:
-        click.echo(f"#{mismatch.minion_id} {mismatch.name}: xp {mismatch.xp}, ledger {mismatch.ledger}")
-    if not mismatches:
-        click.echo("Every minion's xp equals its XP ledger.")
-        return
-    if not repair:
-        raise click.ClickException(f"{len(mismatches)} minion(s) out of step with the ledger; rerun with --repair.")
-    repair_xp(mismatches)
-    db.session.commit()
-    click.echo(f"Repaired {len(mismatches)} minion(s).")
+    verify_and_repair(xp_mismatches(), lambda m: f"#{m.minion_id} {m.name}: xp {m.xp}, ledger {m.ledger}",
+                      "Every minion's xp equals its XP ledger.", "minion(s)", repair, repair_xp)
