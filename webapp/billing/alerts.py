@@ -45,7 +45,7 @@ def crossings(user: User, terms: quotas.Allowance) -> list[Crossing]:
     return found
 
 
-def _insert_once(user: User, terms: quotas.Allowance, crossing: Crossing) -> bool:
+def record_crossing(user: User, terms: quotas.Allowance, crossing: Crossing) -> bool:
     """Record the crossing; False when it was recorded before (by this run's predecessors or a rival)."""
     insert = postgresql_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(UsageAlert).values(
@@ -58,7 +58,7 @@ def _insert_once(user: User, terms: quotas.Allowance, crossing: Crossing) -> boo
 
 def alert_user(user: User, terms: quotas.Allowance) -> list[Crossing]:
     """Record the user's new crossings and mail the highest per quota; the newly recorded ones."""
-    new = [crossing for crossing in crossings(user, terms) if _insert_once(user, terms, crossing)]
+    new = [crossing for crossing in crossings(user, terms) if record_crossing(user, terms, crossing)]
     # Crossings come in rising thresholds per quota, so the last one of each quota is its highest.
     highest = {crossing.key: crossing for crossing in new}
     for crossing in highest.values():

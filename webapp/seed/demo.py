@@ -22,10 +22,12 @@ from sqlalchemy import func, select
 from webapp.accounts.models import AuditEvent, Permission, Role, RolePermission, Token, User, UserRole
 from webapp.accounts.passwords import hash_password
 from webapp.accounts.permissions import PERMISSIONS, ROLE_DESCRIPTIONS, ROLE_PERMISSIONS
+from webapp.billing import alerts
 from webapp.billing.models import (
     LIVE_SUBSCRIPTION_STATUSES, MANUAL, STRIPE, BillingCustomer, CheckoutSession, Payment, Plan, UserSubscription,
     WebhookEvent,
 )
+from webapp import quotas
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.metering.models import MeteringToken
@@ -368,6 +370,7 @@ class _DemoSeed:
         self.seed_first_job()
         self.seed_xp()
         self.seed_usage()
+        self.seed_usage_alerts()
         self.seed_operations()
 
     # --- accounts ------------------------------------------------------------
@@ -477,6 +480,13 @@ class _DemoSeed:
                         occurred_at=at, outcome="applied",
                         payload={"id": event_ref, "object": "event", "type": event_type,
                                  "created": int(at.timestamp()), "data": {"object": document}})
+
+    def seed_usage_alerts(self) -> None:
+        """The crossings of this period's use that the alerts beat task would have recorded (and mailed)."""
+        for user in self.users.values():
+            terms = quotas.allowance(user, self.now)
+            for crossing in alerts.crossings(user, terms):
+                alerts.record_crossing(user, terms, crossing)
 
     def seed_usage(self) -> None:
         """Several records a day for every metric over the heavy users' current period."""
