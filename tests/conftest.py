@@ -26,6 +26,9 @@ from webapp.extensions import db
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+# The suite runs in two pytest-xdist workers (pyproject's addopts), each on PostgreSQL databases of
+# its own: minion_test_gw0, minion_test_gw0_live, ... (SQLite files are in each worker's own tmp).
+XDIST_WORKER_SUFFIX = f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -73,7 +76,7 @@ def database_url(backend: str, tmp_dir, suffix: str = "") -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_dir}/test{suffix}.sqlite3"
     url = sa.make_url(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    return url.set(database=url.database + suffix).render_as_string(hide_password=False)
+    return url.set(database=url.database + XDIST_WORKER_SUFFIX + suffix).render_as_string(hide_password=False)
 
 
 def postgres_admin(url: str):
