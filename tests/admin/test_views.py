@@ -29,7 +29,7 @@ def test_the_schema_s_secret_columns_are_the_ones_we_know():
     found = {f"{column.table.name}.{column.name}" for column in secret_columns()}
     assert found == {
         "users.password_hash", "sessions.session_token_hash", "sessions.refresh_token_hash", "tokens.token_hash",
-        "job_runners.token_hash", "user_provider_configs.api_key_ciphertext",
+        "job_runners.token_hash", "user_provider_configs.api_key_ciphertext", "metering_tokens.token_hash",
     }
 
 

@@ -11,9 +11,9 @@ from webapp import quotas
 from webapp.admin.base import USER_LOOKUP, SecureModelView, choice_filter, choices, lookup
 from webapp.billing.models import (
     BILLING_INTERVALS, MANUAL, PAYMENT_STATUSES, STRIPE, SUBSCRIPTION_STATUSES, USAGE_METRICS, BillingCustomer,
-    CheckoutSession, Payment, Plan, UsageRecord, UserSubscription, WebhookEvent,
+    CheckoutSession, Payment, Plan, UsageAlert, UsageRecord, UserSubscription, WebhookEvent,
 )
-from webapp.metering.models import MeteringToken
+from webapp.metering.models import MeteringToken, UsageRollup
 from webapp.db import utcnow
 
 CATEGORY = "Billing"
@@ -194,8 +194,32 @@ class MeteringTokenView(BillingView):
     allow_create = False
     column_list = ("id", "name", "is_active", "created_at")
     column_searchable_list = ("name",)
-    column_filters = ("is_active",)
+    column_filters = ("is_active", "created_at")
     form_columns = ("name", "is_active")
+
+
+class UsageRollupView(BillingView):
+    """The daily rollup the meters read, kept by the metering path (`flask metering verify` checks it)."""
+
+    allow_create = allow_edit = allow_delete = False
+    column_list = ("id", "user", "day", "starts_at", "metric", "quantity")
+    column_searchable_list = ("user.email",)
+    column_filters = (choice_filter(UsageRollup.metric, "Metric", USAGE_METRICS), "starts_at", "user.email")
+    column_default_sort = ("starts_at", True)
+    eager = (joinedload(UsageRollup.user),)
+
+
+class UsageAlertView(BillingView):
+    """Each 50/80/100% crossing recorded (and mailed) once per period; deleting one lets it be sent again."""
+
+    allow_create = allow_edit = False
+    column_list = ("id", "user", "quota_key", "threshold", "used", "quota_limit", "period_start", "dismissed_at")
+    column_searchable_list = ("user.email",)
+    column_filters = ("quota_key", "threshold", "period_start", "user.email")
+    column_default_sort = ("id", True)
+    eager = (joinedload(UsageAlert.user),)
+
+
 class BillingCustomerView(BillingView):
     column_list = ("id", "user", "provider", "customer_ref", "created_at")
     column_searchable_list = ("user.email", "customer_ref")
@@ -236,6 +260,8 @@ def views() -> list[SecureModelView]:
         PaymentView(Payment, "admin_payments", "Payments", CATEGORY),
         UsageView(UsageRecord, "admin_usage_records", "Usage", CATEGORY),
         MeteringTokenView(MeteringToken, "admin_metering_tokens", "Metering tokens", CATEGORY),
+        UsageRollupView(UsageRollup, "admin_usage_rollups", "Daily usage", CATEGORY),
+        UsageAlertView(UsageAlert, "admin_usage_alerts", "Usage alerts", CATEGORY),
         BillingCustomerView(BillingCustomer, "admin_billing_customers", "Customers", CATEGORY),
         CheckoutSessionView(CheckoutSession, "admin_checkout_sessions", "Checkouts", CATEGORY),
         WebhookEventView(WebhookEvent, "admin_webhook_events", "Webhook events", CATEGORY),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, String, true
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.db import TimestampMixin, choice_check, fk, non_negative
 from webapp.extensions import db
@@ -48,3 +48,5 @@ class UsageRollup(TimestampMixin, db.Model):
     starts_at: Mapped[datetime]
     metric: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    user = relationship("User", foreign_keys=[user_id])
