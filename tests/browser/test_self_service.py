@@ -68,7 +68,7 @@ def test_a_visitor_signs_up_and_builds_a_minion_and_a_dataset(live_server, page)
     expect(page.get_by_text("You have no minions yet")).to_be_visible()
     page.get_by_label("Name").fill("Browser Buddy")
     page.get_by_role("button", name="Create minion").click()
-    expect(page.get_by_role("heading", name="Browser Buddy")).to_be_visible()
+    expect(page.get_by_role("heading", name="Browser Buddy", exact=True)).to_be_visible()
     minion_url = page.url
     assert re.search(r"/minions/\d+$", minion_url)
 
