@@ -14,7 +14,7 @@ from webapp.training.services import (
 # The defaults the README documents, written out so the tests need no app.
 LIMITS = ReportLimits(events=1000, message_length=4000, metric_keys=100, metric_key_length=100, stored_metrics=200)
 
-LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in targets]
+LEGAL = [(source, target) for source, targets in TRANSITIONS.items() for target in sorted(targets)]
 # Self-transitions (running -> running, queued -> queued) included: the machine refuses them too.
 ILLEGAL = [(source, target) for source in TRANSITIONS for target in TRANSITIONS if target not in TRANSITIONS[source]]
 
