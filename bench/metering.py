@@ -81,11 +81,12 @@ def service_ingest(users: list[int], count: int) -> float:
     """Events per second through record_usage in this process, one commit per batch."""
     os.environ.update(database_env(DATABASE))
     from webapp import create_app
+
+    app = create_app()  # first: the domains import each other once the app has registered them
     from webapp.db import utcnow
     from webapp.extensions import db
     from webapp.metering.services import UsageEvent, record_usage
 
-    app = create_app()
     with app.app_context():
         now = utcnow()
         prepared = [[UsageEvent(e["id"], e["user_id"], e["metric"], e["quantity"], now, e["model"]) for e in batch]

@@ -63,10 +63,13 @@ def run(cmd: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
 
 def psql(sql: str, database: str = "postgres") -> str:
     """Run ``sql`` on the local server; the output, unaligned and without headers."""
-    return subprocess.run(
+    done = subprocess.run(
         ["psql", "-h", "localhost", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qtAc", sql],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
+        capture_output=True, text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"psql failed ({done.returncode}): {done.stderr.strip()}\n{sql.strip()[:300]}")
+    return done.stdout.strip()
 
 
 def database_env(name: str) -> dict:
