@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from flask import request_finished
+from flask import Flask, request_finished
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
+from xdist.scheduler import LoadScopeScheduling
 
 from webapp import create_app
 from webapp.extensions import db
@@ -50,8 +51,56 @@ def pytest_sessionstart(session):
         reporter.write_line("TEST_DATABASE_URL is not set: only the SQLite half of the database tests runs.")
 
 
+# The slowest test files, slowest first (see `pytest --durations=40`): they are handed out first,
+# so that no worker is left alone with one of them at the end of the run.
+SLOWEST_FILES = (
+    "tests/browser/test_every_page.py",
+    "tests/test_hostile_input.py",
+    "tests/browser/test_training_engine.py",
+    "tests/training/test_broker.py",
+    "tests/test_authorization_matrix.py",
+    "tests/browser/test_jobs_leaderboard.py",
+    "tests/test_start.py",
+    "tests/test_rate_limits.py",
+    "tests/browser/test_layout.py",
+)
+
+
+def backend_of(nodeid: str) -> str:
+    """The database backend a test id runs on ("" for a test that takes none)."""
+    params = nodeid.partition("[")[2].removesuffix("]").split("-")
+    return next((backend for backend in ("sqlite", "postgresql") if backend in params), "")
+
+
+class FileAndBackendScheduling(LoadScopeScheduling):
+    """pytest-xdist's unit of work: one test file on one backend, handed out in collection order.
+
+    A file's SQLite and PostgreSQL halves may run side by side on two workers. The collection
+    puts SLOWEST_FILES first (pytest_collection_modifyitems), and the small files at the end
+    keep both workers busy until the last test.
+    """
+
+    def __init__(self, config, log=None) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False  # the collection's order, not "most tests first"
+
+    def _split_scope(self, nodeid: str) -> str:
+        return f"{nodeid.split('::', 1)[0]}[{backend_of(nodeid)}]"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return FileAndBackendScheduling(config, log)
+
+
+def slowest_first(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by their fixtures' parameters
 def pytest_collection_modifyitems(config, items):
-    """postgres_only tests are not collected for the SQLite run (rather than skipped)."""
+    """postgres_only tests are not collected for the SQLite run (rather than skipped); the slowest
+    files come first (a stable sort: each file's own order stays)."""
     keep, drop = [], []
     for item in items:
         params = getattr(item, "callspec", None)
@@ -59,7 +108,7 @@ def pytest_collection_modifyitems(config, items):
         (drop if on_sqlite and item.get_closest_marker("postgres_only") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = sorted(keep, key=slowest_first)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -190,17 +239,44 @@ def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
     return app
 
 
+@contextlib.contextmanager
+def app_of_its_own(backend: str, tmp_dir, suffix: str = "", **overrides) -> Iterator[Flask]:
+    """An app on a database of its own, where requests and tests commit for real (races, servers,
+    workers); its connections are closed on leaving, so the next copy over its database can drop it."""
+    app = make_test_app(backend, tmp_dir, suffix, **overrides)
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request) -> str:
     return request.param
 
 
 @pytest.fixture(scope="session")
-def app(backend, tmp_path_factory):
-    app = make_test_app(backend, tmp_path_factory.mktemp(backend))
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+def backend_apps():
+    """Each backend's app, made on first use and kept for the whole run of this test process.
+
+    pytest keeps one value of a parametrized session fixture at a time, and a pytest-xdist worker
+    runs a file's SQLite tests and then its PostgreSQL ones: a session-scoped ``app`` was torn down
+    and made again twice per file. Kept here, switching backends costs nothing.
+    """
+    apps: dict[str, Flask] = {}
+    yield apps
+    for made in apps.values():
+        with made.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def app(backend, backend_apps, tmp_path_factory) -> Flask:
+    if backend not in backend_apps:
+        backend_apps[backend] = make_test_app(backend, tmp_path_factory.mktemp(backend))
+    return backend_apps[backend]
 
 
 @pytest.fixture
@@ -324,15 +400,13 @@ def live_server(backend, tmp_path_factory):
 
     tmp_dir = tmp_path_factory.mktemp(f"live-{backend}")
     # Mail goes to the outbox table, as on the embedded start, so browser tests read it in the admin.
-    app = make_test_app(backend, tmp_dir, suffix="_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None,
-                        MAIL_BACKEND="outbox")
-    with app.app_context():
-        seed_demo(app.config["DEMO_PASSWORD"])
-    with LiveServer(app) as server:
-        app.config["BASE_URL"] = server.url
-        yield server
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_dir, "_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None,
+                        MAIL_BACKEND="outbox") as app:
+        with app.app_context():
+            seed_demo(app.config["DEMO_PASSWORD"])
+        with LiveServer(app) as server:
+            app.config["BASE_URL"] = server.url
+            yield server
 
 
 @pytest.fixture(scope="session")

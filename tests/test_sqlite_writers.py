@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import make_test_app
+from tests.conftest import app_of_its_own
 from webapp.accounts.models import User
 from webapp.database import write_transaction
 from webapp.extensions import db
@@ -16,13 +16,11 @@ from webapp.extensions import db
 
 @pytest.fixture(scope="module")
 def file_app(tmp_path_factory):
-    app = make_test_app("sqlite", tmp_path_factory.mktemp("writers"))
-    with app.app_context():
-        db.session.execute(text("INSERT INTO roles (name, description) VALUES ('probe', '')"))
-        db.session.commit()
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own("sqlite", tmp_path_factory.mktemp("writers")) as app:
+        with app.app_context():
+            db.session.execute(text("INSERT INTO roles (name, description) VALUES ('probe', '')"))
+            db.session.commit()
+        yield app
 
 
 def worker_writes_meanwhile(app) -> threading.Thread:

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from tests.conftest import make_test_app
-from webapp.extensions import db, limiter
+from tests.conftest import app_of_its_own
+from webapp.extensions import limiter
 from webapp.mail import outbox
 
 
@@ -20,12 +20,10 @@ def mailbox(app):
 def limited_app(backend, tmp_path_factory):
     """An app of its own with rate limiting on: Flask-Limiter only sets up for an app
     started with RATELIMIT_ENABLED, and the shared test app is not."""
-    app = make_test_app(backend, tmp_path_factory.mktemp("limits"), suffix="_limits",
-                        RATELIMIT_ENABLED=True, AUTH_RATE_LIMIT="3 per minute")
-    yield app
-    limiter.enabled = False
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path_factory.mktemp("limits"), "_limits",
+                        RATELIMIT_ENABLED=True, AUTH_RATE_LIMIT="3 per minute") as app:
+        yield app
+        limiter.enabled = False
 
 
 @pytest.fixture

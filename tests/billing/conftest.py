@@ -5,19 +5,15 @@ import pytest
 import stripe
 
 from tests.billing.fake_stripe import SECRET_KEY, FakeStripe
-from tests.conftest import make_test_app
+from tests.conftest import app_of_its_own
 from tests.factories import make_plan
-from webapp.extensions import db
 
 
 @pytest.fixture
 def race_app(backend, tmp_path):
     """An app with its own database, where each request commits for real."""
-    app = make_test_app(backend, tmp_path, suffix="_race")
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path, "_race") as app:
+        yield app
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.billing.fake_stripe import SECRET_KEY, FakeStripe, new_id
 from tests.billing.stripe_events import body, deliver, event, signature
 from tests.billing.test_stripe import card_subscriber
 from tests.concurrency import all_at_once
-from tests.conftest import login, make_test_app
+from tests.conftest import app_of_its_own, login
 from tests.factories import make_plan, make_usage, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
@@ -192,13 +192,9 @@ def race_app(backend, tmp_path, monkeypatch):
     """An app with its own database, where each delivery commits for real."""
     import stripe
 
-    app = make_test_app(backend, tmp_path, suffix="_race", STRIPE_SECRET_KEY=SECRET_KEY)
-    with FakeStripe() as server:
+    with app_of_its_own(backend, tmp_path, "_race", STRIPE_SECRET_KEY=SECRET_KEY) as app, FakeStripe() as server:
         monkeypatch.setattr(stripe, "api_base", server.url(""))
         yield app, server
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_concurrent_deliveries_of_one_event_apply_it_once(race_app):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tests.billing.fake_stripe import SECRET_KEY, FakeStripe
 from tests.billing.stripe_events import body, event, signature
 from tests.browser.helpers import sign_in
-from tests.conftest import LiveServer, make_test_app
+from tests.conftest import LiveServer, app_of_its_own
 from webapp.billing.models import Plan
 from webapp.extensions import db
 
@@ -26,24 +26,18 @@ def stripe_console(backend, tmp_path_factory):
     """The demo console with Stripe configured, its API a fake on this machine, serving on a real port."""
     from webapp.seed.demo import seed_demo
 
-    with FakeStripe() as fake:
-        previous, stripe.api_base = stripe.api_base, fake.url("")
-        app = make_test_app(backend, tmp_path_factory.mktemp(f"stripe-live-{backend}"), suffix="_stripe_live",
-                            WTF_CSRF_ENABLED=True, SERVER_NAME=None, MAIL_BACKEND="outbox",
-                            STRIPE_SECRET_KEY=SECRET_KEY)
+    with FakeStripe() as fake, pytest.MonkeyPatch.context() as patch, app_of_its_own(
+            backend, tmp_path_factory.mktemp(f"stripe-live-{backend}"), "_stripe_live", WTF_CSRF_ENABLED=True,
+            SERVER_NAME=None, MAIL_BACKEND="outbox", STRIPE_SECRET_KEY=SECRET_KEY) as app:
+        patch.setattr(stripe, "api_base", fake.url(""))
         with app.app_context():
             seed_demo(app.config["DEMO_PASSWORD"])
             for plan in db.session.scalars(select(Plan).where(Plan.price_cents > 0)):
                 plan.stripe_price_id = fake.add_price(plan.price_cents)
             db.session.commit()
-        try:
-            with LiveServer(app) as server:
-                app.config["BASE_URL"] = server.url
-                yield server, fake
-        finally:
-            stripe.api_base = previous
-            with app.app_context():
-                db.engine.dispose()
+        with LiveServer(app) as server:
+            app.config["BASE_URL"] = server.url
+            yield server, fake
 
 
 def send_webhook(server, document: dict) -> int:

@@ -28,8 +28,8 @@ def engine_server(backend, tmp_path_factory):
     from webapp.seed.demo import seed_demo
 
     tmp_dir = tmp_path_factory.mktemp(f"engine-live-{backend}")
-    app = broker_app(backend, tmp_dir, "_engine_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None)
-    with LiveServer(app) as server:
+    with broker_app(backend, tmp_dir, "_engine_live", WTF_CSRF_ENABLED=True, SERVER_NAME=None) as app, \
+            LiveServer(app) as server:
         app.config["BASE_URL"] = server.url
         with app.app_context():
             seed_demo(app.config["DEMO_PASSWORD"])
@@ -40,8 +40,6 @@ def engine_server(backend, tmp_path_factory):
                 name=FIRST_JOB_NAME, status="succeeded")).first(), what="the demo's queued job to succeed")
         yield server
         stop_together(processes)
-    with app.app_context():
-        db.engine.dispose()
 
 
 def minion_id(server, name: str) -> int:

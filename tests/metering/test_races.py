@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.concurrency import all_at_once
-from tests.conftest import LiveServer, make_test_app
+from tests.conftest import LiveServer, app_of_its_own
 from tests.factories import make_ai_model, make_metering_token, make_plan, make_subscription, make_user
 from webapp.billing.models import UsageRecord
 from webapp.db import utcnow
@@ -22,10 +22,8 @@ BATCH = 200
 
 @pytest.fixture(scope="module")
 def shared_app(backend, tmp_path_factory):
-    app = make_test_app(backend, tmp_path_factory.mktemp(f"metering-races-{backend}"), suffix="_metering_races")
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path_factory.mktemp(f"metering-races-{backend}"), "_metering_races") as app:
+        yield app
 
 
 def send(url: str, token: str, events: list[dict]) -> dict:

@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import FreshContextClient, make_test_app
+from tests.conftest import FreshContextClient, app_of_its_own
 from tests.factories import make_ai_model, make_plan, make_session, make_subscription, make_user
 from webapp.extensions import db
 from webapp.minions.models import Minion
@@ -21,10 +21,8 @@ QUOTA = 2
 
 @pytest.fixture(scope="module")
 def race_app(backend, tmp_path_factory):
-    app = make_test_app(backend, tmp_path_factory.mktemp("race"), suffix="_race")
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path_factory.mktemp("race"), "_race") as app:
+        yield app
 
 
 def test_concurrent_creates_never_pass_the_quota(race_app, backend):

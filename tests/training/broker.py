@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from tests.conftest import make_test_app
+from tests.conftest import app_of_its_own
 from webapp.extensions import db
 
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -35,10 +35,11 @@ def require_broker() -> None:
 
 
 def broker_app(backend: str, tmp_dir, suffix: str, **overrides):
-    """A test app on its own committed database, publishing to the test broker on a queue of its own."""
+    """``with broker_app(...) as app``: a test app on its own committed database, publishing to the
+    test broker on a queue of its own."""
     require_broker()
-    return make_test_app(backend, tmp_dir, suffix=suffix, CELERY_BROKER_URL=TEST_BROKER_URL,
-                         CELERY_QUEUE=f"test-{uuid.uuid4().hex[:12]}", **FAST_CLOCK, **overrides)
+    return app_of_its_own(backend, tmp_dir, suffix, CELERY_BROKER_URL=TEST_BROKER_URL,
+                          CELERY_QUEUE=f"test-{uuid.uuid4().hex[:12]}", **FAST_CLOCK, **overrides)
 
 
 def process_env(app) -> dict[str, str]:

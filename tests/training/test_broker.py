@@ -17,19 +17,17 @@ from webapp.training.services import RUN_TASK
 def engine(backend, tmp_path_factory):
     """The app, one beat and two workers, on a database of their own."""
     tmp_dir = tmp_path_factory.mktemp(f"broker-{backend}")
-    app = broker_app(backend, tmp_dir, "_broker")
-    processes = {"beat": start_beat(app, tmp_dir, wait=False),
-                 **{name: start_worker(app, tmp_dir, name, wait=False) for name in ("alpha", "beta")}}
-    start_together(*processes.values())
-    with app.app_context():
-        owner = make_user()
-        minion = make_minion(owner)
-        db.session.commit()
-        app.config["TEST_OWNER"], app.config["TEST_MINION"] = owner.id, minion.id
-    yield app, processes, tmp_dir
-    stop_together(processes.values())
-    with app.app_context():
-        db.engine.dispose()
+    with broker_app(backend, tmp_dir, "_broker") as app:
+        processes = {"beat": start_beat(app, tmp_dir, wait=False),
+                     **{name: start_worker(app, tmp_dir, name, wait=False) for name in ("alpha", "beta")}}
+        start_together(*processes.values())
+        with app.app_context():
+            owner = make_user()
+            minion = make_minion(owner)
+            db.session.commit()
+            app.config["TEST_OWNER"], app.config["TEST_MINION"] = owner.id, minion.id
+        yield app, processes, tmp_dir
+        stop_together(processes.values())
 
 
 @pytest.fixture

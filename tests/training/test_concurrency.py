@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.concurrency import all_at_once
-from tests.conftest import LiveServer, make_test_app
+from tests.conftest import LiveServer, app_of_its_own
 from tests.factories import (
     make_job_runner,
     make_minion,
@@ -30,10 +30,8 @@ RUNNERS = 10
 
 @pytest.fixture(scope="module")
 def shared_app(backend, tmp_path_factory):
-    app = make_test_app(backend, tmp_path_factory.mktemp(f"races-{backend}"), suffix="_races")
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path_factory.mktemp(f"races-{backend}"), "_races") as app:
+        yield app
 
 
 def claim(url: str, token: str) -> dict | None:

@@ -19,15 +19,13 @@ from webapp.training.services import NewJob, start_job
 def engine(backend, tmp_path_factory):
     """The app, the fake provider and one worker polling it every 0.2 s, on a database of their own."""
     tmp_dir = tmp_path_factory.mktemp(f"external-broker-{backend}")
-    app = broker_app(backend, tmp_dir, "_external")
-    with FakeFineTuneServer() as fake, pytest.MonkeyPatch.context() as env:
+    with broker_app(backend, tmp_dir, "_external") as app, FakeFineTuneServer() as fake, \
+            pytest.MonkeyPatch.context() as env:
         env.setenv("EXTERNAL_JOB_POLL_SECONDS", "0.2")  # the worker process's environment
         env.setenv("PROVIDER_HOST_ALLOWLIST", fake.host)  # the worker's egress may reach the fake provider
         worker = start_worker(app, tmp_dir, "gamma")
         yield app, fake, worker
         worker.stop()
-    with app.app_context():
-        db.engine.dispose()
 
 
 def test_a_worker_fine_tunes_an_external_job_and_shows_on_the_workers_page(engine):

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tests.concurrency import all_at_once
-from tests.conftest import make_test_app
+from tests.conftest import app_of_its_own
 from tests.factories import make_job_runner, make_minion, make_training_job, make_user
 from tests.training.test_api import report, snapshot
 from webapp.extensions import db
@@ -175,10 +175,8 @@ def test_last_seen_is_kept_without_the_runner_s_lock_version(client, db_session)
 
 @pytest.fixture(scope="module")
 def committed_app(backend, tmp_path_factory):
-    app = make_test_app(backend, tmp_path_factory.mktemp(f"reports-{backend}"), suffix="_reports")
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_of_its_own(backend, tmp_path_factory.mktemp(f"reports-{backend}"), "_reports") as app:
+        yield app
 
 
 def in_parallel(app, calls) -> list:
