@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -164,6 +165,7 @@ def send(app, cookie: str | None, method: str, path: str, query: list[tuple[str,
 
 # A signed-in request moves its session's last_seen_at (and so updated_at) whatever it answers.
 BOOKKEEPING_TABLES = {"sessions"}
+LAST_SEEN_UPDATE = re.compile(r"UPDATE sessions SET last_seen_at=[^,]+(, updated_at=[^,]+)? WHERE sessions\.id = \S+$")
 
 
 def fingerprint(connection) -> tuple:
@@ -195,7 +197,10 @@ class Walk:
 
     def note_writes(self, conn, cursor, statement, parameters, context, executemany) -> None:
         # Only a request that wrote can have stored something: the others skip the fingerprint query.
-        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+        # So does one whose only write is its session's last-seen time, which the fingerprint leaves
+        # out (BOOKKEEPING_TABLES): every signed-in request makes it, since each rolls back the last.
+        statement = statement.lstrip()
+        if statement[:6].upper() in ("INSERT", "UPDATE", "DELETE") and not LAST_SEEN_UPDATE.match(statement):
             self.wrote = True
 
     def close(self) -> None:
