@@ -13,12 +13,14 @@ rolled back after it.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -182,6 +184,23 @@ def fingerprint(connection) -> tuple:
     return tuple(zip(row._fields, row))
 
 
+@contextlib.contextmanager
+def undone(connection) -> Iterator[None]:
+    """Whatever runs inside is rolled back: a savepoint, rolled back to and then released.
+
+    SQLAlchemy's nested transaction only rolls back to its savepoint, which the database keeps:
+    the next one would nest inside it, and on PostgreSQL every level under which a request wrote
+    keeps a transaction-id lock until the test ends. Over thousands of requests that fills the
+    server's lock table ("out of shared memory") for every connection.
+    """
+    savepoint = connection.begin_nested()
+    try:
+        yield
+    finally:
+        savepoint.rollback()
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint._savepoint}")
+
+
 class Walk:
     def __init__(self, app, tokens: dict[str, str | None]) -> None:
         self.app = app
@@ -207,9 +226,8 @@ class Walk:
         sa.event.remove(self.connection, "before_cursor_execute", self.note_writes)
 
     def request(self, role: str, method: str, rule: str, description: str, **parts) -> int:
-        savepoint = self.connection.begin_nested()
         self.wrote = False
-        try:
+        with undone(self.connection):
             try:
                 status = send(self.app, self.tokens[role], method, **parts).status_code
             except Exception as error:  # noqa: BLE001  (an exception that escapes the app is its 500)
@@ -220,8 +238,6 @@ class Walk:
                 if changed:
                     self.stored.append(f"{method} {rule} as {role}: {description} answered {status} "
                                        f"but changed {', '.join(sorted(changed))}")
-        finally:
-            savepoint.rollback()
         self.requests += 1
         self.statuses[status // 100] += 1
         if status >= 500 and status != 503:
@@ -297,14 +313,11 @@ def discover(app, tokens, connection, route: Route, roles: tuple[str, ...]) -> d
     try:
         for role in roles:
             READ_KEYS.clear()
-            savepoint = connection.begin_nested()
-            try:
+            with undone(connection):
                 path, query = split_url(route.url)
                 send(app, tokens[role], route.method, path, query,
                      form=[(k, str(v)) for k, v in route.data.items()] if route.data else None,
                      json_text=json.dumps(route.json) if route.json is not None else None, headers=route.headers)
-            finally:
-                savepoint.rollback()
             read[role] = set(READ_KEYS)
     finally:
         app.request_class = request_class
