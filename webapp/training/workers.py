@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from celery import Celery, signals
 from flask import Flask
 from sqlalchemy import event as sa_event
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Row, func, inspect, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -179,6 +179,33 @@ def queue_depth(connection, name: str) -> QueueDepth:
     finally:
         with contextlib.suppress(*connection.connection_errors, *connection.channel_errors):
             channel.close()
+
+
+def board_state() -> list[Row]:
+    """What the workers page shows from the database, in one query of indexed reads.
+
+    One row per worker (its row's updated_at moves with every start, heartbeat, stop and count),
+    each carrying the same stamps of the jobs: how many run and their latest change, the latest
+    dispatch of a queued job and the oldest queued job (one row of stamps when no worker exists).
+    The broker's queue depths are not read: they move with the dispatches, and while a worker is
+    online its heartbeats change the state at least every WORKER_HEARTBEAT_SECONDS anyway.
+    """
+    running = TrainingJob.status == "running"
+    queued = select(TrainingJob.id, TrainingJob.queued_at).where(TrainingJob.status == "queued") \
+        .order_by(TrainingJob.created_at, TrainingJob.id).limit(1)
+    stamps = select(
+        select(func.count()).select_from(TrainingJob).where(running).scalar_subquery().label("running"),
+        select(func.max(TrainingJob.updated_at)).where(running).scalar_subquery().label("running_changed"),
+        select(func.max(TrainingJob.dispatched_at)).where(TrainingJob.status == "queued")
+        .scalar_subquery().label("dispatched"),
+        queued.with_only_columns(TrainingJob.id).scalar_subquery().label("oldest_queued"),
+        queued.with_only_columns(TrainingJob.queued_at).scalar_subquery().label("oldest_queued_at"),
+    ).subquery()
+    workers = select(
+        TrainingWorker.id, TrainingWorker.updated_at, TrainingWorker.started_at, TrainingWorker.heartbeat_at,
+        TrainingWorker.stopped_at,
+    ).order_by(TrainingWorker.heartbeat_at.desc(), TrainingWorker.id.desc()).limit(MAX_WORKERS_SHOWN).subquery()
+    return list(db.session.execute(select(stamps, workers).select_from(stamps.outerjoin(workers, true()))))
 
 
 def worker_board(celery: Celery, stale_after: timedelta) -> WorkerBoard:
