@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from tests.factories import make_minion, make_payment, make_usage, make_user
 from webapp.db import utcnow
@@ -100,7 +101,8 @@ def test_a_keyset_page_costs_the_queries_of_the_first(admin_client, count_querie
 @pytest.mark.parametrize("query", [
     "after=yesterday,1", "after=2026-12-01T08:00:00,1", "after=2026-12-01T08:00:00%2B00:00,x",
     "after=2026-12-01T08:00:00%2B00:00,99999999999", "after=", "before=,", "after=1&before=1",
-    "after=2026-12-01T08:00:00%2B00:00", "after=%EF%BC%91,1",
+    "after=2026-12-01T08:00:00%2B00:00", "after=%EF%BC%91,1", "after=9999-12-31T23:59:59-14:00,1",
+    "before=0001-01-01T00:00:00%2B14:00,1",
 ])
 def test_a_key_that_is_no_position_is_a_400(admin_client, query):
     response = admin_client.get(f"/admin/users/?{query}")
@@ -111,3 +113,19 @@ def test_a_key_of_an_id_order_is_the_id(admin_client):
     add_rows("users", PAGE_SIZE + 5)
     assert admin_client.get("/admin/users/?sort=0&after=12").status_code == 200
     assert admin_client.get("/admin/users/?sort=0&after=1,2").status_code == 400
+
+
+def test_a_keyset_page_is_a_range_scan_of_the_sort_index_on_postgresql(app, admin_client, db_session, backend):
+    if backend != "postgresql":
+        pytest.skip("the plan asked about is PostgreSQL's")
+    add_rows("usage_records", PAGE_SIZE + 5)
+    second = link(NEXT, page(admin_client, "/admin/usage_records/")[1])
+    view = next(view for view in app.extensions["admin"][0]._views if view.endpoint == "admin_usage_records")
+    with app.test_request_context(second):
+        order = view.keyset_order(None, False)
+        _, query = view.get_list(1, None, False, None, [], execute=False)
+        statement = view.keyset_page(query, order, PAGE_SIZE).with_entities(view.model.id).statement
+    compiled = statement.compile(dialect=db_session.get_bind().dialect, compile_kwargs={"literal_binds": True})
+    db_session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(db_session.scalars(sa.text(f"EXPLAIN {compiled}")))
+    assert "ix_usage_records_occurred_at_id" in plan and "Sort" not in plan, plan

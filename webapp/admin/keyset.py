@@ -16,7 +16,7 @@ number, whatever the order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import abort
@@ -93,11 +93,11 @@ def parsed(column: Column, text: str) -> Any:
     try:
         if kind is datetime:
             value = datetime.fromisoformat(text)
-            return value if value.tzinfo is not None else None
+            return value.astimezone(timezone.utc) if value.tzinfo is not None else None
         if kind is int:
             value = int(text, 10) if text.isascii() else None
         else:
             value = text
-    except ValueError:
+    except (ValueError, OverflowError):  # no such time, or one UTC cannot hold (year 0 or 10000)
         return None
     return None if value is None or column_problem(column, value) else value
