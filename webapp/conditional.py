@@ -13,7 +13,7 @@ A view hands over two functions: one that authorizes and reads the state its fra
 
 The ETag covers the state and everything else the rendering depends on: the deploy (templates
 and version), the URL with its arguments, the HTMX headers that pick the fragment, the viewer
-(user, permissions, time zone, the session's CSRF token that forms in the fragment carry). Time
+(user, session, permissions, time zone). Time
 itself is the caller's part of the state: a fragment that shows "40 min" or "just now" puts that
 text, computed from the same read, into its state, so the tag changes exactly when the text does.
 
@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from typing import Any
 
-from flask import Flask, current_app, make_response, request, session
+from flask import Flask, current_app, make_response, request
 from flask_login import current_user
-from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from webapp.htmx import is_htmx
@@ -65,20 +64,13 @@ def conditional(state: Callable[[], Iterable[Any]], render: Callable[[], Any], f
 
 def state_tag(state: Iterable[Any]) -> str:
     """The ETag of ``state`` as this viewer sees it at this URL, from this deploy."""
-    viewer = (current_user.id, sorted(current_user.permission_codes()), str(viewer_zone()), csrf_secret()) \
+    # The session stands for the CSRF tokens that forms in a fragment carry: they derive from a secret
+    # that lives as long as the signed-in session (WTF_CSRF_TIME_LIMIT is None; signing in starts a new one).
+    viewer = (current_user.id, current_user.session_id, sorted(current_user.permission_codes()), str(viewer_zone())) \
         if current_user.is_authenticated else None
     parts = (deploy_salt(current_app), request.full_path, [request.headers.get(h) for h in FRAGMENT_HEADERS],
              viewer, list(state))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
-
-
-def csrf_secret() -> str:
-    """A digest of the session's CSRF secret, which every token a rendering puts in a form derives from.
-
-    Made now if the session has none yet: the rendering would make it, after the tag was taken.
-    """
-    generate_csrf()
-    return hashlib.sha256(session[current_app.config["WTF_CSRF_FIELD_NAME"]].encode()).hexdigest()
 
 
 def deploy_salt(app: Flask) -> str:

@@ -95,6 +95,10 @@ def job_for(user: User, job_id: int, permission: str = "jobs.read_all") -> Train
     ).first()
 
 
+# A job's retry, as job_state looks for it (made once: an alias of the whole table costs a proxy per column).
+RETRY = aliased(TrainingJob, name="retry")
+
+
 def job_state(user: User, job_id: int) -> Row | None:
     """What a job's live row and panel show, in one indexed query (None when ``user`` may not see it).
 
@@ -102,7 +106,6 @@ def job_state(user: User, job_id: int) -> Row | None:
     the job, so the duration helpers read this row as they read a job), the related rows whose
     names it shows, its latest event (the log and the charts) and its retry.
     """
-    retry = aliased(TrainingJob)
     return db.session.execute(
         visible_jobs(user).with_only_columns(
             TrainingJob.id, TrainingJob.updated_at, TrainingJob.lock_version, TrainingJob.status,
@@ -111,7 +114,7 @@ def job_state(user: User, job_id: int) -> Row | None:
             Provider.updated_at.label("provider"), ModelVersion.updated_at.label("output"),
             select(func.max(TrainingJobEvent.id)).where(TrainingJobEvent.training_job_id == TrainingJob.id)
             .scalar_subquery().label("latest_event"),
-            select(func.max(retry.id)).where(retry.retry_of_id == TrainingJob.id).scalar_subquery().label("retry"),
+            select(func.max(RETRY.id)).where(RETRY.retry_of_id == TrainingJob.id).scalar_subquery().label("retry"),
         )
         .join(User, User.id == TrainingJob.user_id).join(AIModel, AIModel.id == TrainingJob.base_model_id)
         .outerjoin(Minion, Minion.id == TrainingJob.minion_id).outerjoin(Provider, Provider.id == TrainingJob.provider_id)

@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Celery, signals
 from flask import Flask
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.training.models import TrainingJob, TrainingWorker
+from webapp.training.models import TrainingJob, TrainingJobStatusCount, TrainingWorker
 from webapp.training.services import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
@@ -185,21 +186,26 @@ def board_state() -> list[Row]:
     """What the workers page shows from the database, in one query of indexed reads.
 
     One row per worker (its row's updated_at moves with every start, heartbeat, stop and count),
-    each carrying the same stamps of the jobs: how many run and their latest change, the latest
-    dispatch of a queued job and the oldest queued job (one row of stamps when no worker exists).
-    The broker's queue depths are not read: they move with the dispatches, and while a worker is
-    online its heartbeats change the state at least every WORKER_HEARTBEAT_SECONDS anyway.
+    each carrying the same stamps of the jobs: how many run and are queued (the counts the
+    triggers keep), the latest heartbeat of a running job (a worker's progress report is one),
+    the latest dispatch and the oldest queued job; one row of stamps when no worker exists.
+    Not read: the broker's queue depths, which move with the dispatches (and while a worker is
+    online its heartbeats change the state every WORKER_HEARTBEAT_SECONDS anyway), and the
+    names of running jobs' owners.
     """
-    running = TrainingJob.status == "running"
-    queued = select(TrainingJob.id, TrainingJob.queued_at).where(TrainingJob.status == "queued") \
-        .order_by(TrainingJob.created_at, TrainingJob.id).limit(1)
+    def count(status: str) -> Any:
+        return select(TrainingJobStatusCount.count).where(TrainingJobStatusCount.status == status).scalar_subquery()
+
+    # By created_at alone, so the (status, created_at) index answers at once (the page breaks ties by id).
+    oldest = select(TrainingJob.id).where(TrainingJob.status == "queued").order_by(TrainingJob.created_at).limit(1)
     stamps = select(
-        select(func.count()).select_from(TrainingJob).where(running).scalar_subquery().label("running"),
-        select(func.max(TrainingJob.updated_at)).where(running).scalar_subquery().label("running_changed"),
+        count("running").label("running"), count("queued").label("queued"),
+        select(func.max(TrainingJob.heartbeat_at)).where(TrainingJob.status == "running")
+        .scalar_subquery().label("running_heard"),
         select(func.max(TrainingJob.dispatched_at)).where(TrainingJob.status == "queued")
         .scalar_subquery().label("dispatched"),
-        queued.with_only_columns(TrainingJob.id).scalar_subquery().label("oldest_queued"),
-        queued.with_only_columns(TrainingJob.queued_at).scalar_subquery().label("oldest_queued_at"),
+        oldest.scalar_subquery().label("oldest_queued"),
+        oldest.with_only_columns(TrainingJob.queued_at).scalar_subquery().label("oldest_queued_at"),
     ).subquery()
     workers = select(
         TrainingWorker.id, TrainingWorker.updated_at, TrainingWorker.started_at, TrainingWorker.heartbeat_at,
