@@ -13,9 +13,9 @@ A view hands over two functions: one that authorizes and reads the state its fra
 
 The ETag covers the state and everything else the rendering depends on: the deploy (templates
 and version), the URL with its arguments, the HTMX headers that pick the fragment, the viewer
-(user, session, permissions, time zone). Time
-itself is the caller's part of the state: a fragment that shows "40 min" or "just now" puts that
-text, computed from the same read, into its state, so the tag changes exactly when the text does.
+(user, session, permissions, time zone). Time itself is the caller's part of the state: a
+fragment that shows "40 min" or "just now" puts that text, computed from the same read, into
+its state, so the tag changes exactly when the text does.
 
 Only fragments are answered conditionally. A full page also shows the navigation, the account
 banners (email, billing) and flash messages, which no cheap read covers; it is always rendered.

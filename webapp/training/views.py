@@ -11,9 +11,9 @@ from wtforms import SelectChoice
 
 from webapp.accounts.access import login_required, permission_required, verified_email_required
 from webapp.accounts.models import User
+from webapp.conditional import conditional
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.conditional import conditional
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.pagination import page_args, paginate
 from webapp.support.panels import PANEL_ROWS, user_panel
