@@ -3,6 +3,7 @@ leaderboard, cancels and retries a job from its page, and reloads a filtered lea
 import json
 import re
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -192,3 +193,30 @@ def test_rows_added_by_load_more_survive_the_refresh(live_server, page, backend)
         return [...document.querySelectorAll('#leaderboard tbody tr[id^=minion-]')].map(row => row.innerText);
     }""")
     assert refreshed == shown
+
+
+def test_a_poll_that_finds_nothing_new_is_a_304_and_leaves_the_row_as_it_was(live_server, page, backend, caplog):
+    """The browser keeps the row, asks with its ETag, gets a 304 and hands htmx the kept row back (as a 200)."""
+    job_id, minion = ada_job(live_server, "Cog", "running", progress=0.25)
+    with live_server.app.app_context():
+        job = db.session.get(TrainingJob, job_id)
+        job.started_at = job.started_at - timedelta(days=2)  # a duration ("2 d 0 h") that holds for an hour
+        db.session.commit()
+    sign_in(page, live_server.url, "ada@demo.test")
+    caplog.set_level("INFO", logger="werkzeug")
+    page.goto(f"{live_server.url}/jobs")
+    row = page.locator(f"#job-{job_id}")
+    page.wait_for_timeout(7_500)  # two polls: the first fills the browser's cache, the second finds nothing new
+    answers = [record.getMessage() for record in caplog.records if f"/jobs/{job_id}/row " in record.getMessage()]
+    assert any(" 304 " in answer or answer.endswith(" 304 -") for answer in answers), answers
+    expect(row).to_have_attribute("hx-trigger", "every 3s")
+    expect(row.locator(".progress-value")).to_have_text("25%")
+    expect(row.locator(".badge")).to_have_text("running")
+    expect(page.locator(f"#job-{job_id}")).to_have_count(1)
+
+    with live_server.app.app_context():
+        job = db.session.get(TrainingJob, job_id)
+        job.status, job.progress, job.finished_at = "succeeded", 1.0, job.started_at + timedelta(hours=1)
+        db.session.commit()
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=8_000)
+    expect(row).not_to_have_attribute("hx-trigger", "every 3s")

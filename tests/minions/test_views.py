@@ -1,6 +1,9 @@
 import re
 
+from tests.conftest import login
 from tests.factories import make_ai_model, make_minion, make_user
+from webapp.extensions import db
+from webapp.minions.services import award_xp
 
 HTMX = {"HX-Request": "true"}
 
@@ -112,3 +115,30 @@ def test_load_more_from_a_deep_page_keeps_its_first_page(client, db_session, me)
     refresh = re.search(r'id="leaderboard-poll" hidden hx-get="([^"]+)"', more).group(1).replace("&amp;", "&")
     assert "page=2" in refresh and "through=3" in refresh
     assert client.get(refresh, headers=HTMX).get_data(as_text=True).count('<tr id="minion-') == 4
+
+
+def test_the_refresh_is_304_until_the_board_changes(app, client, db_session, me, count_queries):
+    model = make_ai_model()
+    minion = make_minion(make_user(), model, xp=40, name="Steady")
+    url = f"/leaderboard?model={model.id}"
+    first = client.get(url, headers=HTMX)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "private, no-cache"
+    with count_queries() as counter:
+        unchanged = client.get(url, headers={**HTMX, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.get_data() == b"" and counter.count == 2
+    # "Load more" on the same URL is another fragment, so it never takes the refresh's copy.
+    more = client.get(url, headers={**HTMX, "HX-Target": "leaderboard-more", "If-None-Match": etag})
+    assert more.status_code == 200
+
+    award_xp(minion, 5, "bonus")
+    scored = client.get(url, headers={**HTMX, "If-None-Match": etag})
+    assert scored.status_code == 200 and "45" in scored.get_data(as_text=True)
+    minion.name = "Renamed"
+    db.session.flush()
+    renamed = client.get(url, headers={**HTMX, "If-None-Match": scored.headers["ETag"]})
+    assert renamed.status_code == 200 and "Renamed" in renamed.get_data(as_text=True)
+    # Another viewer sees their own rank line: the owner's tag is never theirs.
+    other = app.test_client()
+    login(other, make_user())
+    assert other.get(url, headers={**HTMX, "If-None-Match": renamed.headers["ETag"]}).status_code == 200

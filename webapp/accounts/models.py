@@ -63,6 +63,8 @@ class User(TimestampMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
         non_negative("failed_login_count"),
+        # The leaderboard's conditional refresh asks for the latest change of any owner's name.
+        Index("ix_users_updated_at", "updated_at"),
     )
 
     email: Mapped[str] = mapped_column(String(255))

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import abort, current_app, flash, g, has_request_context, redirect, stream_with_context, url_for
+from flask import abort, current_app, flash, g, has_request_context, redirect, request, stream_with_context, url_for
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import BigInteger, any_, case, func, inspect, literal_column, or_, select, table
+from sqlalchemy import BigInteger, Column, any_, case, func, inspect, literal_column, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import MANYTOONE
 from sqlalchemy.orm.exc import StaleDataError
@@ -35,6 +35,7 @@ from webapp.accounts.access import has_permission, sign_in_redirect
 from webapp.accounts.audit import SECRET_FIELDS, record
 from webapp.accounts.models import AuditEvent
 from webapp.admin.fields import AdminConverter, AdminFilterConverter, AdminForm, LockVersionField
+from webapp.admin.keyset import AFTER, BEFORE, KeysetOrder, keyset_order
 from webapp.extensions import db
 from webapp.inputs import INT32_MAX
 from webapp.times import iso_utc, when
@@ -322,7 +323,62 @@ class SecureModelView(SecureAccessMixin, ModelView):
         count = self.row_count(query, filtered=bool(search or filters))
         if not execute:
             return count, query
-        return count, self.page_rows(query, sort_column, sort_desc)
+        order = self.keyset_order(sort_column, sort_desc)
+        if order is not None:
+            query = self.keyset_page(query, order, page_size or self.page_size)
+        rows = self.page_rows(query, sort_column, sort_desc)
+        if order is not None and rows:
+            g.admin_keyset = self.keyset_links(order, page or 0, rows)
+        return count, rows
+
+    def keyset_order(self, sort_column, sort_desc) -> KeysetOrder | None:
+        """How keyset paging reads the list's order, or None when only offset paging serves it (webapp.admin.keyset)."""
+        if sort_column is None:
+            order = list(self._get_default_order())
+            if len(order) != 1:
+                return None
+            field, _, sort_desc = order[0]
+        else:
+            field = self._sortable_columns.get(sort_column)
+        column = getattr(field, "expression", field)
+        return keyset_order(self.model.__table__, column if isinstance(column, Column) else None, bool(sort_desc))
+
+    def keyset_page(self, page_query, order: KeysetOrder, page_size: int):
+        """The page after (or before) the key in the query string, instead of the page number's offset."""
+        keys = {name: request.args[name] for name in (AFTER, BEFORE) if name in request.args}
+        if not keys:
+            return page_query
+        if len(keys) > 1:
+            abort(400, "A list page is either after a row or before one, not both.")
+        (name, raw), = keys.items()
+        forward = name == AFTER
+        return (page_query.limit(None).offset(None).filter(order.condition(order.parse(name, raw), forward))
+                .order_by(None).order_by(*order.ordering(forward)).limit(page_size))
+
+    def keyset_links(self, order: KeysetOrder, page: int, rows: list[Any]) -> dict[str, str]:
+        """The pager's "previous" and "next": the neighbouring page numbers, reached by the boundary rows' keys."""
+        view_args = self._get_list_extra_args()
+
+        def link(number: int, name: str, row: Any) -> str:
+            return self._get_list_url(view_args.clone(page=number, extra_args={**view_args.extra_args,
+                                                                               name: order.key_of(row)}))
+
+        return {"previous": link(page - 1, BEFORE, rows[0]), "next": link(page + 1, AFTER, rows[-1])}
+
+    def keyed_pager_url(self, pager_url: Callable[[int], str], page: int) -> Callable[[int], str]:
+        """The pager's link maker, with the neighbouring pages reached by key when the list is keyset-paged."""
+        links = g.get("admin_keyset")
+        if not links:
+            return pager_url
+        keyed = {page - 1: links["previous"], page + 1: links["next"]}
+        return lambda number: keyed.get(number) or pager_url(number)
+
+    def _get_list_extra_args(self):
+        """The list's arguments; a page's key never rides along into the sort, filter or page-number links."""
+        view_args = super()._get_list_extra_args()
+        for name in (AFTER, BEFORE):
+            view_args.extra_args.pop(name, None)
+        return view_args
 
     def page_rows(self, page_query, sort_column, sort_desc) -> list[Any]:
         """The page's rows by late row lookup, so a deep page costs about what the first one does.

@@ -45,6 +45,10 @@ class Minion(TimestampMixin, db.Model):
 
 # Serves the leaderboard: rank by xp, ties broken by the older minion (lower id) first.
 Index("ix_minions_xp_id", Minion.xp.desc(), Minion.id.asc())
+# Serves the leaderboard's conditional refresh: the latest change of any minion (minions.services.board_state).
+Index("ix_minions_updated_at", Minion.updated_at)
+# Serves the admin's list in its default order, paged by key (webapp.admin.keyset).
+Index("ix_minions_created_at_id", Minion.created_at, Minion.id)
 
 
 class MinionXpEvent(TimestampMixin, db.Model):

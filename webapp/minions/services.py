@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from webapp.accounts.audit import record
+from webapp.accounts.models import User
 from webapp.db import escape_like, utcnow
 from webapp.extensions import db
 from webapp.minions.models import XP_PERIODS, Minion, MinionXpEvent, MinionXpGain
@@ -280,6 +281,20 @@ def best_rank_of(owner_id: int, filters: BoardFilters) -> BoardRow | None:
         .where(score >= best_score)
     ).one()
     return BoardRow(db.session.get(Minion, best_id), above + 1, above + tied_before + 1, best_score)
+
+
+def board_state(filters: BoardFilters) -> tuple[Any, ...]:
+    """Whether anything on any leaderboard changed, in one query of indexed maxima.
+
+    XP moves only through the ledger (award_xp), so its latest id covers every score, rank and
+    window gain; a minion's own change (name, avatar, model, retirement, a new minion) moves the
+    minions' latest updated_at, an owner's new name the users', a model's the models'. The
+    window's start moves the week and month boards on to their next period. Not seen: a row
+    deleted outright (the admin's delete), until the next change of any of these.
+    """
+    latest = [select(func.max(column)).scalar_subquery()
+              for column in (MinionXpEvent.id, Minion.updated_at, User.updated_at, AIModel.updated_at)]
+    return (*db.session.execute(select(*latest)).one(), window_start(filters.window))
 
 
 def filter_choices() -> tuple[list[AIModel], list[Provider]]:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from webapp.accounts.access import login_required
 from webapp.accounts.models import User
+from webapp.conditional import conditional
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.minions import bp, ownership
@@ -16,7 +17,7 @@ from webapp.minions.models import Minion
 from webapp.minions.ownership import MinionError
 from webapp.minions.xp import xp_for_level
 from webapp.minions.services import (
-    WINDOWS, BoardFilters, avatar_color, best_rank_of, filter_choices, initials, leaderboard_page,
+    WINDOWS, BoardFilters, avatar_color, best_rank_of, board_state, filter_choices, initials, leaderboard_page,
 )
 from webapp.pagination import page_args
 from webapp.support.panels import PANEL_ROWS, user_panel
@@ -53,9 +54,14 @@ def leaderboard():
     """The board from ``page`` through ``through``; "load more" asks for one page after it.
 
     Each "load more" answer also moves the 30 s refresh out of band to a URL that
-    covers every page shown, so a refresh keeps the rows loaded so far.
+    covers every page shown, so a refresh keeps the rows loaded so far. A refresh or
+    "load more" that finds the board unchanged since the client's copy is a 304.
     """
     filters = board_filters()
+    return conditional(lambda: board_state(filters), lambda: leaderboard_page_or_rows(filters))
+
+
+def leaderboard_page_or_rows(filters: BoardFilters):
     page, per_page = page_args()
     args = board_args(filters)
     if "per_page" in request.args:

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, or_, select, text, update
+from sqlalchemy import Row, Select, func, or_, select, text, update
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -26,7 +26,7 @@ from webapp.mail import absolute_url, send_mail
 from webapp.metering import services as metering
 from webapp.minions.models import Minion
 from webapp.minions.services import JOB_SUCCESS_REASON, JOB_SUCCESS_XP, award_xp
-from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
+from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.providers.openai_api import fine_tuning_refusal
 from webapp.security import hash_token, new_token
 from webapp.training.models import (
@@ -92,6 +92,34 @@ def job_for(user: User, job_id: int, permission: str = "jobs.read_all") -> Train
             joinedload(TrainingJob.provider), joinedload(TrainingJob.output_model_version),
             selectinload(TrainingJob.datasets).joinedload(TrainingJobDataset.dataset),
         )
+    ).first()
+
+
+# A job's retry, as job_state looks for it (made once: an alias of the whole table costs a proxy per column).
+RETRY = aliased(TrainingJob, name="retry")
+
+
+def job_state(user: User, job_id: int) -> Row | None:
+    """What a job's live row and panel show, in one indexed query (None when ``user`` may not see it).
+
+    The job's own columns (a write bumps updated_at and lock_version; the times are named as on
+    the job, so the duration helpers read this row as they read a job), the related rows whose
+    names it shows, its latest event (the log and the charts) and its retry.
+    """
+    return db.session.execute(
+        visible_jobs(user).with_only_columns(
+            TrainingJob.id, TrainingJob.updated_at, TrainingJob.lock_version, TrainingJob.status,
+            TrainingJob.queued_at, TrainingJob.dispatched_at, TrainingJob.started_at, TrainingJob.finished_at,
+            User.updated_at.label("owner"), Minion.updated_at.label("minion"), AIModel.updated_at.label("model"),
+            Provider.updated_at.label("provider"), ModelVersion.updated_at.label("output"),
+            select(func.max(TrainingJobEvent.id)).where(TrainingJobEvent.training_job_id == TrainingJob.id)
+            .scalar_subquery().label("latest_event"),
+            select(func.max(RETRY.id)).where(RETRY.retry_of_id == TrainingJob.id).scalar_subquery().label("retry"),
+        )
+        .join(User, User.id == TrainingJob.user_id).join(AIModel, AIModel.id == TrainingJob.base_model_id)
+        .outerjoin(Minion, Minion.id == TrainingJob.minion_id).outerjoin(Provider, Provider.id == TrainingJob.provider_id)
+        .outerjoin(ModelVersion, ModelVersion.id == TrainingJob.output_model_version_id)
+        .where(TrainingJob.id == job_id)
     ).first()
 
 

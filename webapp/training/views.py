@@ -11,6 +11,7 @@ from wtforms import SelectChoice
 
 from webapp.accounts.access import login_required, permission_required, verified_email_required
 from webapp.accounts.models import User
+from webapp.conditional import conditional
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
@@ -24,9 +25,10 @@ from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
     JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
-    job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
+    job_state, job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
 )
-from webapp.training.workers import waiting_for_worker_since, worker_board
+from webapp.times import relative_text
+from webapp.training.workers import board_state, waiting_for_worker_since, worker_board, worker_state
 
 
 @bp.app_template_filter("duration")
@@ -151,15 +153,19 @@ def dataset_label(dataset) -> str:
 @bp.get("/jobs/<int:job_id>/row")
 @login_required
 def job_row(job_id: int):
-    job = viewable_job(job_id)
-    return render_template("training/_job_row.html", job=job,
-                           show_owner=current_user.has_permission("jobs.read_all"))
+    return conditional(lambda: live_state(job_id), lambda: render_template(
+        "training/_job_row.html", job=viewable_job(job_id), show_owner=current_user.has_permission("jobs.read_all")),
+        fragment=True)
 
 
 @bp.get("/jobs/<int:job_id>")
 @login_required
 def job_detail(job_id: int):
-    """The full page; an HTMX poll gets the live panel plus the events after ``after``."""
+    """The full page; an HTMX poll gets the live panel plus the events after ``after`` (304 when nothing changed)."""
+    return conditional(lambda: live_state(job_id), lambda: job_detail_page(job_id))
+
+
+def job_detail_page(job_id: int):
     job = viewable_job(job_id)
     after = request.args.get("after", 0, type=int)
     events = job_events(job, after_id=after if is_htmx() else 0)
@@ -170,9 +176,25 @@ def job_detail(job_id: int):
         chart=metric_chart(job), active=is_active(job),
         can_manage=job.user_id == current_user.id or current_user.has_permission("jobs.manage"),
         retried_as=db.session.scalar(select(TrainingJob.id).where(TrainingJob.retry_of_id == job.id).limit(1)),
-        waiting_since=waiting_for_worker_since(
-            job, timedelta(seconds=current_app.config["JOB_DISPATCH_TIMEOUT_SECONDS"])),
+        waiting_since=waiting_for_worker_since(job, dispatch_timeout()),
     )
+
+
+def dispatch_timeout() -> timedelta:
+    return timedelta(seconds=current_app.config["JOB_DISPATCH_TIMEOUT_SECONDS"])
+
+
+def live_state(job_id: int) -> tuple:
+    """A job's row and live panel as a conditional poll compares them: 404 unless the viewer may see the job.
+
+    Besides what the job's read returns, the texts that change with time alone: its duration
+    and how long it has waited for a worker, computed as the templates compute them.
+    """
+    state = job_state(current_user, job_id)
+    if state is None:
+        abort(404)
+    waiting = waiting_for_worker_since(state, dispatch_timeout())
+    return (*state, format_duration(job_duration(state)), waiting and format_duration(age(waiting)))
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
@@ -215,9 +237,23 @@ def run_action(action):
 @permission_required("jobs.read_all")
 def worker_list():
     """Staff: every worker from its heartbeats, the broker's queues and the oldest queued job; refreshes itself."""
-    board = worker_board(current_app.extensions["celery"],
-                         timedelta(seconds=current_app.config["WORKER_STALE_SECONDS"]))
-    return render_page_or_block("training/worker_list.html", "worker_board", board=board)
+    return conditional(workers_state, lambda: render_page_or_block(
+        "training/worker_list.html", "worker_board",
+        board=worker_board(current_app.extensions["celery"], stale_after())))
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=current_app.config["WORKER_STALE_SECONDS"])
+
+
+def workers_state() -> list:
+    """The workers board as a conditional poll compares it, with the texts that change with time alone:
+    each worker's state and last heartbeat ("just now", "3 min ago"), the oldest queued job's wait."""
+    now, rows = utcnow(), board_state()
+    texts = [(worker_state(row, now, stale_after()), relative_text(row.heartbeat_at, now))
+             for row in rows if row.id is not None]
+    oldest = rows[0].oldest_queued_at
+    return [*rows, texts, oldest and format_duration(now - oldest)]
 
 
 @user_panel("training/_support_panel.html", "users.read", order=30)

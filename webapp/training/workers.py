@@ -16,17 +16,18 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Celery, signals
 from flask import Flask
 from sqlalchemy import event as sa_event
-from sqlalchemy import inspect, select, update
+from sqlalchemy import Row, func, inspect, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.training.models import TrainingJob, TrainingWorker
+from webapp.training.models import TrainingJob, TrainingJobStatusCount, TrainingWorker
 from webapp.training.services import FINISHED_STATUSES
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,38 @@ def queue_depth(connection, name: str) -> QueueDepth:
     finally:
         with contextlib.suppress(*connection.connection_errors, *connection.channel_errors):
             channel.close()
+
+
+def board_state() -> list[Row]:
+    """What the workers page shows from the database, in one query of indexed reads.
+
+    One row per worker (its row's updated_at moves with every start, heartbeat, stop and count),
+    each carrying the same stamps of the jobs: how many run and are queued (the counts the
+    triggers keep), the latest heartbeat of a running job (a worker's progress report is one),
+    the latest dispatch and the oldest queued job; one row of stamps when no worker exists.
+    Not read: the broker's queue depths, which move with the dispatches (and while a worker is
+    online its heartbeats change the state every WORKER_HEARTBEAT_SECONDS anyway), and the
+    names of running jobs' owners.
+    """
+    def count(status: str) -> Any:
+        return select(TrainingJobStatusCount.count).where(TrainingJobStatusCount.status == status).scalar_subquery()
+
+    # By created_at alone, so the (status, created_at) index answers at once (the page breaks ties by id).
+    oldest = select(TrainingJob.id).where(TrainingJob.status == "queued").order_by(TrainingJob.created_at).limit(1)
+    stamps = select(
+        count("running").label("running"), count("queued").label("queued"),
+        select(func.max(TrainingJob.heartbeat_at)).where(TrainingJob.status == "running")
+        .scalar_subquery().label("running_heard"),
+        select(func.max(TrainingJob.dispatched_at)).where(TrainingJob.status == "queued")
+        .scalar_subquery().label("dispatched"),
+        oldest.scalar_subquery().label("oldest_queued"),
+        oldest.with_only_columns(TrainingJob.queued_at).scalar_subquery().label("oldest_queued_at"),
+    ).subquery()
+    workers = select(
+        TrainingWorker.id, TrainingWorker.updated_at, TrainingWorker.started_at, TrainingWorker.heartbeat_at,
+        TrainingWorker.stopped_at,
+    ).order_by(TrainingWorker.heartbeat_at.desc(), TrainingWorker.id.desc()).limit(MAX_WORKERS_SHOWN).subquery()
+    return list(db.session.execute(select(stamps, workers).select_from(stamps.outerjoin(workers, true()))))
 
 
 def worker_board(celery: Celery, stale_after: timedelta) -> WorkerBoard:
