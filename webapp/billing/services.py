@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.expression import false, update
 
@@ -709,12 +709,29 @@ def notify_payment_failed(subscription: UserSubscription) -> None:
               plan=subscription.plan, link=absolute_url("billing.subscription"))
 
 
-def overdue_subscription(user: User) -> UserSubscription | None:
-    """The user's current subscription when a payment of it failed and nothing has been paid since."""
-    if not user.is_authenticated or user.current_subscription_id is None:
+@dataclass(frozen=True)
+class Overdue:
+    """What the dunning banner says of a past-due subscription."""
+
+    plan_name: str
+    provider: str
+
+
+def overdue_columns(query: Select) -> Select:
+    """The signed-in user's query, with the plan and provider of their subscription when it is past due."""
+    return (
+        query.outerjoin(UserSubscription, (UserSubscription.id == User.current_subscription_id)
+                        & (UserSubscription.status == "past_due"))
+        .outerjoin(Plan, Plan.id == UserSubscription.plan_id)
+        .add_columns(Plan.name.label("overdue_plan_name"), UserSubscription.provider.label("overdue_provider"))
+    )
+
+
+def overdue_subscription(user) -> Overdue | None:
+    """The signed-in user's subscription when a payment of it failed and nothing has been paid since."""
+    if not user.is_authenticated or user.extras.get("overdue_plan_name") is None:
         return None
-    subscription = db.session.get(UserSubscription, user.current_subscription_id)
-    return subscription if subscription is not None and subscription.status == "past_due" else None
+    return Overdue(user.extras["overdue_plan_name"], user.extras["overdue_provider"])
 
 
 def portal_url(user: User, gateway: PaymentGateway | None = None) -> ChangeResult:

@@ -15,6 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.access import has_permission, login_required, permission_required
 from webapp.accounts.models import User
+from webapp.accounts.sessions import extend_signed_in_query
 from webapp import quotas
 from webapp.billing import alerts, bp, services, webhooks, webhooks_bp
 from webapp.billing.gateway import GatewayError, stripe_configured
@@ -38,6 +39,8 @@ REFUND_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 bp.add_app_template_filter(services.money, "money")
 bp.add_app_template_filter(services.day_text, "day")
 bp.add_app_template_filter(services.count_text, "count")
+# The dunning banner's data comes with the signed-in user's own query, not one more per page.
+extend_signed_in_query(services.overdue_columns)
 bp.add_app_template_global(lambda: services.overdue_subscription(current_user), "overdue_subscription")
 bp.add_app_template_global(
     lambda kind, ref: dashboard_url(kind, ref, current_app.config.get("STRIPE_SECRET_KEY")), "stripe_dashboard_url"
@@ -57,7 +60,9 @@ def subject_route(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 
     def decorator(view: Callable) -> Callable:
         def own(**kwargs):
-            return view(current_user._get_current_object(), **kwargs)
+            # Reading needs only the signed-in row; a change writes to the account, so it loads the User.
+            subject = current_user.record() if request.method == "POST" else current_user._get_current_object()
+            return view(subject, **kwargs)
 
         def on_behalf(user_id: int, **kwargs):
             return view(db.session.get(User, user_id) or abort(404), **kwargs)
@@ -260,7 +265,8 @@ def checkout_return():
 @login_required
 def payment_methods():
     """Open Stripe's Billing Portal, where the user adds, changes and removes cards."""
-    return apply_change(current_user._get_current_object(), lambda: services.portal_url(current_user))
+    user = current_user.record()
+    return apply_change(user, lambda: services.portal_url(user))
 
 
 def refund_page(payment: Payment, notice: str | None = None, status: int = 200):
