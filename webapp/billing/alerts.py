@@ -35,11 +35,9 @@ class Crossing:
 def crossings(user: User, terms: quotas.Allowance) -> list[Crossing]:
     """Every threshold each metered quota has reached this period, for the metrics the user did not mute."""
     found = []
-    for key in quotas.METERED_QUOTAS:
+    keys = [key for key in quotas.METERED_QUOTAS if terms.limit(key) and key not in (user.muted_usage_alerts or [])]
+    for key, used in quotas.usage(user.id, keys, terms).items():
         limit = terms.limit(key)
-        if not limit or key in (user.muted_usage_alerts or []):
-            continue
-        used = quotas.used(user, key, terms)
         found += [Crossing(key, threshold, used, limit) for threshold in ALERT_THRESHOLDS
                   if used * 100 >= threshold * limit]
     return found

@@ -184,15 +184,12 @@ def usage_meters(user: User, subscription: UserSubscription, now: datetime | Non
     plan = subscription.plan
     limits = plan.quotas or {}
     terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
-    totals = (quotas.period_usage(user.id, terms) if any(key in quotas.METERED_QUOTAS for key in limits) else {})
-    meters = []
     # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
-    for key in (key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None):
-        limit, metered = int(limits[key]), key in quotas.METERED_QUOTAS
-        if metered:
-            used = sum(totals.get(metric, 0) for metric in quotas.METERED_QUOTAS[key])
-        else:
-            used = quotas.used(user, key, terms)
+    keys = [key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None]
+    usage = quotas.usage(user.id, keys, terms)
+    meters = []
+    for key in keys:
+        limit, metered, used = int(limits[key]), key in quotas.METERED_QUOTAS, usage[key]
         meters.append(Meter(
             key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=limit, at_limit=terms.at_limit(key),
             price=terms.overage_price(key), currency=plan.currency, metered=metered,
@@ -230,11 +227,11 @@ def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -
                                  subscription.current_period_end)
     on = day_text(subscription.current_period_end)
     warnings = []
-    for key in quotas.QUOTA_LABELS:
-        limit = new_terms.limit(key)
-        if limit is None or (key not in quotas.METERED_QUOTAS and key not in COUNTED_QUOTAS):
-            continue
-        used = quotas.used(user, key, now_terms)
+    keys = [key for key in quotas.QUOTA_LABELS if new_terms.limit(key) is not None
+            and (key in quotas.METERED_QUOTAS or key in COUNTED_QUOTAS)]
+    usage = quotas.usage(user.id, keys, now_terms)
+    for key in keys:
+        limit, used = new_terms.limit(key), usage[key]
         if used <= limit:
             continue
         label = quotas.QUOTA_LABELS[key].lower()
