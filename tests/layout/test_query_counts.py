@@ -23,7 +23,7 @@ OVER_BUDGET = {
     "/jobs/<int:job_id>": (7, 7),
     "/jobs/new": (8, 8),
     "/leaderboard": (10, 8),
-    "/minions/<int:minion_id>": (9, 9),
+    "/minions/<int:minion_id>": (6, 6),
     # Its four lists of the records that point at the user (subscriptions, sessions, minions, jobs).
     "/admin/users/details/": (7, 7),
 }
