@@ -85,7 +85,7 @@ class SignedInUser:
     permissions: frozenset[str]
     session_id: int
     session_token: str
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     # Flask-Login: only an active account gets this far, and the cookie's identity is the session token.
     is_authenticated: ClassVar[bool] = True
