@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy import CheckConstraint, MetaData, func
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -24,6 +26,74 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --- aggregates both databases have under different names ----------------------------------
+
+
+class joined_codes(FunctionElement):
+    """An aggregate: the group's codes in one space-separated string (codes have no spaces)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(joined_codes, "postgresql")
+def _joined_codes_postgresql(element, compiler, **kw) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ' ')"
+
+
+@compiles(joined_codes, "sqlite")
+def _joined_codes_sqlite(element, compiler, **kw) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ' ')"
+
+
+class json_object(FunctionElement):
+    """A JSON object from alternating names and values."""
+
+    type = sa.JSON()
+    inherit_cache = True
+
+
+@compiles(json_object, "postgresql")
+def _json_object_postgresql(element, compiler, **kw) -> str:
+    return f"json_build_object({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_object, "sqlite")
+def _json_object_sqlite(element, compiler, **kw) -> str:
+    return f"json_object({compiler.process(element.clauses, **kw)})"
+
+
+class json_array_agg(FunctionElement):
+    """An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows)."""
+
+    type = sa.JSON()
+    inherit_cache = True
+
+
+@compiles(json_array_agg, "postgresql")
+def _json_array_agg_postgresql(element, compiler, **kw) -> str:
+    return f"coalesce(json_agg({compiler.process(element.clauses, **kw)}), '[]'::json)"
+
+
+@compiles(json_array_agg, "sqlite")
+def _json_array_agg_sqlite(element, compiler, **kw) -> str:
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
+
+
+def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
+    """``statement``'s rows (ordered by ``order_by``) as a JSON array of objects keyed by column name, as one
+    scalar subquery: a page gets several short lists in one round trip. Read it back with :func:`rows_of`."""
+    numbered = statement.add_columns(func.row_number().over(order_by=order_by).label("position")).order_by(*order_by)
+    rows = numbered.subquery()
+    pairs = [part for column in rows.c for part in (sa.literal(column.key), column)]
+    return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
+
+
+def rows_of(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A :func:`json_rows` value in its rows' order (an aggregate does not promise to keep it)."""
+    return sorted(value, key=lambda row: row["position"])
 
 
 def escape_like(text: str) -> str:

@@ -7,14 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from flask import current_app
-from sqlalchemy import Select, String, select, update
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import Select, select, update
 from ua_parser import parse as ua_parse
 
 from webapp.accounts.models import Permission, RolePermission, User, UserRole, UserSession
 from webapp.database import write_transaction
-from webapp.db import utcnow
+from webapp.db import joined_codes, utcnow
 from webapp.extensions import db
 from webapp.security import hash_token, new_token
 
@@ -38,23 +36,6 @@ def start_session(user: User, ip_address: str | None, user_agent: str | None) ->
     ))
     user.session_token = token
     return token
-
-
-class joined_codes(FunctionElement):
-    """An aggregate: the group's codes in one space-separated string (codes have no spaces)."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(joined_codes, "postgresql")
-def _joined_codes_postgresql(element, compiler, **kw) -> str:
-    return f"string_agg({compiler.process(element.clauses, **kw)}, ' ')"
-
-
-@compiles(joined_codes, "sqlite")
-def _joined_codes_sqlite(element, compiler, **kw) -> str:
-    return f"group_concat({compiler.process(element.clauses, **kw)}, ' ')"
 
 
 # Upper layers add what every page shows of the signed-in user (billing: the dunning banner) to the

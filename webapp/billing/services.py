@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
@@ -178,18 +179,34 @@ def run_out_at(used: int, limit: int, period_start: datetime, period_end: dateti
     return moment if moment < period_end else None
 
 
-def usage_meters(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[Meter]:
-    """One meter per quota of the plan, for the subscription's current period, with each metered one's forecast."""
+def meter_terms(subscription: UserSubscription) -> tuple[list[str], quotas.Allowance]:
+    """The quotas the plan limits, in QUOTA_LABELS order (PostgreSQL's JSONB does not keep the keys' order),
+    and the allowance of the subscription's current period."""
+    limits = subscription.plan.quotas or {}
+    keys = [key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None]
+    return keys, quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
+
+
+def meter_usage_columns(user: User, subscription: UserSubscription) -> dict[str, Any]:
+    """Scalar subqueries of the meters' use, for a page that reads them with its other figures in one query."""
+    keys, terms = meter_terms(subscription)
+    return {key: quotas.usage_count(user.id, key, terms) for key in keys}
+
+
+def usage_meters(user: User, subscription: UserSubscription, now: datetime | None = None,
+                 usage: dict[str, int] | None = None) -> list[Meter]:
+    """One meter per quota of the plan, for the subscription's current period, with each metered one's forecast.
+
+    ``usage`` is each quota's use when the page read it already (through ``meter_usage_columns``).
+    """
     now = now or utcnow()
     plan = subscription.plan
     limits = plan.quotas or {}
-    terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
-    # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
-    keys = [key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None]
-    usage = quotas.usage(user.id, keys, terms)
+    keys, terms = meter_terms(subscription)
+    usage = quotas.usage(user.id, keys, terms) if usage is None else usage
     meters = []
     for key in keys:
-        limit, metered, used = int(limits[key]), key in quotas.METERED_QUOTAS, usage[key]
+        limit, metered, used = int(limits[key]), key in quotas.METERED_QUOTAS, int(usage[key] or 0)
         meters.append(Meter(
             key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=limit, at_limit=terms.at_limit(key),
             price=terms.overage_price(key), currency=plan.currency, metered=metered,

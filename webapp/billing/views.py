@@ -19,9 +19,10 @@ from webapp.accounts.sessions import extend_signed_in_query
 from webapp import quotas
 from webapp.billing import alerts, bp, services, webhooks, webhooks_bp
 from webapp.billing.gateway import GatewayError, stripe_configured
-from webapp.billing.models import BillingCustomer, CheckoutSession, Payment
+from webapp.billing.models import BillingCustomer, CheckoutSession, Payment, UserSubscription
 from webapp.billing.services import ChangeResult, PlanChangeError, RefundError
 from webapp.billing.stripe_gateway import dashboard_url
+from webapp.db import json_rows, rows_of
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.inputs import allow_larger_body
@@ -83,23 +84,42 @@ def subject_url(subject: User, name: str, **values) -> str:
     return url_for(f"billing.user_{name}", user_id=subject.id, **values)
 
 
+def page_figures(subject: User, subscription: UserSubscription | None, own: bool) -> dict:
+    """The meters' use, the usage alerts (on one's own page) and the Stripe customer, in one query."""
+    usage = services.meter_usage_columns(subject, subscription) if subscription else {}
+    customer = select(BillingCustomer.customer_ref).where(BillingCustomer.user_id == subject.id).limit(1)
+    columns = {"customer": json_rows(customer, BillingCustomer.id),
+               **{f"used_{key}": column for key, column in usage.items()}}
+    if own:
+        columns["alerts"] = json_rows(alerts.undismissed(subject), *alerts.BANNER_ORDER)
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    customers = rows_of(row["customer"])
+    return {
+        "customer": customers[0] if customers else None,
+        "usage_alerts": alerts.highest_per_quota(rows_of(row["alerts"])) if own else [],
+        "usage": {key: int(row[f"used_{key}"] or 0) for key in usage},
+    }
+
+
 def page_context(subject: User, notice: str | None = None, level: str = "success") -> dict:
     subscription = services.live_subscription(subject)
-    meters = services.usage_meters(subject, subscription) if subscription else []
+    own = subject.id == current_user.id
+    figures = page_figures(subject, subscription, own)
+    meters = services.usage_meters(subject, subscription, usage=figures["usage"]) if subscription else []
     return {
         "subject": subject,
-        "on_behalf": subject.id != current_user.id,
+        "on_behalf": not own,
         "subscription_url": partial(subject_url, subject),
         "subscription": subscription,
         "ended": services.latest_ended_subscription(subject) if subscription is None else None,
         "plans": services.public_plans(),
         "meters": meters,
         "fits": services.plan_that_fits(subscription, meters) if subscription else None,
-        "usage_alerts": alerts.current_alerts(subject) if subject.id == current_user.id else [],
+        "usage_alerts": figures["usage_alerts"],
         "days": services.daily_usage(subject, subscription) if subscription else [],
         "payments": services.payments_for(subject, 1, current_app.config["PAGE_SIZE"]),
         "card_payments": stripe_configured(),
-        "customer": db.session.scalars(select(BillingCustomer).where(BillingCustomer.user_id == subject.id)).first(),
+        "customer": figures["customer"],
         "notice": notice,
         "level": level,
     }
