@@ -31,55 +31,24 @@ def utcnow() -> datetime:
 # --- aggregates both databases have under different names ----------------------------------
 
 
-class joined_codes(FunctionElement):
-    """An aggregate: the group's codes in one space-separated string (codes have no spaces)."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-@compiles(joined_codes, "postgresql")
-def _joined_codes_postgresql(element, compiler, **kw) -> str:
-    return f"string_agg({compiler.process(element.clauses, **kw)}, ' ')"
+def dialect_function(name: str, result_type: Any, on_postgresql: str, on_sqlite: str, doc: str) -> type:
+    """A SQL function both databases have under different names; ``{}`` in each template takes the arguments."""
+    element = type(name, (FunctionElement,), {"type": result_type, "inherit_cache": True, "__doc__": doc})
+    for dialect, template in (("postgresql", on_postgresql), ("sqlite", on_sqlite)):
+        compiles(element, dialect)(
+            lambda function, compiler, template=template, **kw: template.format(compiler.process(function.clauses, **kw)))
+    return element
 
 
-@compiles(joined_codes, "sqlite")
-def _joined_codes_sqlite(element, compiler, **kw) -> str:
-    return f"group_concat({compiler.process(element.clauses, **kw)}, ' ')"
-
-
-class json_object(FunctionElement):
-    """A JSON object from alternating names and values."""
-
-    type = sa.JSON()
-    inherit_cache = True
-
-
-@compiles(json_object, "postgresql")
-def _json_object_postgresql(element, compiler, **kw) -> str:
-    return f"json_build_object({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(json_object, "sqlite")
-def _json_object_sqlite(element, compiler, **kw) -> str:
-    return f"json_object({compiler.process(element.clauses, **kw)})"
-
-
-class json_array_agg(FunctionElement):
-    """An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows)."""
-
-    type = sa.JSON()
-    inherit_cache = True
-
-
-@compiles(json_array_agg, "postgresql")
-def _json_array_agg_postgresql(element, compiler, **kw) -> str:
-    return f"coalesce(json_agg({compiler.process(element.clauses, **kw)}), '[]'::json)"
-
-
-@compiles(json_array_agg, "sqlite")
-def _json_array_agg_sqlite(element, compiler, **kw) -> str:
-    return f"json_group_array({compiler.process(element.clauses, **kw)})"
+joined_codes = dialect_function(
+    "joined_codes", sa.String(), "string_agg({}, ' ')", "group_concat({}, ' ')",
+    "An aggregate: the group's codes in one space-separated string (codes have no spaces).")
+json_object = dialect_function(
+    "json_object", sa.JSON(), "json_build_object({})", "json_object({})",
+    "A JSON object from alternating names and values.")
+json_array_agg = dialect_function(
+    "json_array_agg", sa.JSON(), "coalesce(json_agg({}), '[]'::json)", "json_group_array({})",
+    "An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows).")
 
 
 def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
