@@ -61,6 +61,8 @@ class Quote:
     warnings: tuple[str, ...] = ()
     # For an upgrade of a Stripe subscription: the moment Stripe's proration preview was made for.
     proration_date: int | None = None
+    # The live subscription the plan would replace (None when there is none).
+    subscription: UserSubscription | None = None
 
 
 @dataclass(frozen=True)
@@ -330,13 +332,13 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
         raise PlanChangeError(STRIPE_NOT_CONFIGURED)
     if by_card and not on_stripe:
         # A subscription invoiced by hand becomes a card one through Checkout, which replaces it once paid.
-        return Quote("checkout", plan, plan.price_cents, now)
+        return Quote("checkout", plan, plan.price_cents, now, subscription=subscription)
     if plan.price_cents >= current.price_cents:
         if on_stripe:
             moment = confirmed_proration_date(proration_date, now)
             return Quote("upgrade", plan, gateway.preview_change(subscription, plan, moment), now,
-                         proration_date=moment)
-        return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now)
+                         proration_date=moment, subscription=subscription)
+        return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now, subscription=subscription)
     if on_stripe and not plan.price_cents:
         raise PlanChangeError(
             f"To move to the {plan.name} plan, cancel the subscription: when it ends on "
@@ -347,7 +349,7 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
             f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
         )
     return Quote("downgrade", plan, 0, subscription.current_period_end,
-                 warnings=downgrade_warnings(user, subscription, plan))
+                 warnings=downgrade_warnings(user, subscription, plan), subscription=subscription)
 
 
 def confirmed_proration_date(proration_date: int | None, now: datetime) -> int:

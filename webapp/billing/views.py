@@ -196,8 +196,7 @@ def plan_change_confirm(subject: User):
     except PlanChangeError as error:
         return refused(subject, str(error))
     return render_page_or_block(
-        "billing/plan_change.html", "confirmation", subject=subject, quote=quote,
-        subscription=services.live_subscription(subject),
+        "billing/plan_change.html", "confirmation", subject=subject, quote=quote, subscription=quote.subscription,
         subscription_url=partial(subject_url, subject),
         max_reference_length=services.MAX_REFERENCE_LENGTH,
     )
