@@ -18,11 +18,12 @@ from webapp.accounts.models import User
 from webapp.billing.gateway import GatewayError, PaymentGateway, default_gateway, gateway_for
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, STRIPE, Payment, Plan, UserSubscription
 from webapp.billing.stripe_gateway import first_item, from_timestamp
-from webapp.db import utcnow
+from webapp.db import json_rows, utcnow
 from webapp.extensions import db
 from webapp.mail import absolute_url, send_mail
 # A module import: metering's services read quotas, which read billing's models: this may run mid-import.
 from webapp.metering import services as metering
+from webapp.metering.models import UsageRollup
 from webapp.pagination import Page, paginate
 # A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
 from webapp import quotas
@@ -189,6 +190,13 @@ def meter_terms(subscription: UserSubscription) -> tuple[list[str], quotas.Allow
     return keys, quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
 
 
+def daily_usage_rows(user: User, subscription: UserSubscription) -> Any:
+    """The period's (day, metric) totals as JSON rows, for a page that reads them with its other figures."""
+    statement = metering.daily_totals_statement(user.id, subscription.current_period_start,
+                                                subscription.current_period_end)
+    return json_rows(statement, UsageRollup.day, UsageRollup.metric)
+
+
 def meter_usage_columns(user: User, subscription: UserSubscription) -> dict[str, Any]:
     """Scalar subqueries of the meters' use, for a page that reads them with its other figures in one query."""
     keys, terms = meter_terms(subscription)
@@ -270,11 +278,16 @@ def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -
     return tuple(warnings)
 
 
-def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[DailyUsage]:
-    """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup."""
+def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None,
+                sums: dict[tuple[date, str], int] | None = None) -> list[DailyUsage]:
+    """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup.
+
+    ``sums`` is each (day, metric) total when the page read them already (through ``daily_usage_rows``).
+    """
     start = subscription.current_period_start
     last = min(now or utcnow(), subscription.current_period_end - timedelta(microseconds=1))
-    sums = metering.daily_totals(user.id, start, subscription.current_period_end)
+    if sums is None:
+        sums = metering.daily_totals(user.id, start, subscription.current_period_end)
     days = []
     current = start.date()
     while current <= last.date():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 
 import re
@@ -85,11 +86,14 @@ def subject_url(subject: User, name: str, **values) -> str:
 
 
 def page_figures(subject: User, subscription: UserSubscription | None, own: bool) -> dict:
-    """The meters' use, the usage alerts (on one's own page) and the Stripe customer, in one query."""
+    """The meters' use, the chart's daily totals, the usage alerts (on one's own page) and the Stripe customer,
+    in one query."""
     usage = services.meter_usage_columns(subject, subscription) if subscription else {}
     customer = select(BillingCustomer.customer_ref).where(BillingCustomer.user_id == subject.id).limit(1)
     columns = {"customer": json_rows(customer, BillingCustomer.id),
                **{f"used_{key}": column for key, column in usage.items()}}
+    if subscription:
+        columns["days"] = services.daily_usage_rows(subject, subscription)
     if own:
         columns["alerts"] = json_rows(alerts.undismissed(subject), *alerts.BANNER_ORDER)
     row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
@@ -98,6 +102,8 @@ def page_figures(subject: User, subscription: UserSubscription | None, own: bool
         "customer": customers[0] if customers else None,
         "usage_alerts": alerts.highest_per_quota(rows_of(row["alerts"])) if own else [],
         "usage": {key: int(row[f"used_{key}"] or 0) for key in usage},
+        "days": {(date.fromisoformat(day["day"]), day["metric"]): int(day["total"])
+                 for day in rows_of(row["days"])} if subscription else {},
     }
 
 
@@ -116,7 +122,7 @@ def page_context(subject: User, notice: str | None = None, level: str = "success
         "meters": meters,
         "fits": services.plan_that_fits(subscription, meters) if subscription else None,
         "usage_alerts": figures["usage_alerts"],
-        "days": services.daily_usage(subject, subscription) if subscription else [],
+        "days": services.daily_usage(subject, subscription, sums=figures["days"]) if subscription else [],
         "payments": services.payments_for(subject, 1, current_app.config["PAGE_SIZE"]),
         "card_payments": stripe_configured(),
         "customer": figures["customer"],
