@@ -349,7 +349,8 @@ class QueryCounter:
         self.statements: list[str] = []
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany):
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+        # SQLite's BEGIN is sent as a statement (webapp.db), PostgreSQL's is not: neither is a query.
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO", "BEGIN")):
             self.statements.append(statement)
 
     @property

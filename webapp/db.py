@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy import CheckConstraint, MetaData, func
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -24,6 +26,43 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --- aggregates both databases have under different names ----------------------------------
+
+
+def dialect_function(name: str, result_type: Any, on_postgresql: str, on_sqlite: str, doc: str) -> type:
+    """A SQL function both databases have under different names; ``{}`` in each template takes the arguments."""
+    element = type(name, (FunctionElement,), {"type": result_type, "inherit_cache": True, "__doc__": doc})
+    for dialect, template in (("postgresql", on_postgresql), ("sqlite", on_sqlite)):
+        compiles(element, dialect)(
+            lambda function, compiler, template=template, **kw: template.format(compiler.process(function.clauses, **kw)))
+    return element
+
+
+joined_codes = dialect_function(
+    "joined_codes", sa.String(), "string_agg({}, ' ')", "group_concat({}, ' ')",
+    "An aggregate: the group's codes in one space-separated string (codes have no spaces).")
+json_object = dialect_function(
+    "json_object", sa.JSON(), "json_build_object({})", "json_object({})",
+    "A JSON object from alternating names and values.")
+json_array_agg = dialect_function(
+    "json_array_agg", sa.JSON(), "coalesce(json_agg({}), '[]'::json)", "json_group_array({})",
+    "An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows).")
+
+
+def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
+    """``statement``'s rows (ordered by ``order_by``) as a JSON array of objects keyed by column name, as one
+    scalar subquery: a page gets several short lists in one round trip. Read it back with :func:`rows_of`."""
+    numbered = statement.add_columns(func.row_number().over(order_by=order_by).label("position")).order_by(*order_by)
+    rows = numbered.subquery()
+    pairs = [part for column in rows.c for part in (sa.literal(column.key), column)]
+    return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
+
+
+def rows_of(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A :func:`json_rows` value in its rows' order (an aggregate does not promise to keep it)."""
+    return sorted(value, key=lambda row: row["position"])
 
 
 def escape_like(text: str) -> str:

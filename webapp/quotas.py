@@ -170,24 +170,41 @@ def period_overages(user: User, terms: Allowance) -> list[Overage]:
 
 def used(user: User, key: str, terms: Allowance) -> int:
     """How much of quota ``key`` the user has used: counted rows, or metered usage this period."""
+    return usage(user.id, [key], terms)[key]
+
+
+def usage(user_id: int, keys: Iterable[str], terms: Allowance) -> dict[str, int]:
+    """How much of each quota in ``keys`` the user has used, all in one query."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    row = db.session.execute(select(*(usage_count(user_id, key, terms).label(key) for key in keys))).one()
+    return {key: int(row._mapping[key] or 0) for key in keys}
+
+
+def usage_count(user_id: int, key: str, terms: Allowance):
+    """The scalar subquery counting quota ``key``'s use: rows, or metered usage in the period's rollup slices."""
     if key in METERED_QUOTAS:
-        return sum(period_usage(user.id, terms).get(metric, 0) for metric in METERED_QUOTAS[key])
+        # Rollup slices are cut at period boundaries (see UsageRollup), so those starting in the period are its usage.
+        statement = select(func.sum(UsageRollup.quantity)).where(
+            UsageRollup.user_id == user_id, UsageRollup.metric.in_(METERED_QUOTAS[key]),
+            UsageRollup.starts_at >= terms.period_start, UsageRollup.starts_at < terms.period_end)
     elif key == "minions":
-        statement = select(func.count(Minion.id)).where(Minion.owner_user_id == user.id)
+        statement = select(func.count(Minion.id)).where(Minion.owner_user_id == user_id)
         if not terms.quotas.get("minions_count_archived", False):
             statement = statement.where(Minion.status != "retired")
     elif key == "datasets":
-        statement = select(func.count(Dataset.id)).where(Dataset.owner_user_id == user.id)
+        statement = select(func.count(Dataset.id)).where(Dataset.owner_user_id == user_id)
     elif key == "training_jobs":
         statement = select(func.count(TrainingJob.id)).where(
-            TrainingJob.user_id == user.id, TrainingJob.queued_at >= terms.period_start,
+            TrainingJob.user_id == user_id, TrainingJob.queued_at >= terms.period_start,
             TrainingJob.queued_at < terms.period_end)
     elif key == "concurrent_jobs":
         statement = select(func.count(TrainingJob.id)).where(
-            TrainingJob.user_id == user.id, TrainingJob.status.in_(ACTIVE_JOB_STATUSES))
+            TrainingJob.user_id == user_id, TrainingJob.status.in_(ACTIVE_JOB_STATUSES))
     else:
         raise KeyError(f"no way to count quota {key!r}")
-    return int(db.session.scalar(statement) or 0)
+    return statement.scalar_subquery()
 
 
 def period_usage(user_id: int, terms: Allowance) -> dict[str, int]:

@@ -2,8 +2,8 @@ from sqlalchemy import select
 
 from tests.conftest import login
 from tests.factories import make_user
-from webapp.accounts.models import UserSession
-from webapp.accounts.sessions import end_user_sessions
+from webapp.accounts.models import User, UserSession
+from webapp.accounts.sessions import SignedInUser, end_user_sessions, resume_session
 
 
 def test_sign_in_creates_a_server_side_session_holding_only_a_hash(client, db_session):
@@ -47,3 +47,17 @@ def test_remember_cookie_carries_the_revocable_token(client, db_session):
     db_session.commit()
     client.delete_cookie("session")
     assert client.get("/").status_code == 302, "revoking the session ends remember me"
+
+
+def test_the_signed_in_user_is_one_query_and_not_an_orm_object(app, client, db_session, count_queries):
+    user = make_user(role="support")
+    login(client, user)
+    with client.session_transaction() as session:
+        token = session["_user_id"]
+    with app.test_request_context(), count_queries() as counter:
+        signed_in = resume_session(token)
+    assert counter.count == 1
+    assert isinstance(signed_in, SignedInUser) and not isinstance(signed_in, User)
+    assert (signed_in.id, signed_in.email, signed_in.get_id()) == (user.id, user.email, token)
+    assert signed_in.permission_codes() == user.permission_codes() and signed_in.has_permission("users.read")
+    assert signed_in.record() is db_session.get(User, user.id)

@@ -24,6 +24,7 @@ def view_routes(view) -> list[Route]:
         Route("GET", f"{base}/edit/", f"{base}/edit/?id={MISSING}", ADMIN_ONLY),
         Route("POST", f"{base}/edit/", f"{base}/edit/?id={MISSING}", ADMIN_ONLY),
         Route("GET", f"{base}/details/", f"{base}/details/?id={MISSING}", ADMIN_ONLY),
+        Route("GET", f"{base}/history/", f"{base}/history/?id={MISSING}", ADMIN_ONLY),
         Route("POST", f"{base}/delete/", f"{base}/delete/", ADMIN_ONLY, data={"id": MISSING}),
         Route("POST", f"{base}/action/", f"{base}/action/", ADMIN_ONLY, data={"action": "none"}),
         Route("GET", f"{base}/export/<export_type>/", f"{base}/export/csv/", ADMIN_ONLY),

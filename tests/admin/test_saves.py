@@ -42,7 +42,11 @@ def test_create_edit_delete_write_audit_rows_with_old_and_new_values(admin_clien
     assert update.changes == {"name": ["Gold", "Gold plus"]}
 
     details = admin_client.get(f"/admin/plans/details/?id={plan.id}").get_data(as_text=True)
-    assert "History" in details and "Gold plus" in details and "admin.update" in details
+    history_url = f"/admin/plans/history/?id={plan.id}"
+    assert "Gold plus" in details and f'hx-get="{history_url}" hx-trigger="load"' in details
+    assert "admin.update" not in details, "the audit trail is fetched after the page, not with it"
+    history = admin_client.get(history_url, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "History" in history and "admin.update" in history and "<html" not in history
 
     plan_id = plan.id
     assert admin_client.post("/admin/plans/delete/", data={"id": str(plan_id)}).status_code == 302

@@ -41,6 +41,7 @@ NOT_PAGES = {
 NOT_PAGE_SUFFIXES = {
     "/export/<export_type>/": "a CSV download",
     "/ajax/lookup/": "JSON for the admin's searchable selects",
+    "/history/": "an HTMX fragment of an admin record's details and edit pages",
 }
 
 

@@ -34,7 +34,7 @@ def test_home_without_subscription_jobs_or_minions_shows_empty_states(client, db
 
 def test_a_new_user_gets_a_checklist_that_ticks_off_from_real_rows(client, db_session, store):
     from tests.factories import make_dataset, make_provider, make_provider_config
-    from webapp.home.services import checklist
+    from webapp.home.services import summary
 
     user = make_user(email_verified_at=None)
     login(client, user)
@@ -42,15 +42,15 @@ def test_a_new_user_gets_a_checklist_that_ticks_off_from_real_rows(client, db_se
     assert "Get started" in html
     for path in ("/account", "/account/providers", "/minions", "/datasets/new", "/jobs"):
         assert f'href="{path}"' in html
-    assert [step.done for step in checklist(user)] == [False] * 5
+    assert [step.done for step in summary(user, None).steps] == [False] * 5
     make_provider_config(user, make_provider())  # settings without a key do not count
     make_minion(user)
     make_dataset(user)
-    assert [step.done for step in checklist(user)] == [False, False, True, True, False]
+    assert [step.done for step in summary(user, None).steps] == [False, False, True, True, False]
     make_provider_config(user, make_provider(), api_key="sk-home-0123456789abcdef")
     make_training_job(user)
     db_session.refresh(user)
     user.email_verified_at = user.created_at
     db_session.flush()
-    assert all(step.done for step in checklist(user))
+    assert all(step.done for step in summary(user, None).steps)
     assert "Get started" not in client.get("/").get_data(as_text=True)

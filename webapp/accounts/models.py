@@ -90,10 +90,9 @@ class User(TimestampMixin, db.Model):
         "UserSubscription", foreign_keys=[current_subscription_id], post_update=True
     )
 
-    # Flask-Login: the identity kept in the cookie is the opaque session token,
-    # never the user id, so revoking the session row signs the browser out.
+    # Flask-Login, for the sign-in request only (later requests get a SignedInUser): the identity kept in
+    # the cookie is the opaque session token, never the user id, so revoking the session row signs the browser out.
     session_token = None
-    session_id = None
     is_authenticated = True
     is_anonymous = False
 
@@ -101,7 +100,7 @@ class User(TimestampMixin, db.Model):
         return self.session_token
 
     def permission_codes(self) -> frozenset[str]:
-        """The user's permissions through their roles, loaded once per request (or with the session row)."""
+        """The user's permissions through their roles, loaded once per object (the signed-in user's come with the session)."""
         cached = getattr(self, "_permission_codes", None)
         if cached is None:
             cached = frozenset(db.session.scalars(

@@ -1,15 +1,18 @@
 """Server-side sessions: the cookie carries an opaque token, the database its hash."""
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from ua_parser import parse as ua_parse
 
 from webapp.accounts.models import Permission, RolePermission, User, UserRole, UserSession
 from webapp.database import write_transaction
-from webapp.db import utcnow
+from webapp.db import joined_codes, utcnow
 from webapp.extensions import db
 from webapp.security import hash_token, new_token
 
@@ -35,49 +38,115 @@ def start_session(user: User, ip_address: str | None, user_agent: str | None) ->
     return token
 
 
-def active_session_row(token: str):
-    """(session, user) for an active session token, or None.
+# Upper layers add what every page shows of the signed-in user (billing: the dunning banner) to the
+# one query: each takes the query and returns it with labelled columns added, found in ``extras``.
+SIGNED_IN_EXTENSIONS: list[Callable[[Select], Select]] = []
 
-    The user's permission codes come back in the same round-trip (one row per
-    code) and are kept on the user, since nearly every page checks one.
+
+def extend_signed_in_query(extension: Callable[[Select], Select]) -> None:
+    SIGNED_IN_EXTENSIONS.append(extension)
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """The signed-in user as a request sees them: one row, read with the session, never an ORM object.
+
+    Views that change the account load the ``User`` itself with :meth:`record`.
     """
-    rows = db.session.execute(
-        select(UserSession, User, Permission.code)
+
+    id: int
+    email: str
+    display_name: str
+    time_zone: str
+    email_verified_at: datetime | None
+    created_at: datetime
+    last_login_at: datetime | None
+    current_subscription_id: int | None
+    muted_usage_alerts: tuple[str, ...]
+    permissions: frozenset[str]
+    session_id: int
+    session_token: str
+    extras: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    # Flask-Login: only an active account gets this far, and the cookie's identity is the session token.
+    is_authenticated: ClassVar[bool] = True
+    is_active: ClassVar[bool] = True
+    is_anonymous: ClassVar[bool] = False
+
+    def get_id(self) -> str:
+        return self.session_token
+
+    def permission_codes(self) -> frozenset[str]:
+        return self.permissions
+
+    def has_permission(self, code: str) -> bool:
+        return code in self.permissions
+
+    def record(self) -> User:
+        """The account as an ORM object, for views that change it (one query, then the identity map)."""
+        return db.session.get(User, self.id)
+
+    def __str__(self) -> str:
+        return f"{self.display_name} <{self.email}>"
+
+
+SIGNED_IN_USER_COLUMNS = (User.id, User.email, User.display_name, User.time_zone, User.email_verified_at,
+                          User.created_at, User.last_login_at, User.current_subscription_id)
+
+
+def signed_in_query(token: str) -> Select:
+    """The session row of ``token``, its user's columns and permission codes: one statement."""
+    codes = (
+        select(joined_codes(Permission.code))
+        .join(RolePermission, RolePermission.permission_id == Permission.id)
+        .join(UserRole, UserRole.role_id == RolePermission.role_id)
+        .where(UserRole.user_id == User.id)
+        .scalar_subquery()
+    )
+    query = (
+        select(UserSession.id.label("session_id"), UserSession.last_seen_at, UserSession.expires_at,
+               User.is_active, User.muted_usage_alerts, codes.label("permission_codes"), *SIGNED_IN_USER_COLUMNS)
         .join(User, User.id == UserSession.user_id)
-        .outerjoin(UserRole, UserRole.user_id == User.id)
-        .outerjoin(RolePermission, RolePermission.role_id == UserRole.role_id)
-        .outerjoin(Permission, Permission.id == RolePermission.permission_id)
         .where(UserSession.session_token_hash == hash_token(token), UserSession.is_active)
-    ).all()
-    if not rows:
-        return None
-    session_row, user, _code = rows[0]
-    user._permission_codes = frozenset(code for _s, _u, code in rows if code is not None)
-    return session_row, user
+    )
+    for extension in SIGNED_IN_EXTENSIONS:
+        query = extension(query)
+    return query
 
 
-def resume_session(token: str) -> User | None:
-    """The user behind a live session token, or None when it is unknown, revoked or expired."""
-    row = active_session_row(token)
+def resume_session(token: str) -> SignedInUser | None:
+    """The user behind a live session token, or None when it is unknown, revoked or expired.
+
+    Every request checks revocation, deactivation and both expiries on the row just read.
+    """
+    row = db.session.execute(signed_in_query(token)).mappings().first()
     if row is None:
         return None
-    session_row, user = row
     now = utcnow()
     idle_limit = timedelta(minutes=current_app.config["SESSION_IDLE_TIMEOUT_MINUTES"])
-    if not user.is_active or session_row.expires_at <= now or session_row.last_seen_at + idle_limit <= now:
-        end_sessions(UserSession.id == session_row.id, revoked_by=None)
+    if not row["is_active"] or row["expires_at"] <= now or row["last_seen_at"] + idle_limit <= now:
+        end_sessions(UserSession.id == row["session_id"], revoked_by=None)
         db.session.commit()
         return None
-    if now - session_row.last_seen_at >= LAST_SEEN_RESOLUTION:
+    if now - row["last_seen_at"] >= LAST_SEEN_RESOLUTION:
         # A plain UPDATE: no lock_version bump, so it never conflicts with an admin edit. In a
         # transaction of its own that holds the write lock from the start: on SQLite the read
         # above would otherwise make it fail whenever the worker wrote in between.
         write_transaction(lambda: db.session.execute(
-            update(UserSession).where(UserSession.id == session_row.id).values(last_seen_at=now)
+            update(UserSession).where(UserSession.id == row["session_id"]).values(last_seen_at=now)
         ))
-    user.session_token = token
-    user.session_id = session_row.id
-    return user
+    values = dict(row)
+    for checked in ("last_seen_at", "expires_at", "is_active"):
+        del values[checked]
+    user = {column.key: values.pop(column.key) for column in SIGNED_IN_USER_COLUMNS}
+    return SignedInUser(
+        **user,
+        session_id=values.pop("session_id"),
+        muted_usage_alerts=tuple(values.pop("muted_usage_alerts") or ()),
+        permissions=frozenset((values.pop("permission_codes") or "").split()),
+        session_token=token,
+        extras=values,  # the columns SIGNED_IN_EXTENSIONS added
+    )
 
 
 def end_sessions(*conditions, revoked_by: User | None) -> int:

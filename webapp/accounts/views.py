@@ -131,7 +131,7 @@ def account_context(**extra) -> dict:
         "profile_form": extra.pop("profile_form", None) or ProfileForm(formdata=None, obj=current_user),
         "email_form": extra.pop("email_form", None) or EmailChangeForm(formdata=None),
         "alerts_form": extra.pop("alerts_form", None)
-        or UsageAlertsForm(formdata=None, muted=current_user.muted_usage_alerts or []),
+        or UsageAlertsForm(formdata=None, muted=list(current_user.muted_usage_alerts)),
         **extra,
     }
 
@@ -141,7 +141,7 @@ def account_context(**extra) -> dict:
 def profile_update():
     form = ProfileForm()
     if form.validate_on_submit():
-        profile.update_profile(current_user, form.display_name.data.strip(), form.time_zone.data)
+        profile.update_profile(current_user.record(), form.display_name.data.strip(), form.time_zone.data)
         flash("Your profile is saved.", "success")
         return redirect(url_for("accounts.account"))
     return render_template("accounts/account.html", **account_context(profile_form=form)), 422
@@ -152,7 +152,7 @@ def profile_update():
 def usage_alerts_update():
     form = UsageAlertsForm()
     if form.validate_on_submit():
-        profile.update_usage_alerts(current_user, form.muted())
+        profile.update_usage_alerts(current_user.record(), form.muted())
         flash("Your usage alerts are saved.", "success")
         return redirect(url_for("accounts.account", _anchor="usage-alerts"))
     return render_template("accounts/account.html", **account_context(alerts_form=form)), 422
@@ -165,14 +165,15 @@ def email_change_request():
     form = EmailChangeForm()
     if form.validate_on_submit():
         new_email = form.email.data.strip()
-        if not verify_password(current_user.password_hash, form.current_password.data):
+        user = current_user.record()
+        if not verify_password(user.password_hash, form.current_password.data):
             form.current_password.errors.append("That is not your current password.")
-        elif new_email.lower() == current_user.email.lower():
+        elif new_email.lower() == user.email.lower():
             form.email.errors.append("That is already your address.")
-        elif profile.email_taken(new_email, current_user):
+        elif profile.email_taken(new_email, user):
             form.email.errors.append("Another account uses that address.")
         else:
-            profile.request_email_change(current_user, new_email)
+            profile.request_email_change(user, new_email)
             flash(f"A confirmation link is on its way to {new_email}. Your address changes once you open it.", "info")
             return redirect(url_for("accounts.account"))
     return render_template("accounts/account.html", **account_context(email_form=form)), 422
@@ -203,7 +204,7 @@ def account():
 def password_change():
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        if services.change_password(current_user, form.current_password.data, form.password.data,
+        if services.change_password(current_user.record(), form.current_password.data, form.password.data,
                                     keep_session_id=current_user.session_id):
             message = "Your password is changed. Your other sessions are signed out."
             if not is_htmx():
@@ -223,7 +224,7 @@ def verification_send():
     if current_user.email_verified_at is not None:
         flash("Your email address is already confirmed.", "info")
     else:
-        services.send_verification(current_user)
+        services.send_verification(current_user.record())
         flash(f"A confirmation link is on its way to {current_user.email}.", "info")
     return redirect(url_for("accounts.account"))
 
@@ -240,7 +241,7 @@ def sessions_changed(message: str):
 @login_required
 def session_revoke(session_id: int):
     # Scoped to the signed-in user: another user's session id is simply not found.
-    if not services.revoke_session(current_user, session_id, actor=current_user):
+    if not services.revoke_session(current_user.record(), session_id, actor=current_user):
         abort(404)
     return sessions_changed("That session is signed out.")
 
@@ -248,5 +249,5 @@ def session_revoke(session_id: int):
 @bp.post("/account/sessions/revoke-others")
 @login_required
 def sessions_revoke_others():
-    ended = services.revoke_all_sessions(current_user, actor=current_user, keep_session_id=current_user.session_id)
+    ended = services.revoke_all_sessions(current_user.record(), actor=current_user, keep_session_id=current_user.session_id)
     return sessions_changed(f"Signed out {ended} other session{'s' if ended != 1 else ''}.")

@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import abort, current_app, flash, g, has_request_context, redirect, request, stream_with_context, url_for
+from flask import (
+    abort, current_app, flash, g, has_request_context, redirect, request, stream_with_context, url_for,
+)
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEqual
@@ -27,7 +29,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import BigInteger, Column, any_, case, func, inspect, literal_column, or_, select, table
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import MANYTOONE
+from sqlalchemy.orm import MANYTOONE, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
@@ -448,14 +450,23 @@ class SecureModelView(SecureAccessMixin, ModelView):
         rendered = json.dumps(value, ensure_ascii=False, sort_keys=True)
         return rendered if len(rendered) <= 120 else rendered[:117] + "..."
 
-    def history(self, model: Any) -> list[AuditEvent]:
-        """The latest audit rows about this record, newest first."""
+    def history(self, record_id: int) -> list[AuditEvent]:
+        """The latest audit rows about the record ``record_id`` of this view's table, newest first, with their actors."""
         return list(db.session.scalars(
             select(AuditEvent)
-            .where(AuditEvent.object_type == model.__tablename__, AuditEvent.object_id == model.id)
+            .options(joinedload(AuditEvent.actor))
+            .where(AuditEvent.object_type == self.model.__tablename__, AuditEvent.object_id == record_id)
             .order_by(AuditEvent.id.desc())
             .limit(HISTORY_LIMIT)
         ))
+
+    @expose("/history/")
+    def history_view(self):
+        """A record's audit trail: a fragment the details and edit pages fetch once shown, so they don't wait for it."""
+        record_id = row_id(request.args.get("id", ""))
+        if record_id is None:
+            abort(404)
+        return self.render("admin/minion/_history.html", events=self.history(record_id))
 
     def inline_records(self, model: Any) -> list[tuple[str, list[Any]]]:
         """Each inline's newest records pointing at ``model``, for the details page."""

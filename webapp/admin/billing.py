@@ -184,7 +184,10 @@ class UsageView(BillingView):
     column_default_sort = ("occurred_at", True)
     column_export_list = ("id", "user.email", "metric", "quantity", "model.name", "occurred_at", "event_id")
     can_export = True
-    eager = (joinedload(UsageRecord.user), joinedload(UsageRecord.model))
+    # The details page shows the subscription (with its plan's name) too; the list does not.
+    eager = (joinedload(UsageRecord.user), joinedload(UsageRecord.model),
+             joinedload(UsageRecord.subscription).joinedload(UserSubscription.plan))
+    list_eager = (joinedload(UsageRecord.user), joinedload(UsageRecord.model))
 
 
 class MeteringTokenView(BillingView):
@@ -238,7 +241,9 @@ class CheckoutSessionView(BillingView):
     column_searchable_list = ("user.email", "session_ref")
     column_filters = ("status", "created_at")
     column_default_sort = ("id", True)
-    eager = (joinedload(CheckoutSession.user), joinedload(CheckoutSession.plan))
+    # The details page shows the subscription the checkout started too; the list does not.
+    eager = (joinedload(CheckoutSession.user), joinedload(CheckoutSession.plan), joinedload(CheckoutSession.subscription))
+    list_eager = (joinedload(CheckoutSession.user), joinedload(CheckoutSession.plan))
 
 
 class WebhookEventView(BillingView):

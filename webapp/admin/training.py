@@ -13,6 +13,7 @@ from webapp.datasets.services import DatasetError, approve_dataset, file_chunks,
 from webapp.datasets.views import FORM_OVERHEAD_BYTES
 from webapp.extensions import db
 from webapp.inputs import allow_larger_body
+from webapp.providers.models import ModelVersion
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import (
     EVENT_LEVELS, JOB_STATUSES, JOB_TYPES, SPLITS, JobRunner, JobRunnerReport, TrainingJob, TrainingJobDataset,
@@ -104,7 +105,11 @@ class TrainingJobView(TrainingView):
     form_ajax_refs = {"user": USER_LOOKUP, "minion": lookup("name"), "base_model": MODEL_LOOKUP,
                       "provider": lookup("name", "slug"), "retry_of": lookup("name"),
                       "output_model_version": lookup("version")}
-    eager = (joinedload(TrainingJob.user), joinedload(TrainingJob.base_model), joinedload(TrainingJob.minion))
+    # The details page shows every link of the job (a version by its model's name); the list three of them.
+    eager = (joinedload(TrainingJob.user), joinedload(TrainingJob.base_model), joinedload(TrainingJob.minion),
+             joinedload(TrainingJob.provider), joinedload(TrainingJob.retry_of),
+             joinedload(TrainingJob.output_model_version).joinedload(ModelVersion.model))
+    list_eager = (joinedload(TrainingJob.user), joinedload(TrainingJob.base_model), joinedload(TrainingJob.minion))
 
     @admin_action("cancel", "Cancel", "jobs.manage", "Cancel the selected jobs?")
     def action_cancel(self, ids: list[str]) -> None:

@@ -7,10 +7,12 @@ and 80% since the last run) records each and mails once, about the highest.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
@@ -35,11 +37,9 @@ class Crossing:
 def crossings(user: User, terms: quotas.Allowance) -> list[Crossing]:
     """Every threshold each metered quota has reached this period, for the metrics the user did not mute."""
     found = []
-    for key in quotas.METERED_QUOTAS:
+    keys = [key for key in quotas.METERED_QUOTAS if terms.limit(key) and key not in (user.muted_usage_alerts or [])]
+    for key, used in quotas.usage(user.id, keys, terms).items():
         limit = terms.limit(key)
-        if not limit or key in (user.muted_usage_alerts or []):
-            continue
-        used = quotas.used(user, key, terms)
         found += [Crossing(key, threshold, used, limit) for threshold in ALERT_THRESHOLDS
                   if used * 100 >= threshold * limit]
     return found
@@ -96,17 +96,20 @@ def send_usage_alerts(now: datetime | None = None) -> int:
     return recorded
 
 
-def current_alerts(user: User, now: datetime | None = None) -> list[UsageAlert]:
-    """The banner's alerts: the highest undismissed crossing of each quota in the running period."""
-    rows = db.session.scalars(
-        select(UsageAlert)
-        .where(UsageAlert.user_id == user.id, UsageAlert.dismissed_at.is_(None),
-               UsageAlert.period_end > (now or utcnow()))
-        .order_by(UsageAlert.quota_key, UsageAlert.threshold.desc())
-    )
-    highest: dict[str, UsageAlert] = {}
+BANNER_ORDER = (UsageAlert.quota_key, UsageAlert.threshold.desc())
+
+
+def undismissed(user: User, now: datetime | None = None) -> Select:
+    """The banner's columns of the user's undismissed crossings in the running period (order by BANNER_ORDER)."""
+    return select(UsageAlert.quota_key, UsageAlert.threshold, UsageAlert.used, UsageAlert.quota_limit).where(
+        UsageAlert.user_id == user.id, UsageAlert.dismissed_at.is_(None), UsageAlert.period_end > (now or utcnow()))
+
+
+def highest_per_quota(rows: Iterable[Any]) -> list[Any]:
+    """The banner's alerts: of crossings in BANNER_ORDER, the highest of each quota."""
+    highest: dict[str, Any] = {}
     for row in rows:
-        highest.setdefault(row.quota_key, row)
+        highest.setdefault(row["quota_key"], row)
     return list(highest.values())
 
 

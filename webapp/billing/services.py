@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.expression import false, update
 
@@ -17,11 +18,12 @@ from webapp.accounts.models import User
 from webapp.billing.gateway import GatewayError, PaymentGateway, default_gateway, gateway_for
 from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, STRIPE, Payment, Plan, UserSubscription
 from webapp.billing.stripe_gateway import first_item, from_timestamp
-from webapp.db import utcnow
+from webapp.db import json_rows, utcnow
 from webapp.extensions import db
 from webapp.mail import absolute_url, send_mail
 # A module import: metering's services read quotas, which read billing's models: this may run mid-import.
 from webapp.metering import services as metering
+from webapp.metering.models import UsageRollup
 from webapp.pagination import Page, paginate
 # A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
 from webapp import quotas
@@ -60,6 +62,8 @@ class Quote:
     warnings: tuple[str, ...] = ()
     # For an upgrade of a Stripe subscription: the moment Stripe's proration preview was made for.
     proration_date: int | None = None
+    # The live subscription the plan would replace (None when there is none).
+    subscription: UserSubscription | None = None
 
 
 @dataclass(frozen=True)
@@ -178,21 +182,41 @@ def run_out_at(used: int, limit: int, period_start: datetime, period_end: dateti
     return moment if moment < period_end else None
 
 
-def usage_meters(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[Meter]:
-    """One meter per quota of the plan, for the subscription's current period, with each metered one's forecast."""
+def meter_terms(subscription: UserSubscription) -> tuple[list[str], quotas.Allowance]:
+    """The quotas the plan limits, in QUOTA_LABELS order (PostgreSQL's JSONB does not keep the keys' order),
+    and the allowance of the subscription's current period."""
+    limits = subscription.plan.quotas or {}
+    keys = [key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None]
+    return keys, quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
+
+
+def daily_usage_rows(user: User, subscription: UserSubscription) -> Any:
+    """The period's (day, metric) totals as JSON rows, for a page that reads them with its other figures."""
+    statement = metering.daily_totals_statement(user.id, subscription.current_period_start,
+                                                subscription.current_period_end)
+    return json_rows(statement, UsageRollup.day, UsageRollup.metric)
+
+
+def meter_usage_columns(user: User, subscription: UserSubscription) -> dict[str, Any]:
+    """Scalar subqueries of the meters' use, for a page that reads them with its other figures in one query."""
+    keys, terms = meter_terms(subscription)
+    return {key: quotas.usage_count(user.id, key, terms) for key in keys}
+
+
+def usage_meters(user: User, subscription: UserSubscription, now: datetime | None = None,
+                 usage: dict[str, int] | None = None) -> list[Meter]:
+    """One meter per quota of the plan, for the subscription's current period, with each metered one's forecast.
+
+    ``usage`` is each quota's use when the page read it already (through ``meter_usage_columns``).
+    """
     now = now or utcnow()
     plan = subscription.plan
     limits = plan.quotas or {}
-    terms = quotas.Allowance(limits, subscription.current_period_start, subscription.current_period_end)
-    totals = (quotas.period_usage(user.id, terms) if any(key in quotas.METERED_QUOTAS for key in limits) else {})
+    keys, terms = meter_terms(subscription)
+    usage = quotas.usage(user.id, keys, terms) if usage is None else usage
     meters = []
-    # In QUOTA_LABELS order: PostgreSQL's JSONB does not keep the keys' order.
-    for key in (key for key in quotas.QUOTA_LABELS if key in limits and limits[key] is not None):
-        limit, metered = int(limits[key]), key in quotas.METERED_QUOTAS
-        if metered:
-            used = sum(totals.get(metric, 0) for metric in quotas.METERED_QUOTAS[key])
-        else:
-            used = quotas.used(user, key, terms)
+    for key in keys:
+        limit, metered, used = int(limits[key]), key in quotas.METERED_QUOTAS, int(usage[key] or 0)
         meters.append(Meter(
             key=key, label=quotas.QUOTA_LABELS[key], used=used, limit=limit, at_limit=terms.at_limit(key),
             price=terms.overage_price(key), currency=plan.currency, metered=metered,
@@ -230,11 +254,11 @@ def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -
                                  subscription.current_period_end)
     on = day_text(subscription.current_period_end)
     warnings = []
-    for key in quotas.QUOTA_LABELS:
-        limit = new_terms.limit(key)
-        if limit is None or (key not in quotas.METERED_QUOTAS and key not in COUNTED_QUOTAS):
-            continue
-        used = quotas.used(user, key, now_terms)
+    keys = [key for key in quotas.QUOTA_LABELS if new_terms.limit(key) is not None
+            and (key in quotas.METERED_QUOTAS or key in COUNTED_QUOTAS)]
+    usage = quotas.usage(user.id, keys, now_terms)
+    for key in keys:
+        limit, used = new_terms.limit(key), usage[key]
         if used <= limit:
             continue
         label = quotas.QUOTA_LABELS[key].lower()
@@ -254,11 +278,16 @@ def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -
     return tuple(warnings)
 
 
-def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None) -> list[DailyUsage]:
-    """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup."""
+def daily_usage(user: User, subscription: UserSubscription, now: datetime | None = None,
+                sums: dict[tuple[date, str], int] | None = None) -> list[DailyUsage]:
+    """Tokens, requests and training minutes per day of the current period, up to today, from the daily rollup.
+
+    ``sums`` is each (day, metric) total when the page read them already (through ``daily_usage_rows``).
+    """
     start = subscription.current_period_start
     last = min(now or utcnow(), subscription.current_period_end - timedelta(microseconds=1))
-    sums = metering.daily_totals(user.id, start, subscription.current_period_end)
+    if sums is None:
+        sums = metering.daily_totals(user.id, start, subscription.current_period_end)
     days = []
     current = start.date()
     while current <= last.date():
@@ -316,13 +345,13 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
         raise PlanChangeError(STRIPE_NOT_CONFIGURED)
     if by_card and not on_stripe:
         # A subscription invoiced by hand becomes a card one through Checkout, which replaces it once paid.
-        return Quote("checkout", plan, plan.price_cents, now)
+        return Quote("checkout", plan, plan.price_cents, now, subscription=subscription)
     if plan.price_cents >= current.price_cents:
         if on_stripe:
             moment = confirmed_proration_date(proration_date, now)
             return Quote("upgrade", plan, gateway.preview_change(subscription, plan, moment), now,
-                         proration_date=moment)
-        return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now)
+                         proration_date=moment, subscription=subscription)
+        return Quote("upgrade", plan, prorated_amount(subscription, plan, now), now, subscription=subscription)
     if on_stripe and not plan.price_cents:
         raise PlanChangeError(
             f"To move to the {plan.name} plan, cancel the subscription: when it ends on "
@@ -333,7 +362,7 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
             f"A move to the {subscription.pending_plan.name} plan is already scheduled; call it off first."
         )
     return Quote("downgrade", plan, 0, subscription.current_period_end,
-                 warnings=downgrade_warnings(user, subscription, plan))
+                 warnings=downgrade_warnings(user, subscription, plan), subscription=subscription)
 
 
 def confirmed_proration_date(proration_date: int | None, now: datetime) -> int:
@@ -709,12 +738,29 @@ def notify_payment_failed(subscription: UserSubscription) -> None:
               plan=subscription.plan, link=absolute_url("billing.subscription"))
 
 
-def overdue_subscription(user: User) -> UserSubscription | None:
-    """The user's current subscription when a payment of it failed and nothing has been paid since."""
-    if not user.is_authenticated or user.current_subscription_id is None:
+@dataclass(frozen=True)
+class Overdue:
+    """What the dunning banner says of a past-due subscription."""
+
+    plan_name: str
+    provider: str
+
+
+def overdue_columns(query: Select) -> Select:
+    """The signed-in user's query, with the plan and provider of their subscription when it is past due."""
+    return (
+        query.outerjoin(UserSubscription, (UserSubscription.id == User.current_subscription_id)
+                        & (UserSubscription.status == "past_due"))
+        .outerjoin(Plan, Plan.id == UserSubscription.plan_id)
+        .add_columns(Plan.name.label("overdue_plan_name"), UserSubscription.provider.label("overdue_provider"))
+    )
+
+
+def overdue_subscription(user) -> Overdue | None:
+    """The signed-in user's subscription when a payment of it failed and nothing has been paid since."""
+    if not user.is_authenticated or user.extras.get("overdue_plan_name") is None:
         return None
-    subscription = db.session.get(UserSubscription, user.current_subscription_id)
-    return subscription if subscription is not None and subscription.status == "past_due" else None
+    return Overdue(user.extras["overdue_plan_name"], user.extras["overdue_provider"])
 
 
 def portal_url(user: User, gateway: PaymentGateway | None = None) -> ChangeResult:

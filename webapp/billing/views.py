@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 
 import re
@@ -15,12 +16,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.accounts.access import has_permission, login_required, permission_required
 from webapp.accounts.models import User
+from webapp.accounts.sessions import extend_signed_in_query
 from webapp import quotas
 from webapp.billing import alerts, bp, services, webhooks, webhooks_bp
 from webapp.billing.gateway import GatewayError, stripe_configured
-from webapp.billing.models import BillingCustomer, CheckoutSession, Payment
+from webapp.billing.models import BillingCustomer, CheckoutSession, Payment, UserSubscription
 from webapp.billing.services import ChangeResult, PlanChangeError, RefundError
 from webapp.billing.stripe_gateway import dashboard_url
+from webapp.db import json_rows, rows_of
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.inputs import allow_larger_body
@@ -38,6 +41,8 @@ REFUND_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 bp.add_app_template_filter(services.money, "money")
 bp.add_app_template_filter(services.day_text, "day")
 bp.add_app_template_filter(services.count_text, "count")
+# The dunning banner's data comes with the signed-in user's own query, not one more per page.
+extend_signed_in_query(services.overdue_columns)
 bp.add_app_template_global(lambda: services.overdue_subscription(current_user), "overdue_subscription")
 bp.add_app_template_global(
     lambda kind, ref: dashboard_url(kind, ref, current_app.config.get("STRIPE_SECRET_KEY")), "stripe_dashboard_url"
@@ -57,7 +62,9 @@ def subject_route(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 
     def decorator(view: Callable) -> Callable:
         def own(**kwargs):
-            return view(current_user._get_current_object(), **kwargs)
+            # Reading needs only the signed-in row; a change writes to the account, so it loads the User.
+            subject = current_user.record() if request.method == "POST" else current_user._get_current_object()
+            return view(subject, **kwargs)
 
         def on_behalf(user_id: int, **kwargs):
             return view(db.session.get(User, user_id) or abort(404), **kwargs)
@@ -78,23 +85,47 @@ def subject_url(subject: User, name: str, **values) -> str:
     return url_for(f"billing.user_{name}", user_id=subject.id, **values)
 
 
+def page_figures(subject: User, subscription: UserSubscription | None, own: bool) -> dict:
+    """The meters' use, the chart's daily totals, the usage alerts (on one's own page) and the Stripe customer,
+    in one query."""
+    usage = services.meter_usage_columns(subject, subscription) if subscription else {}
+    customer = select(BillingCustomer.customer_ref).where(BillingCustomer.user_id == subject.id).limit(1)
+    columns = {"customer": json_rows(customer, BillingCustomer.id),
+               **{f"used_{key}": column for key, column in usage.items()}}
+    if subscription:
+        columns["days"] = services.daily_usage_rows(subject, subscription)
+    if own:
+        columns["alerts"] = json_rows(alerts.undismissed(subject), *alerts.BANNER_ORDER)
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    customers = rows_of(row["customer"])
+    return {
+        "customer": customers[0] if customers else None,
+        "usage_alerts": alerts.highest_per_quota(rows_of(row["alerts"])) if own else [],
+        "usage": {key: int(row[f"used_{key}"] or 0) for key in usage},
+        "days": {(date.fromisoformat(day["day"]), day["metric"]): int(day["total"])
+                 for day in rows_of(row["days"])} if subscription else {},
+    }
+
+
 def page_context(subject: User, notice: str | None = None, level: str = "success") -> dict:
     subscription = services.live_subscription(subject)
-    meters = services.usage_meters(subject, subscription) if subscription else []
+    own = subject.id == current_user.id
+    figures = page_figures(subject, subscription, own)
+    meters = services.usage_meters(subject, subscription, usage=figures["usage"]) if subscription else []
     return {
         "subject": subject,
-        "on_behalf": subject.id != current_user.id,
+        "on_behalf": not own,
         "subscription_url": partial(subject_url, subject),
         "subscription": subscription,
         "ended": services.latest_ended_subscription(subject) if subscription is None else None,
         "plans": services.public_plans(),
         "meters": meters,
         "fits": services.plan_that_fits(subscription, meters) if subscription else None,
-        "usage_alerts": alerts.current_alerts(subject) if subject.id == current_user.id else [],
-        "days": services.daily_usage(subject, subscription) if subscription else [],
+        "usage_alerts": figures["usage_alerts"],
+        "days": services.daily_usage(subject, subscription, sums=figures["days"]) if subscription else [],
         "payments": services.payments_for(subject, 1, current_app.config["PAGE_SIZE"]),
         "card_payments": stripe_configured(),
-        "customer": db.session.scalars(select(BillingCustomer).where(BillingCustomer.user_id == subject.id)).first(),
+        "customer": figures["customer"],
         "notice": notice,
         "level": level,
     }
@@ -171,8 +202,7 @@ def plan_change_confirm(subject: User):
     except PlanChangeError as error:
         return refused(subject, str(error))
     return render_page_or_block(
-        "billing/plan_change.html", "confirmation", subject=subject, quote=quote,
-        subscription=services.live_subscription(subject),
+        "billing/plan_change.html", "confirmation", subject=subject, quote=quote, subscription=quote.subscription,
         subscription_url=partial(subject_url, subject),
         max_reference_length=services.MAX_REFERENCE_LENGTH,
     )
@@ -260,7 +290,8 @@ def checkout_return():
 @login_required
 def payment_methods():
     """Open Stripe's Billing Portal, where the user adds, changes and removes cards."""
-    return apply_change(current_user._get_current_object(), lambda: services.portal_url(current_user))
+    user = current_user.record()
+    return apply_change(user, lambda: services.portal_url(user))
 
 
 def refund_page(payment: Payment, notice: str | None = None, status: int = 200):

@@ -14,7 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from webapp import quotas
@@ -223,12 +223,18 @@ def add_to_rollup(slices: dict[tuple[int, datetime, str], int]) -> None:
 # --- reading the rollup -----------------------------------------------------------------
 
 
+def daily_totals_statement(user_id: int, start: datetime, end: datetime) -> Select:
+    """Each (UTC day, metric) sum of the rollup slices starting in [start, end): columns day, metric, total."""
+    return (
+        select(UsageRollup.day, UsageRollup.metric, func.sum(UsageRollup.quantity).label("total"))
+        .where(UsageRollup.user_id == user_id, UsageRollup.starts_at >= start, UsageRollup.starts_at < end)
+        .group_by(UsageRollup.day, UsageRollup.metric)
+    )
+
+
 def daily_totals(user_id: int, start: datetime, end: datetime) -> dict[tuple[date, str], int]:
     """Each (UTC day, metric) sum of the rollup slices starting in [start, end)."""
-    rows = db.session.execute(
-        select(UsageRollup.day, UsageRollup.metric, func.sum(UsageRollup.quantity))
-        .where(UsageRollup.user_id == user_id, UsageRollup.starts_at >= start, UsageRollup.starts_at < end)
-        .group_by(UsageRollup.day, UsageRollup.metric))
+    rows = db.session.execute(daily_totals_statement(user_id, start, end))
     return {(day, metric): int(total) for day, metric, total in rows}
 
 

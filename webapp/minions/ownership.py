@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import and_, func, literal, null, or_, select
 from sqlalchemy.orm import joinedload
 
 from webapp import quotas
@@ -158,25 +159,34 @@ class MinionStanding:
     week: BoardRow | None
 
 
+STANDING_WINDOWS = ("all", "week")
+
+
 def standing(minion: Minion) -> MinionStanding:
+    """The minion's rank and position on the all-time and weekly boards, as best_rank_of computes them (one query)."""
     if minion.status == "retired":
         return MinionStanding(None, None)
-    return MinionStanding(_rank_of(minion, "all"), _rank_of(minion, "week"))
+    row = db.session.execute(select(*(column for window in STANDING_WINDOWS
+                                      for column in _rank_columns(minion, window)))).one()
+    return MinionStanding(*(_rank_row(minion, *row[index * 3:index * 3 + 3])
+                            for index in range(len(STANDING_WINDOWS))))
 
 
-def _rank_of(minion: Minion, window: str) -> BoardRow | None:
-    """The minion's rank and position on the ``window`` board, as best_rank_of computes them."""
+def _rank_columns(minion: Minion, window: str) -> tuple[Any, Any, Any]:
+    """The minion's score on the ``window`` board (NULL when it is not on it), how many score more, and how
+    many score the same with a smaller id: scalar subqueries."""
     filters = BoardFilters(window=window)
     key, score = board_columns(window)
-    value = db.session.scalar(scoped(select(score), filters).where(key == minion.id))
-    if value is None:
-        return None
-    above, tied_before = db.session.execute(
-        scoped(select(func.count().filter(score > value),
-                      func.count().filter(and_(score == value, key < minion.id))).select_from(key.table), filters)
-        .where(score >= value)
-    ).one()
-    return BoardRow(minion, above + 1, above + tied_before + 1, value)
+    value = scoped(select(score), filters).where(key == minion.id).scalar_subquery()
+
+    def counted(condition: Any) -> Any:
+        return scoped(select(func.count()).select_from(key.table), filters).where(condition).scalar_subquery()
+
+    return value, counted(score > value), counted(and_(score == value, key < minion.id))
+
+
+def _rank_row(minion: Minion, value: int | None, above: int, tied_before: int) -> BoardRow | None:
+    return None if value is None else BoardRow(minion, above + 1, above + tied_before + 1, value)
 
 
 @dataclass
@@ -190,13 +200,16 @@ def xp_history(minion: Minion, days: int = 30, now: datetime | None = None) -> l
     """XP gained per day over the last ``days`` days from the ledger, with the running total."""
     now = now or utcnow()
     start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    before = db.session.scalar(select(func.coalesce(func.sum(MinionXpEvent.delta), 0)).where(
-        MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at < start)) or 0
-    gained: dict[str, int] = {}
-    for created_at, delta in db.session.execute(
-        select(MinionXpEvent.created_at, MinionXpEvent.delta)
-        .where(MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at >= start)
-    ):
+    recent = select(MinionXpEvent.created_at, MinionXpEvent.delta).where(
+        MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at >= start)
+    # What came before the window, in the same round trip: one row with no date.
+    earlier = select(null(), func.sum(MinionXpEvent.delta)).where(
+        MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at < start)
+    before, gained = 0, {}
+    for created_at, delta in db.session.execute(recent.union_all(earlier)):
+        if created_at is None:
+            before = delta or 0
+            continue
         key = created_at.date().isoformat()
         gained[key] = gained.get(key, 0) + delta
     history, total = [], int(before)

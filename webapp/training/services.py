@@ -985,10 +985,12 @@ class JobPreview:
 
 def job_preview(user: User, model: AIModel | None) -> JobPreview:
     terms = quotas.allowance(user)
+    usage = quotas.usage(user.id, [key for key in ("training_jobs", "training_minutes", "concurrent_jobs")
+                                   if terms.limit(key) is not None], terms)
 
     def left(key: str) -> int | None:
         limit = terms.limit(key)
-        return None if limit is None else max(limit - quotas.used(user, key, terms), 0)
+        return None if limit is None else max(limit - usage[key], 0)
 
     job_type = job_type_for(model) if model else "internal"
     price = terms.overage_price("training_minutes") if terms.at_limit("training_minutes") == quotas.OVERAGE else None
