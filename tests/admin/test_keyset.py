@@ -115,9 +115,8 @@ def test_a_key_of_an_id_order_is_the_id(admin_client):
     assert admin_client.get("/admin/users/?sort=0&after=1,2").status_code == 400
 
 
-def test_a_keyset_page_is_a_range_scan_of_the_sort_index_on_postgresql(app, admin_client, db_session, backend):
-    if backend != "postgresql":
-        pytest.skip("the plan asked about is PostgreSQL's")
+@pytest.mark.postgres_only  # the plan asked about is PostgreSQL's
+def test_a_keyset_page_is_a_range_scan_of_the_sort_index_on_postgresql(app, admin_client, db_session):
     add_rows("usage_records", PAGE_SIZE + 5)
     second = link(NEXT, page(admin_client, "/admin/usage_records/")[1])
     view = next(view for view in app.extensions["admin"][0]._views if view.endpoint == "admin_usage_records")
