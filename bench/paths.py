@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bench import metering
-from bench.run import RESULTS, ROOT, database_env, run
+from bench.run import RESULTS, ROOT, database_env, run, spread
 from bench.serve import Service
 
 RUNNERS = 8
@@ -40,8 +40,7 @@ class PathResult:
     def result(self) -> str:
         if self.text:
             return self.text
-        low, high = min(self.values), max(self.values)
-        return f"{statistics.median(self.values):,.0f} {self.unit} ({low:,.0f}–{high:,.0f})"
+        return f"{spread(self.values, ',.0f')} {self.unit}"
 
     def target_text(self) -> str:
         return f"≥ {self.floor:,.0f} {self.unit}" if self.floor else "≈ p50 before the load"
@@ -114,7 +113,7 @@ def metering_ingest(server: Service, database: str) -> float:
 @contextmanager
 def celery_worker(env: dict):
     """A real Celery worker (prefork, one process per core) on the Redis broker, running bench.celery_noop."""
-    process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_noop", "worker",
+    process = subprocess.Popen([sys.executable, "-m", "celery", "--quiet", "-A", "bench.celery_noop", "worker",
                                 "-c", str(os.cpu_count() or 2), "-l", "warning",
                                 "--without-gossip", "--without-mingle", "--without-heartbeat"], cwd=ROOT, env=env)
     try:

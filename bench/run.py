@@ -354,7 +354,7 @@ def render_report(runs: dict, args) -> str:
         return statistics.median(s.rps for s in rounds(name, column))
 
     peer_note = (" Peers over the 100% database: " + ", ".join(peer_columns) + "; each cell is req/s "
-                 "(share of bare in its round)." if peer_columns else " Peers skipped (--no-peers).")
+                 "(range); share of bare." if peer_columns else " Peers skipped (--no-peers).")
     lines = [
         "# Minion Console benchmark",
         "",
@@ -375,14 +375,14 @@ def render_report(runs: dict, args) -> str:
         name = target.name
         small, large = rounds(name, OURS_SMALL), rounds(name, OURS_LARGE)
         if large[0].note:
-            lines.append(f"| {name} | {target.role} | " + f"{large[0].note} | " * (9 + len(peer_columns))
-                         + ("– | " if peer_columns else "") + "– |")
+            lines.append(f"| {name} | {target.role} | {large[0].note} | " + "– | " * (8 + len(peer_columns) + bool(peer_columns))
+                         + "– |")
             misses.append(f"{name}: {large[0].note}")
             continue
         growth = [ratio(m.p50_ms, s.p50_ms) for s, m in zip(small, large)]
         share = shares(name, OURS_LARGE)
         peers_rps = {c: median_rps(name, c) for c in peer_columns if rounds(name, c)}
-        peer_cells = [f"{spread([s.rps for s in rounds(name, c)], '.0f')} ({statistics.median(shares(name, c)):.1%})"
+        peer_cells = [f"{spread([s.rps for s in rounds(name, c)], '.0f')}; {statistics.median(shares(name, c)):.1%}"
                       if c in peers_rps else "–" for c in peer_columns]
         versus = ratio(median_rps(name, OURS_LARGE), max(peers_rps.values())) if peers_rps else None
         queries_large_page = large[0].queries_large_page
