@@ -1,14 +1,18 @@
-"""The benchmark: every page at scale against two baselines, in one run.
+"""The benchmark: every page at scale against two baselines and two peers, interleaved, in one run.
 
-    python -m bench.run                      # 10% and 100% of the default scale data
-    python -m bench.run --scale 0.2 --duration 3 --reuse
+    python -m bench.run                      # 10% and 100% of the default scale data, 2 rounds
+    python -m bench.run --scale 0.2 --duration 3 --rounds 3 --reuse
+    python -m bench.run --no-peers           # without Django admin and sqladmin
 
 For each data size it loads a PostgreSQL database with `flask seed demo` and
-`flask seed scale`, serves bench.wsgi with gunicorn on loopback (workers = cores),
-signs in one user per role, and measures per page: server latency p50/p95 over
-sequential keep-alive requests, SQL queries per request (X-Query-Count), and
-throughput under concurrent load with wrk. The Markdown table goes to
-bench/results/ and to stdout. Timings live here, never in the test suite.
+`flask seed scale` and serves bench.wsgi with gunicorn on loopback (workers = cores);
+Django admin and sqladmin (bench/peers/) serve the 100% database beside them. It signs in
+one user per role and measures per page and server: latency p50/p95 over sequential
+keep-alive requests, SQL queries per request (X-Query-Count), and throughput under
+concurrent load with wrk. A page's cells are measured back to back in an order rotated
+each round, every throughput also as a share of the bare endpoint of its round. Then the
+write paths (bench/paths.py). The Markdown tables go to bench/results/ and to stdout.
+Timings live here, never in the test suite.
 """
 from __future__ import annotations
 
