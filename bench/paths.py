@@ -166,9 +166,15 @@ def measure(server: Service, database: str, args) -> list[PathResult]:
         celery_jobs(celery_noop, count=10)  # warm-up: waits for the worker to consume
         for round_index in range(args.rounds):
             print(f"== write paths, round {round_index + 1} of {args.rounds}", flush=True)
-            reports.values.append(runner_reports(server, database))
-            ingest.values.append(metering_ingest(server, database))
-            rates = celery_jobs(celery_noop)
+            try:
+                reports.values.append(runner_reports(server, database))
+                ingest.values.append(metering_ingest(server, database))
+                rates = celery_jobs(celery_noop)
+            except (RuntimeError, OSError, http.client.HTTPException) as error:
+                # Say so in the table rather than lose the pages measured before.
+                for path in (reports, ingest, dispatched, completed):
+                    path.text = f"round {round_index + 1} failed: {str(error)[:200]}"
+                break
             dispatched.values.append(rates[0])
             completed.values.append(rates[1])
             for path in (reports, ingest, dispatched, completed):

@@ -155,6 +155,10 @@ def sign_in(server: Service, email: str) -> str:
     return form_sign_in(server, "/login", "csrf_token", {"email": email, "password": PASSWORD})
 
 
+class UnexpectedStatus(RuntimeError):
+    """A page answered otherwise than expected (a 503 from a busy database): noted in its cell, the run goes on."""
+
+
 def latency(server: Service, path: str, headers: dict, count: int,
             expect: int = 200) -> tuple[list[float], int | None]:
     """Timings of ``count`` sequential requests answered ``expect``, and the page's usual query count.
@@ -171,7 +175,7 @@ def latency(server: Service, path: str, headers: dict, count: int,
         response.read()
         elapsed = (time.perf_counter() - start) * 1000
         if response.status != expect:
-            raise RuntimeError(f"GET {path} answered {response.status}")
+            raise UnexpectedStatus(f"GET answered {response.status}")
         if i >= 5:  # warm-up requests are not counted
             timings.append(elapsed)
         header = response.getheader("X-Query-Count")
@@ -213,7 +217,10 @@ def measure(column: Column, target: Target, args) -> Sample:
         headers["If-None-Match"] = etag
         expect = 304
     result = Sample()
-    timings, result.queries = latency(column.server, path, headers, args.requests, expect)
+    try:
+        timings, result.queries = latency(column.server, path, headers, args.requests, expect)
+    except UnexpectedStatus as error:
+        return Sample(note=str(error))
     result.p50_ms = statistics.median(timings)
     result.p95_ms = statistics.quantiles(timings, n=20)[18]
     if target.per_page_param and column.ours:
@@ -354,6 +361,10 @@ def render_report(runs: dict, args) -> str:
     def shares(name: str, column: str) -> list[float]:
         return [ratio(s.rps, b) for s, b in zip(rounds(name, column), bare)]
 
+    def note(name: str, column: str) -> str:
+        """Why a round of this cell was not measured, if one was not."""
+        return next((s.note for s in rounds(name, column) if s.note), "")
+
     def median_rps(name: str, column: str) -> float:
         return statistics.median(s.rps for s in rounds(name, column))
 
@@ -378,16 +389,17 @@ def render_report(runs: dict, args) -> str:
     for target in runs["pages"]:
         name = target.name
         small, large = rounds(name, OURS_SMALL), rounds(name, OURS_LARGE)
-        if large[0].note:
-            lines.append(f"| {name} | {target.role} | {large[0].note} | " + "– | " * (8 + len(peer_columns) + bool(peer_columns))
+        if note(name, OURS_SMALL) or note(name, OURS_LARGE):
+            why = note(name, OURS_LARGE) or note(name, OURS_SMALL)
+            lines.append(f"| {name} | {target.role} | {why} | " + "– | " * (8 + len(peer_columns) + bool(peer_columns))
                          + "– |")
-            misses.append(f"{name}: {large[0].note}")
+            misses.append(f"{name}: {why}")
             continue
         growth = [ratio(m.p50_ms, s.p50_ms) for s, m in zip(small, large)]
         share = shares(name, OURS_LARGE)
-        peers_rps = {c: median_rps(name, c) for c in peer_columns if rounds(name, c)}
+        peers_rps = {c: median_rps(name, c) for c in peer_columns if rounds(name, c) and not note(name, c)}
         peer_cells = [f"{spread([s.rps for s in rounds(name, c)], '.0f')}; {statistics.median(shares(name, c)):.1%}"
-                      if c in peers_rps else "–" for c in peer_columns]
+                      if c in peers_rps else note(name, c) or "–" for c in peer_columns]
         versus = ratio(median_rps(name, OURS_LARGE), max(peers_rps.values())) if peers_rps else None
         queries_large_page = large[0].queries_large_page
         lines.append(
