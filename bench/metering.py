@@ -56,22 +56,22 @@ def prepare(reuse: bool) -> None:
     psql("VACUUM ANALYZE", database=DATABASE)
 
 
-def new_token() -> str:
+def new_token(database: str = DATABASE) -> str:
     out = run([sys.executable, "-m", "flask", "metering", "create-token", f"bench-{uuid.uuid4().hex[:8]}"],
-              database_env(DATABASE)).stdout
+              database_env(database)).stdout
     return out.strip().splitlines()[-1]
 
 
-def subscribed_users() -> list[int]:
+def subscribed_users(database: str = DATABASE) -> list[int]:
     return [int(row) for row in psql(
         "SELECT user_id FROM user_subscriptions WHERE status IN ('trialing', 'active', 'past_due') ORDER BY user_id",
-        database=DATABASE).splitlines()]
+        database=database).splitlines()]
 
 
-def batches(users: list[int], count: int, now_iso: str) -> list[list[dict]]:
+def batches(users: list[int], count: int, now_iso: str, database: str = DATABASE) -> list[list[dict]]:
     """``count`` batches of BATCH events with fresh ids, over ``users`` and the three API metrics."""
     run_id = uuid.uuid4().hex[:12]
-    model = int(psql("SELECT min(id) FROM models", database=DATABASE))
+    model = int(psql("SELECT min(id) FROM models", database=database))
     return [[{"id": f"b-{run_id}-{b}-{n}", "user_id": users[(b * BATCH + n) % len(users)], "model": model,
               "metric": METRICS[n % 3], "quantity": 1 + n % 50, "occurred_at": now_iso} for n in range(BATCH)]
             for b in range(count)]
@@ -103,12 +103,13 @@ def service_ingest(users: list[int], count: int) -> float:
     return len(prepared) * BATCH / elapsed
 
 
-def api_ingest(server: Server, token: str, users: list[int], count: int, senders: int) -> tuple[float, list[float]]:
+def api_ingest(server: Server, token: str, users: list[int], count: int, senders: int,
+               database: str = DATABASE) -> tuple[float, list[float]]:
     """Events per second through the HTTP API with ``senders`` keep-alive connections; per-batch latencies (ms)."""
     from datetime import datetime, timezone
 
     now_iso = datetime.now(timezone.utc).isoformat()
-    bodies = [json.dumps({"events": batch}) for batch in batches(users, count + senders, now_iso)]
+    bodies = [json.dumps({"events": batch}) for batch in batches(users, count + senders, now_iso, database)]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     timings: list[float] = []
     errors: list[str] = []
