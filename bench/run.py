@@ -274,7 +274,7 @@ def targets(lookup: dict) -> list[Target]:
         Target("304 poll: job row", "user", f"/jobs/{job}/row", "self-service", htmx=True, conditional=True),
         Target("304 poll: job page", "user", f"/jobs/{job}", "self-service", htmx=True, conditional=True),
         Target("304 poll: leaderboard refresh", "user", "/leaderboard", "self-service", htmx=True, conditional=True),
-        Target("304 poll: workers page", "admin", "/jobs/workers", "self-service", conditional=True),
+        Target("304 poll: workers page", "admin", "/jobs/workers", "self-service", htmx=True, conditional=True),
     ]
 
 
