@@ -66,6 +66,10 @@ SLOWEST_FILES = (
 )
 
 
+def file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def backend_of(nodeid: str) -> str:
     """The database backend a test id runs on ("" for a test that takes none)."""
     params = nodeid.partition("[")[2].removesuffix("]").split("-")
@@ -85,7 +89,7 @@ class FileAndBackendScheduling(LoadScopeScheduling):
         config.option.loadscopereorder = False  # the collection's order, not "most tests first"
 
     def _split_scope(self, nodeid: str) -> str:
-        return f"{nodeid.split('::', 1)[0]}[{backend_of(nodeid)}]"
+        return f"{file_of(nodeid)}[{backend_of(nodeid)}]"
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -93,7 +97,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def slowest_first(item) -> int:
-    path = item.nodeid.split("::", 1)[0]
+    path = file_of(item.nodeid)
     return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
 
 
