@@ -143,10 +143,10 @@ def test_database_outage_in_the_user_loader_is_a_503_not_a_sign_out(client, db_s
     user = make_user()
     login(client, user)
 
-    def unreachable(token):
+    def unreachable():
         raise OperationalError("SELECT sessions", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(sessions, "signed_in_query", unreachable)
+    monkeypatch.setattr(sessions, "signed_in_statement", unreachable)
     response = client.get("/")
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert b"cannot be reached" in response.data
