@@ -51,8 +51,6 @@ SORTS = {
     "name": (TrainingJob.name.asc(), TrainingJob.id.asc()),
     "progress": (TrainingJob.progress.desc(), TrainingJob.id.desc()),
 }
-MAX_CHART_POINTS = 500
-EVENT_LOG_LIMIT = 200
 
 
 class JobError(Exception):
@@ -194,76 +192,6 @@ def staff_summary() -> StaffSummary:
         finished_last_day=total,
         oldest_queued_at=oldest,
     )
-
-
-# --- detail: events and the metrics chart ---------------------------------------------------
-
-
-def job_events(job: TrainingJob, after_id: int = 0, limit: int = EVENT_LOG_LIMIT) -> list[TrainingJobEvent]:
-    """The job's events newer than ``after_id``, newest first."""
-    return list(db.session.scalars(
-        select(TrainingJobEvent)
-        .where(TrainingJobEvent.training_job_id == job.id, TrainingJobEvent.id > after_id)
-        .order_by(TrainingJobEvent.id.desc()).limit(limit)
-    ))
-
-
-@dataclass
-class MetricSeries:
-    """One metric's own small chart: its line (or single point) and the labels of its own axis."""
-
-    name: str
-    points: list[tuple[float, float]]  # SVG coordinates, one per report of this metric
-    last: float
-    low: float
-    high: float
-    reports: int
-
-    @property
-    def polyline(self) -> str:
-        return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
-
-
-@dataclass
-class MetricChart:
-    width: int
-    height: int
-    plot_left: int
-    plot_right: int
-    plot_top: int
-    plot_bottom: int
-    series: list[MetricSeries]
-    samples: int
-
-
-# Each metric gets a small chart of this size; the left margin holds its axis labels.
-CHART_WIDTH, CHART_HEIGHT = 320, 150
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 308, 12, 122
-
-
-def metric_chart(job: TrainingJob) -> MetricChart:
-    """One small chart per numeric metric in the job's reports, each scaled to its own labelled axis."""
-    rows = db.session.scalars(
-        select(TrainingJobEvent.metrics)
-        .where(TrainingJobEvent.training_job_id == job.id)
-        .order_by(TrainingJobEvent.id.desc()).limit(MAX_CHART_POINTS)
-    ).all()
-    samples = [metrics for metrics in reversed(rows) if metrics]
-    names = sorted({name for sample in samples for name, value in sample.items()
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "step"})
-    series = []
-    for name in names:
-        values = [(index, sample[name]) for index, sample in enumerate(samples)
-                  if isinstance(sample.get(name), (int, float))]
-        low, high = min(v for _, v in values), max(v for _, v in values)
-        span, steps = (high - low) or 1, max(len(samples) - 1, 1)
-        points = [
-            (PLOT_LEFT + (PLOT_RIGHT - PLOT_LEFT) * (index / steps if len(values) > 1 else 0.5),
-             PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * ((value - low) / span if high > low else 0.5))
-            for index, value in values
-        ]
-        series.append(MetricSeries(name, points, values[-1][1], low, high, len(values)))
-    return MetricChart(CHART_WIDTH, CHART_HEIGHT, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM, series, len(samples))
 
 
 # --- the state machine and the actions ------------------------------------------------------

@@ -23,9 +23,10 @@ from webapp import quotas
 from webapp.training.forms import JobFilterForm, PlaygroundForm, job_form
 from webapp.training.models import TrainingJob
 from webapp.training.runtime import hyperparameters_for
+from webapp.training.reads import job_page
 from webapp.training.services import (
-    JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
-    job_state, job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
+    JobError, NewJob, cancel_job, is_active, job_choices, job_for, job_list_statement, job_preview,
+    job_state, job_type_for, last_splits, retry_job, start_job, staff_summary,
 )
 from webapp.times import relative_text
 from webapp.training.workers import board_state, waiting_for_worker_since, worker_board, worker_state
@@ -166,16 +167,19 @@ def job_detail(job_id: int):
 
 
 def job_detail_page(job_id: int):
-    job = viewable_job(job_id)
     after = request.args.get("after", 0, type=int)
-    events = job_events(job, after_id=after if is_htmx() else 0)
+    # A poll renders the live panel alone: the events after its cursor, no datasets.
+    page = job_page(current_user, job_id, after_id=after if is_htmx() else 0, with_datasets=not is_htmx())
+    if page is None:
+        abort(404)
+    job = page.job
     return render_page_or_block(
         "training/job_detail.html", "job_live",
-        job=job, events=events, new_events=events if is_htmx() else [],
-        last_event_id=max([after] + [event.id for event in events]),
-        chart=metric_chart(job), active=is_active(job),
+        job=job, datasets=page.datasets, events=page.events, new_events=page.events if is_htmx() else [],
+        last_event_id=max([after] + [event["id"] for event in page.events]),
+        chart=page.chart, active=is_active(job),
         can_manage=job.user_id == current_user.id or current_user.has_permission("jobs.manage"),
-        retried_as=db.session.scalar(select(TrainingJob.id).where(TrainingJob.retry_of_id == job.id).limit(1)),
+        retried_as=page.retried_as,
         waiting_since=waiting_for_worker_since(job, dispatch_timeout()),
     )
 
