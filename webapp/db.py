@@ -60,8 +60,8 @@ def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
     (a JSON column's value comes back as itself, a timestamp as text for :func:`timestamp_of`)."""
     numbered = statement.add_columns(func.row_number().over(order_by=order_by).label("position")).order_by(*order_by)
     rows = numbered.subquery()
-    pairs = [part for column in rows.c
-             for part in (sa.literal(column.key), embedded_json(column) if isinstance(column.type, sa.JSON) else column)]
+    values = [embedded_json(column) if isinstance(column.type, sa.JSON) else column for column in rows.c]
+    pairs = [part for column, value in zip(rows.c, values) for part in (sa.literal(column.key), value)]
     return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
 
 

@@ -1,23 +1,26 @@
-"""What the job page and the new-job form show, each read in one query of the columns they show.
+"""What the job page and the new-job form show, read as the columns they show: the job page in one query,
+the form in one after its plan's terms.
 
 Short lists come as JSON rows (``json_rows``) in the same round trip as the row they belong to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, null, select
+from sqlalchemy import Row, null, or_, select
 from sqlalchemy.orm import aliased
 
+from webapp import quotas
 from webapp.accounts.models import User
 from webapp.datasets.models import Dataset
 from webapp.db import json_rows, rows_of, timestamp_of
 from webapp.extensions import db
 from webapp.minions.models import Minion
-from webapp.providers.models import AIModel, ModelVersion, Provider
+from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
-from webapp.training.services import RETRY, visible_jobs
+from webapp.training.services import RETRY, job_type_for, visible_jobs
 
 EVENT_LOG_LIMIT = 200
 MAX_CHART_POINTS = 500
@@ -147,3 +150,152 @@ def job_page(user: User, job_id: int, after_id: int = 0, with_datasets: bool = T
         chart=metric_chart([report["metrics"] for report in reversed(rows_of(row.reports))]),
         retried_as=row.retried_as,
     )
+
+
+# --- the new-job form ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MinionChoice:
+    id: int
+    name: str
+    model_id: int
+    version: str | None  # of its current model version
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    id: int
+    name: str
+    model_type: str
+    provider_id: int | None
+    provider_name: str | None
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    id: int
+    name: str
+    owner_user_id: int | None
+    format: str
+    row_count: int | None
+
+
+@dataclass(frozen=True)
+class ProviderKey:
+    """A provider the user holds an enabled key of, and the key's last characters."""
+
+    provider_id: int
+    api_key_last4: str | None
+
+
+@dataclass
+class JobChoices:
+    """What ``user`` may pick on /jobs/new: their minions, the models they may train, the datasets they may read;
+    and what the form's defaults and preview read: their latest job's datasets by split, their provider keys,
+    their plan's terms and the use of its training quotas."""
+
+    minions: list[MinionChoice]
+    models: list[ModelChoice]
+    datasets: list[DatasetChoice]
+    last_splits: dict[str, int]
+    provider_keys: dict[int, ProviderKey]
+    terms: quotas.Allowance
+    usage: dict[str, int]
+
+
+MAX_DATASET_CHOICES = 500
+PREVIEWED_QUOTAS = ("training_jobs", "training_minutes", "concurrent_jobs")
+
+
+def job_choices(user: User) -> JobChoices:
+    """``user``'s choices, form defaults and preview figures: their plan's terms, then the rest in one query."""
+    terms = quotas.allowance(user)
+    limited = [key for key in PREVIEWED_QUOTAS if terms.limit(key) is not None]
+    minions = select(Minion.id, Minion.name, Minion.model_id, ModelVersion.version) \
+        .outerjoin(ModelVersion, ModelVersion.id == Minion.model_version_id) \
+        .where(Minion.owner_user_id == user.id, Minion.status != "retired")
+    models = select(AIModel.id, AIModel.name, AIModel.model_type, AIModel.provider_id,
+                    Provider.name.label("provider_name")) \
+        .outerjoin(Provider, Provider.id == AIModel.provider_id) \
+        .where(AIModel.is_active.is_(True), or_(AIModel.model_type != "custom", AIModel.owner_user_id == user.id))
+    datasets = select(Dataset.id, Dataset.name, Dataset.owner_user_id, Dataset.format, Dataset.row_count) \
+        .where(or_(Dataset.owner_user_id == user.id, Dataset.visibility == "public")).limit(MAX_DATASET_CHOICES)
+    # People train on the same data again: the latest job's datasets are the form's defaults.
+    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
+    splits = select(TrainingJobDataset.split, TrainingJobDataset.dataset_id) \
+        .where(TrainingJobDataset.training_job_id == latest)
+    keys = select(UserProviderConfig.provider_id, UserProviderConfig.api_key_last4).where(
+        UserProviderConfig.user_id == user.id, UserProviderConfig.is_enabled.is_(True),
+        UserProviderConfig.api_key_ciphertext.is_not(None))
+    columns = {
+        "minions": json_rows(minions, Minion.name, Minion.id),
+        "models": json_rows(models, AIModel.model_type.desc(), AIModel.name, AIModel.id),
+        "datasets": json_rows(datasets, Dataset.owner_user_id.is_(None), Dataset.name, Dataset.id),
+        "splits": json_rows(splits, TrainingJobDataset.id),
+        "keys": json_rows(keys, UserProviderConfig.id),
+        **{f"used_{key}": quotas.usage_count(user.id, key, terms) for key in limited},
+    }
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    return JobChoices(
+        minions=rows_as(MinionChoice, row["minions"]),
+        models=rows_as(ModelChoice, row["models"]),
+        datasets=rows_as(DatasetChoice, row["datasets"]),
+        last_splits={link["split"]: link["dataset_id"] for link in rows_of(row["splits"])},
+        provider_keys={key.provider_id: key for key in rows_as(ProviderKey, row["keys"])},
+        terms=terms,
+        usage={key: int(row[f"used_{key}"] or 0) for key in limited},
+    )
+
+
+def rows_as(kind: type, value: list[dict[str, Any]]) -> list:
+    """JSON rows as instances of ``kind``, a dataclass of (some of) their columns."""
+    names = [field.name for field in fields(kind)]
+    return [kind(**{name: row[name] for name in names}) for row in rows_of(value)]
+
+
+@dataclass
+class JobPreview:
+    """What starting a job will use: this period's jobs and minutes left, jobs at once, and whose key."""
+
+    jobs_left: int | None  # None: unlimited
+    minutes_left: int | None
+    concurrent_left: int | None
+    period_end: datetime
+    job_type: str
+    provider_key: ProviderKey | None
+    provider_name: str | None
+    # What minutes past the limit cost where the plan bills them instead of blocking, else None.
+    minutes_overage: str | None = None
+
+    @property
+    def blocked(self) -> str | None:
+        """Why the job cannot start now, or None."""
+        if self.jobs_left == 0:
+            return "You have no training jobs left this period."
+        if self.minutes_left == 0 and self.minutes_overage is None:
+            return "You have no training minutes left this period."
+        if self.concurrent_left == 0:
+            return "You already run as many jobs at once as your plan allows; wait for one to finish."
+        if self.job_type == "external" and self.provider_key is None:
+            return f"Add your {self.provider_name} API key on the Providers page first."
+        return None
+
+
+def job_preview(choices: JobChoices, model: ModelChoice | None) -> JobPreview:
+    """What a job of ``model`` (one of ``choices``) will use, from the figures ``job_choices`` read."""
+    terms = choices.terms
+
+    def left(key: str) -> int | None:
+        limit = terms.limit(key)
+        return None if limit is None else max(limit - choices.usage[key], 0)
+
+    job_type = job_type_for(model) if model else "internal"
+    price = terms.overage_price("training_minutes") if terms.at_limit("training_minutes") == quotas.OVERAGE else None
+    overage = None
+    if price:
+        overage = f"{price.cents} cents per {'minute' if price.per == 1 else f'{price.per:,} minutes'} past the limit"
+    return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
+                      job_type, choices.provider_keys.get(model.provider_id) if job_type == "external" else None,
+                      model.provider_name if model else None, overage)

@@ -834,41 +834,6 @@ def release_lost(job: TrainingJob, quiet_since: datetime) -> bool:
 # --- starting a job (/jobs/new) -----------------------------------------------------------------
 
 
-@dataclass
-class JobChoices:
-    """What ``user`` may pick on /jobs/new: their minions, the models they may train, the datasets they may read."""
-
-    minions: list[Minion]
-    models: list[AIModel]
-    datasets: list[Dataset]
-
-
-def job_choices(user: User) -> JobChoices:
-    minions = db.session.scalars(
-        select(Minion).options(joinedload(Minion.model), joinedload(Minion.model_version))
-        .where(Minion.owner_user_id == user.id, Minion.status != "retired").order_by(Minion.name, Minion.id)).all()
-    models = db.session.scalars(
-        select(AIModel).options(joinedload(AIModel.provider))
-        .where(AIModel.is_active.is_(True),
-               or_(AIModel.model_type != "custom", AIModel.owner_user_id == user.id))
-        .order_by(AIModel.model_type.desc(), AIModel.name, AIModel.id)).all()
-    datasets = db.session.scalars(
-        select(Dataset).where(or_(Dataset.owner_user_id == user.id, Dataset.visibility == "public"))
-        .order_by(Dataset.owner_user_id.is_(None), Dataset.name, Dataset.id).limit(MAX_DATASET_CHOICES)).all()
-    return JobChoices(list(minions), list(models), list(datasets))
-
-
-MAX_DATASET_CHOICES = 500
-
-
-def last_splits(user: User) -> dict[str, int]:
-    """The datasets of ``user``'s latest job by split: the form's defaults, as people train on the same data again."""
-    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
-        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
-    return dict(db.session.execute(select(TrainingJobDataset.split, TrainingJobDataset.dataset_id)
-                                   .where(TrainingJobDataset.training_job_id == latest)).all())
-
-
 def job_type_for(model: AIModel) -> str:
     """External models train at their provider; reference and custom models on the internal trainer."""
     return "external" if model.model_type == "external" else "internal"
@@ -884,53 +849,6 @@ def provider_key_for(user: User, model: AIModel) -> UserProviderConfig | None:
 
 
 @dataclass
-class JobPreview:
-    """What starting a job will use: this period's jobs and minutes left, jobs at once, and whose key."""
-
-    jobs_left: int | None  # None: unlimited
-    minutes_left: int | None
-    concurrent_left: int | None
-    period_end: datetime
-    job_type: str
-    provider_key: UserProviderConfig | None
-    provider_name: str | None
-    # What minutes past the limit cost where the plan bills them instead of blocking, else None.
-    minutes_overage: str | None = None
-
-    @property
-    def blocked(self) -> str | None:
-        """Why the job cannot start now, or None."""
-        if self.jobs_left == 0:
-            return "You have no training jobs left this period."
-        if self.minutes_left == 0 and self.minutes_overage is None:
-            return "You have no training minutes left this period."
-        if self.concurrent_left == 0:
-            return "You already run as many jobs at once as your plan allows; wait for one to finish."
-        if self.job_type == "external" and self.provider_key is None:
-            return f"Add your {self.provider_name} API key on the Providers page first."
-        return None
-
-
-def job_preview(user: User, model: AIModel | None) -> JobPreview:
-    terms = quotas.allowance(user)
-    usage = quotas.usage(user.id, [key for key in ("training_jobs", "training_minutes", "concurrent_jobs")
-                                   if terms.limit(key) is not None], terms)
-
-    def left(key: str) -> int | None:
-        limit = terms.limit(key)
-        return None if limit is None else max(limit - usage[key], 0)
-
-    job_type = job_type_for(model) if model else "internal"
-    price = terms.overage_price("training_minutes") if terms.at_limit("training_minutes") == quotas.OVERAGE else None
-    overage = None
-    if price:
-        overage = f"{price.cents} cents per {'minute' if price.per == 1 else f'{price.per:,} minutes'} past the limit"
-    return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
-                      job_type, provider_key_for(user, model) if model else None,
-                      model.provider.name if model and model.provider else None, overage)
-
-
-@dataclass
 class NewJob:
     """A validated /jobs/new submission: the choices come from job_choices, the numbers are range-checked."""
 
@@ -940,6 +858,15 @@ class NewJob:
     validation: Dataset | None
     hyperparameters: dict[str, float]
     name: str | None = None
+
+
+def new_job(minion_id: int, model_id: int, train_id: int, validation_id: int | None,
+            hyperparameters: dict[str, float], name: str | None) -> NewJob:
+    """A submission of choices /jobs/new offered (by id), with their records loaded to start the job."""
+    get = db.session.get
+    return NewJob(minion=get(Minion, minion_id), model=get(AIModel, model_id, options=[joinedload(AIModel.provider)]),
+                  train=get(Dataset, train_id), validation=get(Dataset, validation_id) if validation_id else None,
+                  hyperparameters=hyperparameters, name=name)
 
 
 def start_job(user: User, new: NewJob) -> TrainingJob:

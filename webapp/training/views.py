@@ -22,11 +22,11 @@ from webapp.training import bp, playground
 from webapp import quotas
 from webapp.training.forms import JobFilterForm, PlaygroundForm, job_form
 from webapp.training.models import TrainingJob
+from webapp.training.reads import job_choices, job_page, job_preview
 from webapp.training.runtime import hyperparameters_for
-from webapp.training.reads import job_page
 from webapp.training.services import (
-    JobError, NewJob, cancel_job, is_active, job_choices, job_for, job_list_statement, job_preview,
-    job_state, job_type_for, last_splits, retry_job, start_job, staff_summary,
+    JobError, cancel_job, is_active, job_for, job_list_statement, job_state, job_type_for, new_job, retry_job,
+    start_job, staff_summary,
 )
 from webapp.times import relative_text
 from webapp.training.workers import board_state, waiting_for_worker_since, worker_board, worker_state
@@ -108,15 +108,14 @@ def job_new():
         form.train_dataset.choices
     if request.method == "GET":
         form.minion.data, form.base_model.data = (minion.id if minion else None), (model.id if model else None)
-        previous = last_splits(current_user)
+        previous = choices.last_splits
         form.train_dataset.data = values.get("train_dataset", type=int) or previous.get("train")
         form.validation_dataset.data = values.get("validation_dataset", type=int) or previous.get("validation")
     status = 200
     if request.method == "POST" and form.validate():
         try:
-            new = NewJob(minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
-                         validation=chosen(choices.datasets, form.validation_dataset.data),
-                         hyperparameters=form.hyperparameters(), name=form.name.data or None)
+            new = new_job(minion.id, model.id, form.train_dataset.data, form.validation_dataset.data,
+                          form.hyperparameters(), form.name.data or None)
             job = start_job(current_user, new)
             db.session.commit()
         except (JobError, quotas.QuotaExceeded) as error:
@@ -130,7 +129,7 @@ def job_new():
         status = 422
     return render_page_or_block("training/job_new.html", "job_form", status=status, form=form,
                                 choices=choices, minion=minion, model=model, job_type=job_type,
-                                preview=job_preview(current_user, model))
+                                preview=job_preview(choices, model))
 
 
 def chosen(rows, row_id):
@@ -139,10 +138,10 @@ def chosen(rows, row_id):
 
 
 def model_label(model, minion) -> str:
-    kind = "external, trains at " + model.provider.name if model.model_type == "external" and model.provider \
+    kind = "external, trains at " + model.provider_name if model.model_type == "external" and model.provider_id \
         else model.model_type
-    current = f", {minion.name}'s current version {minion.model_version.version}" \
-        if minion and minion.model_id == model.id and minion.model_version else ""
+    current = f", {minion.name}'s current version {minion.version}" \
+        if minion and minion.model_id == model.id and minion.version is not None else ""
     return f"{model.name} ({kind}{current})"
 
 
