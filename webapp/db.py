@@ -49,20 +49,34 @@ json_object = dialect_function(
 json_array_agg = dialect_function(
     "json_array_agg", sa.JSON(), "coalesce(json_agg({}), '[]'::json)", "json_group_array({})",
     "An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows).")
+embedded_json = dialect_function(
+    "embedded_json", sa.JSON(), "{}", "json({})",
+    "A JSON column's value as JSON inside a built one (SQLite keeps it as text, which json_object would quote).")
 
 
 def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
     """``statement``'s rows (ordered by ``order_by``) as a JSON array of objects keyed by column name, as one
-    scalar subquery: a page gets several short lists in one round trip. Read it back with :func:`rows_of`."""
+    scalar subquery: a page gets several short lists in one round trip. Read it back with :func:`rows_of`
+    (a JSON column's value comes back as itself, a timestamp as text for :func:`timestamp_of`)."""
     numbered = statement.add_columns(func.row_number().over(order_by=order_by).label("position")).order_by(*order_by)
     rows = numbered.subquery()
-    pairs = [part for column in rows.c for part in (sa.literal(column.key), column)]
+    values = [embedded_json(column) if isinstance(column.type, sa.JSON) else column for column in rows.c]
+    pairs = [part for column, value in zip(rows.c, values) for part in (sa.literal(column.key), value)]
     return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
 
 
 def rows_of(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A :func:`json_rows` value in its rows' order (an aggregate does not promise to keep it)."""
     return sorted(value, key=lambda row: row["position"])
+
+
+def timestamp_of(value: str | None) -> datetime | None:
+    """A timestamp of a :func:`json_rows` row, as aware UTC: SQLite's text is UTC without an offset,
+    PostgreSQL's carries the session's."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def escape_like(text: str) -> str:

@@ -19,10 +19,6 @@ DETAILS_QUERIES = 3
 OVER_BUDGET = {
     "/account/subscription": (5, 5),
     "/account/subscription/change": (4, 4),
-    # An HTMX poll that finds a change also pays for the conditional check's read (a 304 costs two
-    # queries in all: tests/training/test_conditional_polls.py).
-    "/jobs/<int:job_id>": (7, 8),
-    "/jobs/new": (8, 8),
     "/leaderboard": (10, 9),
     "/minions/<int:minion_id>": (6, 6),
     # Its four lists of the records that point at the user (subscriptions, sessions, minions, jobs).

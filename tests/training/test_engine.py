@@ -16,7 +16,7 @@ from webapp.mail import outbox
 from webapp.minions.models import MinionXpEvent
 from webapp.quotas import QuotaExceeded
 from webapp.seed.intents import intent_rows
-from webapp.training import internal, runtime, services
+from webapp.training import internal, reads, runtime, services
 from webapp.training.models import TrainingJob, TrainingJobEvent
 from webapp.training.runtime import JobContext, JobFailed, execute_job, trainer_for
 
@@ -215,6 +215,12 @@ def test_starting_a_job_needs_a_verified_user_and_respects_every_quota(db_sessio
         assert refused.value.key == quota
 
 
+def preview_of(owner, minion) -> reads.JobPreview:
+    """/jobs/new's preview for ``minion``'s model, as the page reads it."""
+    choices = reads.job_choices(owner)
+    return reads.job_preview(choices, next(model for model in choices.models if model.id == minion.model_id))
+
+
 def test_training_minutes_that_block_refuse_a_job_and_minutes_billed_as_overage_do_not(db_session):
     for overage, refused in ((None, True), ({"training_minutes": {"per": 1, "cents": 10}}, False)):
         owner = make_user()
@@ -223,7 +229,7 @@ def test_training_minutes_that_block_refuse_a_job_and_minutes_billed_as_overage_
         make_usage(owner, "training_minutes", 45)
         new = services.NewJob(minion=minion, model=minion.model, train=make_dataset(owner, 20, seed=1, name="T"),
                               validation=None, hyperparameters={})
-        preview = services.job_preview(owner, minion.model)
+        preview = preview_of(owner, minion)
         if refused:
             assert preview.blocked == "You have no training minutes left this period."
             with pytest.raises(QuotaExceeded) as error:
@@ -240,7 +246,7 @@ def test_the_preview_counts_what_is_left(db_session):
     minion = make_minion(owner)
     make_usage(owner, "training_minutes", 40)
     queue_internal_job(owner, minion, epochs=1)
-    preview = services.job_preview(owner, minion.model)
+    preview = preview_of(owner, minion)
     assert (preview.jobs_left, preview.minutes_left, preview.concurrent_left) == (4, 60, 1)
     assert preview.job_type == "internal" and preview.provider_key is None and preview.blocked is None
 

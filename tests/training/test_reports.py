@@ -7,9 +7,10 @@ from tests.factories import make_training_job, make_user
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJobEvent
+from webapp.training.reads import job_page
 from webapp.training.services import (
-    InvalidReport, Report, ReportLimits, apply_report, create_runner, metric_chart, parse_report, retried_name,
-    staff_summary, transition,
+    InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, retried_name, staff_summary,
+    transition,
 )
 
 # The defaults the README documents, written out so the tests need no app.
@@ -77,11 +78,12 @@ def test_a_retry_is_named_once():
 
 
 def test_the_chart_scales_each_numeric_metric_into_its_own_line(db_session):
-    job = make_training_job(make_user(), status="running")
+    owner = make_user()
+    job = make_training_job(owner, status="running")
     for metrics in ({"loss": 2.0, "step": 1}, {}, {"loss": 1.0, "acc": 0.5, "note": "x"}, {"loss": 0.0, "acc": 0.5}):
         db.session.add(TrainingJobEvent(training_job_id=job.id, message="m", metrics=metrics))
     db.session.flush()
-    chart = metric_chart(job)
+    chart = job_page(owner, job.id).chart
     assert (chart.width, chart.height, chart.samples) == (320, 150, 3)
     series = {line.name: line for line in chart.series}
     assert sorted(series) == ["acc", "loss"], "text values and the step counter are not plotted"

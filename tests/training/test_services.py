@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import delete, func, select, update
 
@@ -196,13 +198,14 @@ def test_a_failure_report_keeps_the_progress_the_job_reached(db_session):
 
 def test_each_metric_has_its_own_chart_and_a_single_report_is_a_point(db_session):
     from webapp.training.models import TrainingJobEvent
-    from webapp.training.services import metric_chart
+    from webapp.training.reads import job_page
 
-    job = make_training_job(make_user(), status="running")
+    owner = make_user()
+    job = make_training_job(owner, status="running")
     for metrics in ({"loss": 2.0, "learning_rate": 0.0002, "accuracy": 0.5}, {"loss": 1.0, "learning_rate": 0.0001}):
         db.session.add(TrainingJobEvent(training_job_id=job.id, level="info", message="step", metrics=metrics))
     db.session.flush()
-    chart = metric_chart(job)
+    chart = job_page(owner, job.id).chart
     by_name = {series.name: series for series in chart.series}
     assert sorted(by_name) == ["accuracy", "learning_rate", "loss"]
     rate = by_name["learning_rate"]
@@ -210,3 +213,23 @@ def test_each_metric_has_its_own_chart_and_a_single_report_is_a_point(db_session
     # On its own axis the learning rate spans the whole plot height instead of lying flat at zero.
     assert [y for _, y in rate.points] == [chart.plot_top, chart.plot_bottom]
     assert by_name["accuracy"].reports == 1 and len(by_name["accuracy"].points) == 1
+
+
+def test_the_job_page_reads_events_as_written_and_only_for_whom_may_see_the_job(db_session):
+    from webapp.training.models import TrainingJobEvent
+    from webapp.training.reads import job_page
+
+    owner, stranger, admin = make_user(), make_user(), make_user(role="admin")
+    job = make_training_job(owner, status="running")
+    first, second = (TrainingJobEvent(training_job_id=job.id, message=message, progress=0.25,
+                                      metrics={"loss": 0.30000000000000004, "note": "warm"})
+                     for message in ("Step 1", "Step 2"))
+    db.session.add_all([first, second])
+    db.session.flush()
+    page = job_page(owner, job.id)
+    assert [(event["id"], event["message"], event["created_at"], event["metrics"]) for event in page.events] == [
+        (event.id, event.message, event.created_at, event.metrics) for event in (second, first)]
+    assert page.events[0]["created_at"].utcoffset() == timedelta(0)
+    assert [event["id"] for event in job_page(owner, job.id, after_id=first.id).events] == [second.id]
+    assert job_page(stranger, job.id) is None
+    assert job_page(admin, job.id).job.owner_name == owner.display_name

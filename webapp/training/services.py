@@ -51,8 +51,6 @@ SORTS = {
     "name": (TrainingJob.name.asc(), TrainingJob.id.asc()),
     "progress": (TrainingJob.progress.desc(), TrainingJob.id.desc()),
 }
-MAX_CHART_POINTS = 500
-EVENT_LOG_LIMIT = 200
 
 
 class JobError(Exception):
@@ -194,76 +192,6 @@ def staff_summary() -> StaffSummary:
         finished_last_day=total,
         oldest_queued_at=oldest,
     )
-
-
-# --- detail: events and the metrics chart ---------------------------------------------------
-
-
-def job_events(job: TrainingJob, after_id: int = 0, limit: int = EVENT_LOG_LIMIT) -> list[TrainingJobEvent]:
-    """The job's events newer than ``after_id``, newest first."""
-    return list(db.session.scalars(
-        select(TrainingJobEvent)
-        .where(TrainingJobEvent.training_job_id == job.id, TrainingJobEvent.id > after_id)
-        .order_by(TrainingJobEvent.id.desc()).limit(limit)
-    ))
-
-
-@dataclass
-class MetricSeries:
-    """One metric's own small chart: its line (or single point) and the labels of its own axis."""
-
-    name: str
-    points: list[tuple[float, float]]  # SVG coordinates, one per report of this metric
-    last: float
-    low: float
-    high: float
-    reports: int
-
-    @property
-    def polyline(self) -> str:
-        return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
-
-
-@dataclass
-class MetricChart:
-    width: int
-    height: int
-    plot_left: int
-    plot_right: int
-    plot_top: int
-    plot_bottom: int
-    series: list[MetricSeries]
-    samples: int
-
-
-# Each metric gets a small chart of this size; the left margin holds its axis labels.
-CHART_WIDTH, CHART_HEIGHT = 320, 150
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 308, 12, 122
-
-
-def metric_chart(job: TrainingJob) -> MetricChart:
-    """One small chart per numeric metric in the job's reports, each scaled to its own labelled axis."""
-    rows = db.session.scalars(
-        select(TrainingJobEvent.metrics)
-        .where(TrainingJobEvent.training_job_id == job.id)
-        .order_by(TrainingJobEvent.id.desc()).limit(MAX_CHART_POINTS)
-    ).all()
-    samples = [metrics for metrics in reversed(rows) if metrics]
-    names = sorted({name for sample in samples for name, value in sample.items()
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "step"})
-    series = []
-    for name in names:
-        values = [(index, sample[name]) for index, sample in enumerate(samples)
-                  if isinstance(sample.get(name), (int, float))]
-        low, high = min(v for _, v in values), max(v for _, v in values)
-        span, steps = (high - low) or 1, max(len(samples) - 1, 1)
-        points = [
-            (PLOT_LEFT + (PLOT_RIGHT - PLOT_LEFT) * (index / steps if len(values) > 1 else 0.5),
-             PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * ((value - low) / span if high > low else 0.5))
-            for index, value in values
-        ]
-        series.append(MetricSeries(name, points, values[-1][1], low, high, len(values)))
-    return MetricChart(CHART_WIDTH, CHART_HEIGHT, PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM, series, len(samples))
 
 
 # --- the state machine and the actions ------------------------------------------------------
@@ -906,41 +834,6 @@ def release_lost(job: TrainingJob, quiet_since: datetime) -> bool:
 # --- starting a job (/jobs/new) -----------------------------------------------------------------
 
 
-@dataclass
-class JobChoices:
-    """What ``user`` may pick on /jobs/new: their minions, the models they may train, the datasets they may read."""
-
-    minions: list[Minion]
-    models: list[AIModel]
-    datasets: list[Dataset]
-
-
-def job_choices(user: User) -> JobChoices:
-    minions = db.session.scalars(
-        select(Minion).options(joinedload(Minion.model), joinedload(Minion.model_version))
-        .where(Minion.owner_user_id == user.id, Minion.status != "retired").order_by(Minion.name, Minion.id)).all()
-    models = db.session.scalars(
-        select(AIModel).options(joinedload(AIModel.provider))
-        .where(AIModel.is_active.is_(True),
-               or_(AIModel.model_type != "custom", AIModel.owner_user_id == user.id))
-        .order_by(AIModel.model_type.desc(), AIModel.name, AIModel.id)).all()
-    datasets = db.session.scalars(
-        select(Dataset).where(or_(Dataset.owner_user_id == user.id, Dataset.visibility == "public"))
-        .order_by(Dataset.owner_user_id.is_(None), Dataset.name, Dataset.id).limit(MAX_DATASET_CHOICES)).all()
-    return JobChoices(list(minions), list(models), list(datasets))
-
-
-MAX_DATASET_CHOICES = 500
-
-
-def last_splits(user: User) -> dict[str, int]:
-    """The datasets of ``user``'s latest job by split: the form's defaults, as people train on the same data again."""
-    latest = select(TrainingJob.id).where(TrainingJob.user_id == user.id) \
-        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc()).limit(1).scalar_subquery()
-    return dict(db.session.execute(select(TrainingJobDataset.split, TrainingJobDataset.dataset_id)
-                                   .where(TrainingJobDataset.training_job_id == latest)).all())
-
-
 def job_type_for(model: AIModel) -> str:
     """External models train at their provider; reference and custom models on the internal trainer."""
     return "external" if model.model_type == "external" else "internal"
@@ -956,53 +849,6 @@ def provider_key_for(user: User, model: AIModel) -> UserProviderConfig | None:
 
 
 @dataclass
-class JobPreview:
-    """What starting a job will use: this period's jobs and minutes left, jobs at once, and whose key."""
-
-    jobs_left: int | None  # None: unlimited
-    minutes_left: int | None
-    concurrent_left: int | None
-    period_end: datetime
-    job_type: str
-    provider_key: UserProviderConfig | None
-    provider_name: str | None
-    # What minutes past the limit cost where the plan bills them instead of blocking, else None.
-    minutes_overage: str | None = None
-
-    @property
-    def blocked(self) -> str | None:
-        """Why the job cannot start now, or None."""
-        if self.jobs_left == 0:
-            return "You have no training jobs left this period."
-        if self.minutes_left == 0 and self.minutes_overage is None:
-            return "You have no training minutes left this period."
-        if self.concurrent_left == 0:
-            return "You already run as many jobs at once as your plan allows; wait for one to finish."
-        if self.job_type == "external" and self.provider_key is None:
-            return f"Add your {self.provider_name} API key on the Providers page first."
-        return None
-
-
-def job_preview(user: User, model: AIModel | None) -> JobPreview:
-    terms = quotas.allowance(user)
-    usage = quotas.usage(user.id, [key for key in ("training_jobs", "training_minutes", "concurrent_jobs")
-                                   if terms.limit(key) is not None], terms)
-
-    def left(key: str) -> int | None:
-        limit = terms.limit(key)
-        return None if limit is None else max(limit - usage[key], 0)
-
-    job_type = job_type_for(model) if model else "internal"
-    price = terms.overage_price("training_minutes") if terms.at_limit("training_minutes") == quotas.OVERAGE else None
-    overage = None
-    if price:
-        overage = f"{price.cents} cents per {'minute' if price.per == 1 else f'{price.per:,} minutes'} past the limit"
-    return JobPreview(left("training_jobs"), left("training_minutes"), left("concurrent_jobs"), terms.period_end,
-                      job_type, provider_key_for(user, model) if model else None,
-                      model.provider.name if model and model.provider else None, overage)
-
-
-@dataclass
 class NewJob:
     """A validated /jobs/new submission: the choices come from job_choices, the numbers are range-checked."""
 
@@ -1012,6 +858,15 @@ class NewJob:
     validation: Dataset | None
     hyperparameters: dict[str, float]
     name: str | None = None
+
+
+def new_job(minion_id: int, model_id: int, train_id: int, validation_id: int | None,
+            hyperparameters: dict[str, float], name: str | None) -> NewJob:
+    """A submission of choices /jobs/new offered (by id), with their records loaded to start the job."""
+    get = db.session.get
+    return NewJob(minion=get(Minion, minion_id), model=get(AIModel, model_id, options=[joinedload(AIModel.provider)]),
+                  train=get(Dataset, train_id), validation=get(Dataset, validation_id) if validation_id else None,
+                  hyperparameters=hyperparameters, name=name)
 
 
 def start_job(user: User, new: NewJob) -> TrainingJob:

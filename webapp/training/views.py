@@ -22,10 +22,11 @@ from webapp.training import bp, playground
 from webapp import quotas
 from webapp.training.forms import JobFilterForm, PlaygroundForm, job_form
 from webapp.training.models import TrainingJob
+from webapp.training.reads import job_choices, job_page, job_preview
 from webapp.training.runtime import hyperparameters_for
 from webapp.training.services import (
-    JobError, NewJob, cancel_job, is_active, job_choices, job_events, job_for, job_list_statement, job_preview,
-    job_state, job_type_for, last_splits, metric_chart, retry_job, start_job, staff_summary,
+    JobError, cancel_job, is_active, job_for, job_list_statement, job_state, job_type_for, new_job, retry_job,
+    start_job, staff_summary,
 )
 from webapp.times import relative_text
 from webapp.training.workers import board_state, waiting_for_worker_since, worker_board, worker_state
@@ -107,15 +108,14 @@ def job_new():
         form.train_dataset.choices
     if request.method == "GET":
         form.minion.data, form.base_model.data = (minion.id if minion else None), (model.id if model else None)
-        previous = last_splits(current_user)
+        previous = choices.last_splits
         form.train_dataset.data = values.get("train_dataset", type=int) or previous.get("train")
         form.validation_dataset.data = values.get("validation_dataset", type=int) or previous.get("validation")
     status = 200
     if request.method == "POST" and form.validate():
         try:
-            new = NewJob(minion=minion, model=model, train=chosen(choices.datasets, form.train_dataset.data),
-                         validation=chosen(choices.datasets, form.validation_dataset.data),
-                         hyperparameters=form.hyperparameters(), name=form.name.data or None)
+            new = new_job(minion.id, model.id, form.train_dataset.data, form.validation_dataset.data,
+                          form.hyperparameters(), form.name.data or None)
             job = start_job(current_user, new)
             db.session.commit()
         except (JobError, quotas.QuotaExceeded) as error:
@@ -129,7 +129,7 @@ def job_new():
         status = 422
     return render_page_or_block("training/job_new.html", "job_form", status=status, form=form,
                                 choices=choices, minion=minion, model=model, job_type=job_type,
-                                preview=job_preview(current_user, model))
+                                preview=job_preview(choices, model))
 
 
 def chosen(rows, row_id):
@@ -138,10 +138,10 @@ def chosen(rows, row_id):
 
 
 def model_label(model, minion) -> str:
-    kind = "external, trains at " + model.provider.name if model.model_type == "external" and model.provider \
+    kind = "external, trains at " + model.provider_name if model.model_type == "external" and model.provider_id \
         else model.model_type
-    current = f", {minion.name}'s current version {minion.model_version.version}" \
-        if minion and minion.model_id == model.id and minion.model_version else ""
+    current = f", {minion.name}'s current version {minion.version}" \
+        if minion and minion.model_id == model.id and minion.version is not None else ""
     return f"{model.name} ({kind}{current})"
 
 
@@ -166,16 +166,19 @@ def job_detail(job_id: int):
 
 
 def job_detail_page(job_id: int):
-    job = viewable_job(job_id)
     after = request.args.get("after", 0, type=int)
-    events = job_events(job, after_id=after if is_htmx() else 0)
+    # A poll renders the live panel alone: the events after its cursor, no datasets.
+    page = job_page(current_user, job_id, after_id=after if is_htmx() else 0, with_datasets=not is_htmx())
+    if page is None:
+        abort(404)
+    job = page.job
     return render_page_or_block(
         "training/job_detail.html", "job_live",
-        job=job, events=events, new_events=events if is_htmx() else [],
-        last_event_id=max([after] + [event.id for event in events]),
-        chart=metric_chart(job), active=is_active(job),
+        job=job, datasets=page.datasets, events=page.events, new_events=page.events if is_htmx() else [],
+        last_event_id=max([after] + [event["id"] for event in page.events]),
+        chart=page.chart, active=is_active(job),
         can_manage=job.user_id == current_user.id or current_user.has_permission("jobs.manage"),
-        retried_as=db.session.scalar(select(TrainingJob.id).where(TrainingJob.retry_of_id == job.id).limit(1)),
+        retried_as=page.retried_as,
         waiting_since=waiting_for_worker_since(job, dispatch_timeout()),
     )
 
