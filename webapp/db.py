@@ -49,9 +49,9 @@ json_object = dialect_function(
 json_array_agg = dialect_function(
     "json_array_agg", sa.JSON(), "coalesce(json_agg({}), '[]'::json)", "json_group_array({})",
     "An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows).")
-embedded_json = dialect_function(
-    "embedded_json", sa.JSON(), "{}", "json({})",
-    "A JSON column's value as JSON inside a built one (SQLite keeps it as text, which json_object would quote).")
+nested_json = dialect_function(
+    "nested_json", sa.JSON(), "{}", "json({})",
+    "A JSON column's value as JSON inside another JSON document (SQLite would put its text there as a string).")
 
 
 def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
@@ -60,8 +60,8 @@ def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
     (a JSON column's value comes back as itself, a timestamp as text for :func:`timestamp_of`)."""
     numbered = statement.add_columns(func.row_number().over(order_by=order_by).label("position")).order_by(*order_by)
     rows = numbered.subquery()
-    values = [embedded_json(column) if isinstance(column.type, sa.JSON) else column for column in rows.c]
-    pairs = [part for column, value in zip(rows.c, values) for part in (sa.literal(column.key), value)]
+    pairs = [part for column in rows.c
+             for part in (sa.literal(column.key), nested_json(column) if isinstance(column.type, sa.JSON) else column)]
     return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
 
 
@@ -77,6 +77,31 @@ def timestamp_of(value: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value)
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def record_columns(model: type) -> list[Any]:
+    """``model``'s columns, each named by its attribute: a :func:`json_rows` statement :func:`records_of` reads."""
+    return [attribute.columns[0].label(attribute.key) for attribute in sa.inspect(model).column_attrs]
+
+
+def records_of(model: type, value: list[dict[str, Any]]) -> list[Any]:
+    """A :func:`json_rows` value of :func:`record_columns` as instances of ``model`` to read, never to add to a
+    session, each value of its column's Python type (JSON spells a time as text, and SQLite a boolean as 0 or 1)."""
+    attributes = sa.inspect(model).column_attrs
+    return [model(**{attribute.key: from_json(attribute.columns[0].type, row[attribute.key])
+                     for attribute in attributes})
+            for row in rows_of(value)]
+
+
+def from_json(kind: sa.types.TypeEngine, value: Any) -> Any:
+    """A column's value as :func:`json_rows` spelled it, as the column's Python type."""
+    if value is None:
+        return None
+    if isinstance(kind, UTCDateTime):
+        return timestamp_of(value)
+    if isinstance(kind, sa.Boolean):
+        return bool(value)
+    return value
 
 
 def escape_like(text: str) -> str:

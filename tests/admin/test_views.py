@@ -7,6 +7,8 @@ import sqlalchemy as sa
 
 from tests.admin.conftest import model_views
 from tests.conftest import login
+from tests.factories import make_plan, make_session, make_subscription, make_training_job, make_user
+from webapp.admin.base import INLINE_LIMIT
 from webapp.extensions import db
 from webapp.seed.demo import seed_demo
 
@@ -99,3 +101,31 @@ def test_walk_every_view_as_admin_on_demo_data(client, db_session):
 def test_list_pages_mark_timestamps_as_utc(admin_client, admin_user):
     body = admin_client.get("/admin/users/").get_data(as_text=True)
     assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", body)
+
+
+def inline_lists(body: str) -> dict[str, list[str]]:
+    """Each inline of a details page by its heading: the names of its records' links, or None."""
+    sections = re.findall(r'<h2 class="h5" id="inline-\d+">([^<]+)</h2>(.*?)</section>', body, re.S)
+    return {heading: re.findall(r'<li><a href="[^"]+">([^<]+)</a></li>', section) or re.findall(r"None\.", section)
+            for heading, section in sections}
+
+
+def test_a_user_s_details_list_what_points_at_them_newest_first_in_one_query(admin_client, count_queries):
+    """Subscriptions (named with their plan), sessions, minions and jobs are read side by side in one query:
+    each list newest first, at most INLINE_LIMIT long, and the page's queries do not grow with them."""
+    user = make_user()
+    ended = make_subscription(user, make_plan("old", name="Old"), status="expired", days_into_period=45)
+    live = make_subscription(user, make_plan("now", name="Now"))
+    session = make_session(user, ip_address="203.0.113.9")
+    jobs = [make_training_job(user, name=f"Job {n}") for n in range(INLINE_LIMIT + 2)]
+    url = f"/admin/users/details/?id={user.id}"
+    admin_client.get(url)  # once first, so the once-a-minute touch of the session is not counted
+    with count_queries() as counter:
+        body = admin_client.get(url).get_data(as_text=True)
+    assert inline_lists(body) == {
+        "Subscriptions": [f"#{live.id} Now (active)", f"#{ended.id} Old (expired)"],
+        "Sessions": [f"#{session.id} from 203.0.113.9"],
+        "Minions": ["None."],
+        "Training jobs": [f"#{job.id} {job.name}" for job in reversed(jobs[2:])],
+    }
+    assert counter.count == 3, "the signed-in session, the user with their roles, and the inlines"

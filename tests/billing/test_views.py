@@ -148,6 +148,26 @@ def test_payment_history_is_paginated_and_renders_as_a_page_or_a_block(app, clie
     assert "<html" in client.get("/account/subscription/payments?page=2").get_data(as_text=True)
 
 
+def test_the_page_shows_its_payments_as_the_payment_history_does(client, plans):
+    """The page reads its payments with its other figures, as JSON: each shows as the history page's record does."""
+    customer = make_user()
+    make_subscription(customer, plans["pro"])
+    make_payment(customer, amount_cents=2904, provider_ref="INV-LINES", lines=[
+        {"description": "Pro plan", "amount_cents": 2900},
+        {"description": "Tokens past the limit", "amount_cents": 4, "quota": "tokens", "quantity": 2000}])
+    make_payment(customer, amount_cents=2900, refunded_cents=900, provider_ref="INV-PART-REFUNDED")
+    make_payment(customer, amount_cents=2900, status="failed", failure_reason="Card declined", provider="stripe",
+                 provider_ref="in_failed", hosted_invoice_url="https://invoice.stripe.com/i/failed",
+                 invoice_pdf_url="https://pay.stripe.com/invoice/failed/pdf")
+    login(client, make_user(role="admin"))
+    page = client.get(f"/billing/users/{customer.id}/subscription", headers=HTMX).get_data(as_text=True)
+    history = client.get(f"/billing/users/{customer.id}/subscription/payments",
+                         headers=HTMX).get_data(as_text=True).strip()
+    assert "Tokens past the limit: $0.04" in history and "$9.00 refunded" in history and "Card declined" in history
+    assert "Refund INV-PART-REFUNDED" in history and "PDF of invoice in_failed" in history
+    assert history in page
+
+
 def test_query_count_does_not_grow_with_usage_records_or_payments(client, ada, count_queries):
     def page_queries() -> int:
         with count_queries() as counter:

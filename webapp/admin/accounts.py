@@ -11,7 +11,7 @@ from webapp.accounts.models import TOKEN_TYPES, Permission, Role, RolePermission
 from webapp.accounts.audit import record
 from webapp.accounts.passwords import hash_password, password_problem
 from webapp.accounts.sessions import end_sessions, end_user_sessions
-from webapp.admin.base import USER_LOOKUP, SecureModelView, admin_action, choice_filter, lookup
+from webapp.admin.base import USER_LOOKUP, Inline, SecureModelView, admin_action, choice_filter, lookup
 from webapp.billing.models import UserSubscription
 from webapp.minions.models import Minion
 from webapp.training.models import TrainingJob
@@ -52,12 +52,13 @@ class UserView(AccountsView):
     maintained = ("password_hash", "failed_login_count", "last_login_at", "current_subscription")
     audited_collections = ("roles",)
     inlines = (
-        ("Subscriptions", UserSubscription, UserSubscription.user_id),
-        ("Sessions", UserSession, UserSession.user_id),
-        ("Minions", Minion, Minion.owner_user_id),
-        ("Training jobs", TrainingJob, TrainingJob.user_id),
+        Inline("Subscriptions", UserSubscription, UserSubscription.user_id, named_by=("plan",)),
+        Inline("Sessions", UserSession, UserSession.user_id),
+        Inline("Minions", Minion, Minion.owner_user_id),
+        Inline("Training jobs", TrainingJob, TrainingJob.user_id),
     )
     eager = (selectinload(User.roles), joinedload(User.current_subscription))
+    record_eager = (joinedload(User.roles), joinedload(User.current_subscription).joinedload(UserSubscription.plan))
     list_eager = (joinedload(User.roles),)
 
     def get_create_form(self):

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import (
     abort, current_app, flash, g, has_request_context, redirect, request, stream_with_context, url_for,
@@ -27,9 +27,9 @@ from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import BigInteger, Column, any_, case, func, inspect, literal_column, or_, select, table
+from sqlalchemy import BigInteger, Column, any_, case, func, inspect, literal_column, or_, select, table, union
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import MANYTOONE, joinedload
+from sqlalchemy.orm import MANYTOONE, aliased, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
@@ -127,6 +127,17 @@ def admin_action(name: str, text: str, permission: str, confirmation: str | None
     return decorator
 
 
+class Inline(NamedTuple):
+    """Records listed on a details page, the way Django admin's inlines do: ``model``'s rows whose ``column``
+    points at the record shown."""
+
+    heading: str
+    model: Any
+    column: Any
+    # The relationships a record's name (its str) reads, loaded with it.
+    named_by: tuple[str, ...] = ()
+
+
 def details_url(table_name: str, record_id: Any) -> str | None:
     """The admin details page of a row, or None when no model view shows that table."""
     admin = current_app.extensions["admin"][0]
@@ -167,11 +178,13 @@ class SecureModelView(SecureAccessMixin, ModelView):
     # The list page's loader options when they differ from eager's: a collection joined here costs
     # no query of its own (the page's rows are loaded by id, without LIMIT), even on an empty page.
     list_eager: tuple[Any, ...] | None = None
+    # The loader options of the one record the details and edit pages show, when they differ from eager's:
+    # a collection joined here costs no query of its own.
+    record_eager: tuple[Any, ...] | None = None
     # Model-specific columns the app maintains (counters, derived values), on top of MAINTAINED_COLUMNS.
     maintained: tuple[str, ...] = ()
-    # Records listed on the details page, the way Django admin's inlines do:
-    # (heading, related model, its column that points at this record).
-    inlines: tuple[tuple[str, Any, Any], ...] = ()
+    # Records listed on the details page, all read in one query (inline_records).
+    inlines: tuple[Inline, ...] = ()
 
     form_base_class = AdminForm
     model_form_converter = AdminConverter
@@ -271,9 +284,12 @@ class SecureModelView(SecureAccessMixin, ModelView):
         return super().get_query().options(*self.eager)
 
     def get_one(self, id: Any) -> Any:
-        """The row, found through get_query so any scoping and eager loading applies to it too."""
+        """The row, with the loads of record_eager (else eager's)."""
         key = row_id(id)
-        return None if key is None else self.get_query().filter(self.model.id == key).one_or_none()
+        if key is None:
+            return None
+        eager = self.eager if self.record_eager is None else self.record_eager
+        return super().get_query().options(*eager).filter(self.model.id == key).one_or_none()
 
     def get_count_query(self):
         return db.session.query(func.count()).select_from(self.model)
@@ -469,12 +485,23 @@ class SecureModelView(SecureAccessMixin, ModelView):
         return self.render("admin/minion/_history.html", events=self.history(record_id))
 
     def inline_records(self, model: Any) -> list[tuple[str, list[Any]]]:
-        """Each inline's newest records pointing at ``model``, for the details page."""
-        return [
-            (heading, list(db.session.scalars(
-                select(related).where(column == model.id).order_by(related.id.desc()).limit(INLINE_LIMIT))))
-            for heading, related, column in self.inlines
-        ]
+        """Each inline's newest records pointing at ``model``, for the details page, in one query: the lists side by
+        side, the n-th newest record of each on the n-th row."""
+        if not self.inlines:
+            return []
+        newest = [select(inline.model, func.row_number().over(order_by=inline.model.id.desc()).label("position"))
+                  .where(inline.column == model.id).order_by(inline.model.id.desc()).limit(INLINE_LIMIT).cte()
+                  for inline in self.inlines]
+        positions = union(*(select(records.c.position) for records in newest)).subquery()
+        statement = select().select_from(positions).order_by(positions.c.position)
+        for inline, records in zip(self.inlines, newest):
+            entity = aliased(inline.model, records)
+            statement = (statement.add_columns(entity)
+                         .outerjoin(entity, records.c.position == positions.c.position)
+                         .options(*(joinedload(getattr(entity, name)) for name in inline.named_by)))
+        rows = db.session.execute(statement).all()
+        return [(inline.heading, [row[index] for row in rows if row[index] is not None])
+                for index, inline in enumerate(self.inlines)]
 
     def filtered_list_url(self, **filters: Any) -> str:
         """This view's list with named filters applied, e.g. ``status_equals="failed"``."""

@@ -9,24 +9,28 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, case, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.expression import false, update
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
 from webapp.billing.gateway import GatewayError, PaymentGateway, default_gateway, gateway_for
-from webapp.billing.models import LIVE_SUBSCRIPTION_STATUSES, STRIPE, Payment, Plan, UserSubscription
+from webapp.billing.models import (
+    LIVE_SUBSCRIPTION_STATUSES, STRIPE, BillingCustomer, Payment, Plan, UserSubscription,
+)
 from webapp.billing.stripe_gateway import first_item, from_timestamp
-from webapp.db import json_rows, utcnow
+from webapp.db import json_rows, record_columns, records_of, rows_of, utcnow
 from webapp.extensions import db
 from webapp.mail import absolute_url, send_mail
 # A module import: metering's services read quotas, which read billing's models: this may run mid-import.
 from webapp.metering import services as metering
 from webapp.metering.models import UsageRollup
-from webapp.pagination import Page, paginate
-# A module import: webapp.quotas reads billing's models, so it may be mid-import when this runs.
+from webapp.pagination import Page, page_of, paginate
+# Module imports: webapp.quotas reads billing's models, and the alerts read this module, so either may be
+# mid-import when this runs.
 from webapp import quotas
+from webapp.billing import alerts
 
 PERIOD_LENGTHS = {"month": timedelta(days=30), "year": timedelta(days=365)}
 # Besides the metered ones, the quotas a downgrade compares with today's use (jobs at once and file sizes are
@@ -35,6 +39,9 @@ COUNTED_QUOTAS = ("training_jobs", "minions", "datasets")
 MAX_REFERENCE_LENGTH = 60
 # How long the proration Stripe previewed may be confirmed: later, the user is shown the amount again.
 PRORATION_CONFIRM_WINDOW = timedelta(minutes=30)
+NO_SUCH_PLAN = "That plan does not exist."
+PLAN_ORDER = (Plan.sort_order, Plan.price_cents, Plan.id)
+PAYMENT_ORDER = (Payment.created_at.desc(), Payment.id.desc())
 STRIPE_NOT_CONFIGURED = ("This subscription is paid by card through Stripe, which this console is not set up for "
                          "now; contact support.")
 # Stripe's subscription statuses as ours: "unpaid" and "incomplete_expired" end it, since nothing was collected.
@@ -131,43 +138,59 @@ def count_text(number: int) -> str:
 # --- reading -------------------------------------------------------------------
 
 
+def is_live() -> ColumnElement[bool]:
+    return UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES)
+
+
+def with_plans(statement: Select) -> Select:
+    """``statement`` of subscriptions, with their plan and the plan they move to loaded in the same query."""
+    return statement.options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan))
+
+
 def live_subscription(user: User) -> UserSubscription | None:
     """The user's one trialing, active or past-due subscription, with its plans."""
     return db.session.scalars(
-        select(UserSubscription)
-        .options(joinedload(UserSubscription.plan), joinedload(UserSubscription.pending_plan))
-        .where(UserSubscription.user_id == user.id, UserSubscription.status.in_(LIVE_SUBSCRIPTION_STATUSES))
+        with_plans(select(UserSubscription)).where(UserSubscription.user_id == user.id, is_live())
     ).first()
 
 
-def latest_ended_subscription(user: User) -> UserSubscription | None:
+def live_or_last_subscription(user: User) -> UserSubscription | None:
+    """The user's live subscription, else the one that ended last, with its plans."""
     return db.session.scalars(
-        select(UserSubscription)
-        .options(joinedload(UserSubscription.plan))
-        .where(UserSubscription.user_id == user.id, UserSubscription.status.not_in(LIVE_SUBSCRIPTION_STATUSES))
-        .order_by(UserSubscription.current_period_end.desc(), UserSubscription.id.desc())
+        with_plans(select(UserSubscription))
+        .where(UserSubscription.user_id == user.id)
+        .order_by(case((is_live(), 0), else_=1), UserSubscription.current_period_end.desc(),
+                  UserSubscription.id.desc())
         .limit(1)
     ).first()
 
 
 def public_plans() -> list[Plan]:
-    return list(db.session.scalars(
-        select(Plan).where(Plan.is_public).order_by(Plan.sort_order, Plan.price_cents, Plan.id)
-    ))
+    return list(db.session.scalars(select(Plan).where(Plan.is_public).order_by(*PLAN_ORDER)))
 
 
 def plan_by_code(code: str | None) -> Plan:
     plan = db.session.scalars(select(Plan).where(Plan.code == (code or ""))).first()
     if plan is None:
-        raise PlanChangeError("That plan does not exist.")
+        raise PlanChangeError(NO_SUCH_PLAN)
     return plan
 
 
+def plan_and_live_subscription(user: User, code: str | None) -> tuple[Plan, UserSubscription | None]:
+    """The plan ``code`` names and the user's live subscription with its plans, in one query."""
+    row = db.session.execute(
+        with_plans(select(Plan, UserSubscription))
+        .outerjoin(UserSubscription, (UserSubscription.user_id == user.id) & is_live())
+        .where(Plan.code == (code or ""))
+    ).first()
+    if row is None:
+        raise PlanChangeError(NO_SUCH_PLAN)
+    plan, subscription = row
+    return plan, subscription
+
+
 def payments_for(user: User, page: int, per_page: int) -> Page:
-    return paginate(
-        select(Payment).where(Payment.user_id == user.id).order_by(Payment.created_at.desc(), Payment.id.desc()),
-        page, per_page,
-    )
+    return paginate(select(Payment).where(Payment.user_id == user.id).order_by(*PAYMENT_ORDER), page, per_page)
 
 
 def run_out_at(used: int, limit: int, period_start: datetime, period_end: datetime,
@@ -225,25 +248,23 @@ def usage_meters(user: User, subscription: UserSubscription, now: datetime | Non
     return meters
 
 
-def plan_that_fits(subscription: UserSubscription, meters: list[Meter]) -> Plan | None:
+def plan_that_fits(subscription: UserSubscription, meters: list[Meter], plans: list[Plan] | None = None) -> Plan | None:
     """The cheapest public plan, other than the current one, whose limits cover all of this period's use;
-    only looked for once a quota is reached (None otherwise, or when no plan covers it)."""
+    only looked for once a quota is reached (None otherwise, or when no plan covers it).
+
+    ``plans`` is the public plans when the page read them already.
+    """
     if not any(meter.reached for meter in meters):
         return None
     usage = {meter.key: meter.used for meter in meters}
-    for plan in public_plans_by_price(subscription.plan.billing_interval):
+    interval = subscription.plan.billing_interval
+    candidates = [plan for plan in (public_plans() if plans is None else plans) if plan.billing_interval == interval]
+    for plan in sorted(candidates, key=lambda plan: (plan.price_cents, plan.sort_order, plan.id)):
         terms = quotas.Allowance(quotas.with_defaults(plan.quotas), subscription.current_period_start,
                                  subscription.current_period_end)
         if plan.id != subscription.plan_id and terms.covers(usage):
             return plan
     return None
-
-
-def public_plans_by_price(billing_interval: str) -> list[Plan]:
-    return list(db.session.scalars(
-        select(Plan).where(Plan.is_public, Plan.billing_interval == billing_interval)
-        .order_by(Plan.price_cents, Plan.sort_order, Plan.id)
-    ))
 
 
 def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -> tuple[str, ...]:
@@ -301,6 +322,60 @@ def daily_usage(user: User, subscription: UserSubscription, now: datetime | None
     return days
 
 
+@dataclass(frozen=True)
+class SubscriptionPage:
+    """What the subscription page shows of a user (:func:`subscription_page`)."""
+
+    subscription: UserSubscription | None
+    # The subscription that ended last, when none is live.
+    ended: UserSubscription | None
+    plans: list[Plan]
+    meters: list[Meter]
+    fits: Plan | None
+    days: list[DailyUsage]
+    usage_alerts: list[dict[str, Any]]
+    payments: Page
+    # The user's customer record at Stripe ({"customer_ref": ...}), once there is one.
+    customer: dict[str, Any] | None
+
+
+def subscription_page(user: User, own: bool, per_page: int) -> SubscriptionPage:
+    """The subscription page in two queries: the subscription (live, else the last one), then the public plans, the
+    first page of payments, the Stripe customer, the meters' use, the chart's daily totals and, on one's own page,
+    the usage alerts."""
+    latest = live_or_last_subscription(user)
+    subscription = latest if latest is not None and latest.status in LIVE_SUBSCRIPTION_STATUSES else None
+    usage = meter_usage_columns(user, subscription) if subscription else {}
+    payments = select(*record_columns(Payment)).where(Payment.user_id == user.id).limit(per_page + 1)
+    customer = select(BillingCustomer.customer_ref).where(BillingCustomer.user_id == user.id).limit(1)
+    columns = {"plans": json_rows(select(*record_columns(Plan)).where(Plan.is_public), *PLAN_ORDER),
+               "payments": json_rows(payments, *PAYMENT_ORDER),
+               "customer": json_rows(customer, BillingCustomer.id),
+               **{f"used_{key}": column for key, column in usage.items()}}
+    if subscription:
+        columns["days"] = daily_usage_rows(user, subscription)
+    if own:
+        columns["alerts"] = json_rows(alerts.undismissed(user), *alerts.BANNER_ORDER)
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    plans = records_of(Plan, row["plans"])
+    meters = usage_meters(user, subscription, usage={key: int(row[f"used_{key}"] or 0) for key in usage}) \
+        if subscription else []
+    sums = {(date.fromisoformat(day["day"]), day["metric"]): int(day["total"])
+            for day in rows_of(row["days"])} if subscription else {}
+    customers = rows_of(row["customer"])
+    return SubscriptionPage(
+        subscription=subscription,
+        ended=None if subscription else latest,
+        plans=plans,
+        meters=meters,
+        fits=plan_that_fits(subscription, meters, plans) if subscription else None,
+        days=daily_usage(user, subscription, sums=sums) if subscription else [],
+        usage_alerts=alerts.highest_per_quota(rows_of(row["alerts"])) if own else [],
+        payments=page_of(records_of(Payment, row["payments"]), 1, per_page),
+        customer=customers[0] if customers else None,
+    )
+
+
 # --- plan changes ----------------------------------------------------------------
 
 
@@ -320,6 +395,19 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
     Under Stripe a paid plan is bought through Checkout, and the upgrade of a Stripe subscription
     costs what Stripe's proration preview for ``proration_date`` (default: now) says.
     """
+    return quote_against(user, live_subscription(user), plan, now, gateway, proration_date)
+
+
+def quote_plan_code(user: User, code: str | None) -> Quote:
+    """The quote of moving ``user`` to the plan ``code`` names, now: the confirmation step, which reads the plan and
+    the live subscription in one query."""
+    plan, subscription = plan_and_live_subscription(user, code)
+    return quote_against(user, subscription, plan)
+
+
+def quote_against(user: User, subscription: UserSubscription | None, plan: Plan, now: datetime | None = None,
+                  gateway: PaymentGateway | None = None, proration_date: int | None = None) -> Quote:
+    """:func:`quote_plan_change`, with ``subscription`` the user's live one as read already."""
     now = now or utcnow()
     gateway = gateway or default_gateway()
     if not plan.is_public:
@@ -327,7 +415,6 @@ def quote_plan_change(user: User, plan: Plan, now: datetime | None = None, gatew
     by_card = gateway.runs_subscriptions and plan.price_cents > 0
     if by_card and not plan.stripe_price_id:
         raise PlanChangeError(f"The {plan.name} plan cannot be paid by card yet; contact support to join it.")
-    subscription = live_subscription(user)
     if subscription is None:
         return Quote("checkout" if by_card else "start", plan, plan.price_cents, now)
     current = subscription.plan

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from functools import partial
 
 import re
@@ -20,10 +19,9 @@ from webapp.accounts.sessions import extend_signed_in_query
 from webapp import quotas
 from webapp.billing import alerts, bp, services, webhooks, webhooks_bp
 from webapp.billing.gateway import GatewayError, stripe_configured
-from webapp.billing.models import BillingCustomer, CheckoutSession, Payment, UserSubscription
+from webapp.billing.models import CheckoutSession, Payment
 from webapp.billing.services import ChangeResult, PlanChangeError, RefundError
 from webapp.billing.stripe_gateway import dashboard_url
-from webapp.db import json_rows, rows_of
 from webapp.extensions import db
 from webapp.htmx import is_htmx, navigate, render_page_or_block
 from webapp.inputs import allow_larger_body
@@ -85,47 +83,15 @@ def subject_url(subject: User, name: str, **values) -> str:
     return url_for(f"billing.user_{name}", user_id=subject.id, **values)
 
 
-def page_figures(subject: User, subscription: UserSubscription | None, own: bool) -> dict:
-    """The meters' use, the chart's daily totals, the usage alerts (on one's own page) and the Stripe customer,
-    in one query."""
-    usage = services.meter_usage_columns(subject, subscription) if subscription else {}
-    customer = select(BillingCustomer.customer_ref).where(BillingCustomer.user_id == subject.id).limit(1)
-    columns = {"customer": json_rows(customer, BillingCustomer.id),
-               **{f"used_{key}": column for key, column in usage.items()}}
-    if subscription:
-        columns["days"] = services.daily_usage_rows(subject, subscription)
-    if own:
-        columns["alerts"] = json_rows(alerts.undismissed(subject), *alerts.BANNER_ORDER)
-    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
-    customers = rows_of(row["customer"])
-    return {
-        "customer": customers[0] if customers else None,
-        "usage_alerts": alerts.highest_per_quota(rows_of(row["alerts"])) if own else [],
-        "usage": {key: int(row[f"used_{key}"] or 0) for key in usage},
-        "days": {(date.fromisoformat(day["day"]), day["metric"]): int(day["total"])
-                 for day in rows_of(row["days"])} if subscription else {},
-    }
-
-
 def page_context(subject: User, notice: str | None = None, level: str = "success") -> dict:
-    subscription = services.live_subscription(subject)
     own = subject.id == current_user.id
-    figures = page_figures(subject, subscription, own)
-    meters = services.usage_meters(subject, subscription, usage=figures["usage"]) if subscription else []
+    page = services.subscription_page(subject, own, current_app.config["PAGE_SIZE"])
     return {
         "subject": subject,
         "on_behalf": not own,
         "subscription_url": partial(subject_url, subject),
-        "subscription": subscription,
-        "ended": services.latest_ended_subscription(subject) if subscription is None else None,
-        "plans": services.public_plans(),
-        "meters": meters,
-        "fits": services.plan_that_fits(subscription, meters) if subscription else None,
-        "usage_alerts": figures["usage_alerts"],
-        "days": services.daily_usage(subject, subscription, sums=figures["days"]) if subscription else [],
-        "payments": services.payments_for(subject, 1, current_app.config["PAGE_SIZE"]),
+        **vars(page),
         "card_payments": stripe_configured(),
-        "customer": figures["customer"],
         "notice": notice,
         "level": level,
     }
@@ -197,8 +163,7 @@ def payment_history(subject: User):
 @subject_route("/change")
 def plan_change_confirm(subject: User):
     try:
-        plan = services.plan_by_code(request.args.get("plan"))
-        quote = services.quote_plan_change(subject, plan)
+        quote = services.quote_plan_code(subject, request.args.get("plan"))
     except PlanChangeError as error:
         return refused(subject, str(error))
     return render_page_or_block(
@@ -369,5 +334,5 @@ allow_larger_body("billing_webhooks.stripe_webhook", webhook_body_limit)
 @user_panel("billing/_support_panel.html", "billing.read", order=10)
 def support_billing_panel(user: User) -> dict:
     """The subscription (live, else the last one) and the latest payments, on the support user page."""
-    return {"subscription": services.live_subscription(user) or services.latest_ended_subscription(user),
+    return {"subscription": services.live_or_last_subscription(user),
             "payments": services.payments_for(user, 1, PANEL_ROWS).items}
