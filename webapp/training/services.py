@@ -5,10 +5,11 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, func, or_, select, text, update
+from sqlalchemy import Row, Select, bindparam, func, or_, select, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.exc import OperationalError
@@ -104,8 +105,16 @@ def job_state(user: User, job_id: int) -> Row | None:
     the job, so the duration helpers read this row as they read a job), the related rows whose
     names it shows, its latest event (the log and the charts) and its retry.
     """
-    return db.session.execute(
-        visible_jobs(user).with_only_columns(
+    statement = job_state_statement(user.has_permission("jobs.read_all"))
+    return db.session.execute(statement, {"job_id": job_id, "viewer_id": user.id}).first()
+
+
+@cache
+def job_state_statement(sees_all: bool) -> Select:
+    """job_state's statement, built once per kind of viewer: every poll runs it, and building it cost
+    more than running it. Who sees which job is visible_jobs' rule."""
+    statement = (
+        select(
             TrainingJob.id, TrainingJob.updated_at, TrainingJob.lock_version, TrainingJob.status,
             TrainingJob.queued_at, TrainingJob.dispatched_at, TrainingJob.started_at, TrainingJob.finished_at,
             User.updated_at.label("owner"), Minion.updated_at.label("minion"), AIModel.updated_at.label("model"),
@@ -117,8 +126,9 @@ def job_state(user: User, job_id: int) -> Row | None:
         .join(User, User.id == TrainingJob.user_id).join(AIModel, AIModel.id == TrainingJob.base_model_id)
         .outerjoin(Minion, Minion.id == TrainingJob.minion_id).outerjoin(Provider, Provider.id == TrainingJob.provider_id)
         .outerjoin(ModelVersion, ModelVersion.id == TrainingJob.output_model_version_id)
-        .where(TrainingJob.id == job_id)
-    ).first()
+        .where(TrainingJob.id == bindparam("job_id"))
+    )
+    return statement if sees_all else statement.where(TrainingJob.user_id == bindparam("viewer_id"))
 
 
 # --- the list -----------------------------------------------------------------------------
