@@ -98,10 +98,10 @@ def test_archived_minions_leave_the_board_and_keep_their_ledger(db_session):
     model = make_ai_model()
     minion = make_minion(user, model, xp=500)
     filters = BoardFilters(model_id=model.id)
-    assert [row.minion.id for row in leaderboard_page(filters, 1, 10)[0]] == [minion.id]
+    assert [row.minion.id for row in leaderboard_page(filters, 1, 10).rows] == [minion.id]
     ownership.archive_minion(minion, user)
-    assert leaderboard_page(filters, 1, 10)[0] == []
-    assert leaderboard_page(BoardFilters(window="week", model_id=model.id), 1, 10)[0] == []
+    assert leaderboard_page(filters, 1, 10).rows == []
+    assert leaderboard_page(BoardFilters(window="week", model_id=model.id), 1, 10).rows == []
     assert db_session.scalar(select(MinionXpEvent.delta).where(MinionXpEvent.minion_id == minion.id)) == 500
     assert ownership.standing(minion).all_time is None
 
