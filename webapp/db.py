@@ -49,6 +49,9 @@ json_object = dialect_function(
 json_array_agg = dialect_function(
     "json_array_agg", sa.JSON(), "coalesce(json_agg({}), '[]'::json)", "json_group_array({})",
     "An aggregate: the group's JSON values as one JSON array (empty, not NULL, for no rows).")
+utc_day = dialect_function(
+    "utc_day", sa.String(), "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "date({})",
+    "A timestamp's UTC calendar day as YYYY-MM-DD text (SQLite keeps timestamps as UTC text).")
 
 
 def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:

@@ -23,7 +23,6 @@ OVER_BUDGET = {
     # queries in all: tests/training/test_conditional_polls.py).
     "/jobs/<int:job_id>": (7, 8),
     "/jobs/new": (8, 8),
-    "/minions/<int:minion_id>": (6, 6),
     # Its four lists of the records that point at the user (subscriptions, sessions, minions, jobs).
     "/admin/users/details/": (7, 7),
 }

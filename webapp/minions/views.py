@@ -158,17 +158,16 @@ def minion_create():
 @login_required
 def minion_detail(minion_id: int):
     """The public page of any minion; its owner also sees its jobs and the controls."""
-    minion = ownership.public_minion(minion_id)
-    if minion is None:
-        abort(404)
-    owner = minion.owner_user_id == current_user.id
     page, per_page = page_args()
+    details = ownership.minion_page(minion_id, current_user.id, page, per_page)
+    if details is None:
+        abort(404)
+    minion = details.minion
+    owner = minion.owner_user_id == current_user.id
     return render_page_or_block(
         "minions/minion_detail.html", "minion_jobs",
-        minion=minion, owner=owner, standing=ownership.standing(minion),
-        history=ownership.xp_history(minion), lineage=ownership.lineage(minion),
-        level_start=xp_for_level(minion.level), next_level_xp=xp_for_level(minion.level + 1),
-        jobs=ownership.minion_jobs(minion, page, per_page) if owner else None,
+        minion=minion, owner=owner, standing=details.standing, history=details.history, lineage=details.lineage,
+        level_start=xp_for_level(minion.level), next_level_xp=xp_for_level(minion.level + 1), jobs=details.jobs,
         edit_form=MinionEditForm(formdata=None, obj=minion) if owner else None,
         page_url=lambda number: url_for("minions.minion_detail", minion_id=minion.id, page=number),
     )
