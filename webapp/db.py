@@ -52,6 +52,9 @@ json_array_agg = dialect_function(
 nested_json = dialect_function(
     "nested_json", sa.JSON(), "{}", "json({})",
     "A JSON column's value as JSON inside another JSON document (SQLite would put its text there as a string).")
+utc_day = dialect_function(
+    "utc_day", sa.String(), "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "date({})",
+    "A timestamp's UTC calendar day as YYYY-MM-DD text (SQLite keeps timestamps as UTC text).")
 
 
 def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:

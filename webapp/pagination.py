@@ -36,10 +36,15 @@ def page_args() -> tuple[int, int]:
 
 def paginate(statement: Select, page: int, per_page: int, scalars: bool = True) -> Page:
     """Run ``statement`` (already ordered, with a unique tie-breaker) for one page."""
-    limited = statement.limit(per_page + 1).offset((page - 1) * per_page)
+    limited = page_slice(statement, page, per_page)
     return page_of(list(db.session.scalars(limited) if scalars else db.session.execute(limited)), page, per_page)
 
 
+def page_slice(statement: Select, page: int, per_page: int) -> Select:
+    """``statement`` limited to the page's rows and one more, which tells whether a next page exists."""
+    return statement.limit(per_page + 1).offset((page - 1) * per_page)
+
+
 def page_of(rows: list[Any], page: int, per_page: int) -> Page:
-    """Page ``page`` from its rows, read with one more than ``per_page`` to tell whether a next page exists."""
+    """The page of ``rows`` read through :func:`page_slice`."""
     return Page(items=rows[:per_page], page=page, per_page=per_page, has_next=len(rows) > per_page)

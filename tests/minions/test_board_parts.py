@@ -57,11 +57,11 @@ def test_pages_of_the_board_say_whether_more_follow(db_session):
     model = make_ai_model()
     minions = [make_minion(make_user(), model, xp=xp) for xp in (50, 40, 30, 20, 10)]
     filters = BoardFilters(model_id=model.id)
-    first, more = leaderboard_page(filters, 1, 2)
-    assert [row.minion.id for row in first] == [m.id for m in minions[:2]] and more
-    both, more = leaderboard_page(filters, 2, 2, pages=2)
-    assert [(row.minion.id, row.rank, row.position) for row in both] == [
+    first = leaderboard_page(filters, 1, 2)
+    assert [row.minion.id for row in first.rows] == [m.id for m in minions[:2]] and first.has_next
+    both = leaderboard_page(filters, 2, 2, pages=2)
+    assert [(row.minion.id, row.rank, row.position) for row in both.rows] == [
         (minions[2].id, 3, 3), (minions[3].id, 4, 4), (minions[4].id, 5, 5)]
-    assert not more
-    last, more = leaderboard_page(filters, 3, 2)
-    assert [row.minion.id for row in last] == [minions[4].id] and not more
+    assert not both.has_next
+    last = leaderboard_page(filters, 3, 2)
+    assert [row.minion.id for row in last.rows] == [minions[4].id] and not last.has_next

@@ -98,12 +98,12 @@ def test_archived_minions_leave_the_board_and_keep_their_ledger(db_session):
     model = make_ai_model()
     minion = make_minion(user, model, xp=500)
     filters = BoardFilters(model_id=model.id)
-    assert [row.minion.id for row in leaderboard_page(filters, 1, 10)[0]] == [minion.id]
+    assert [row.minion.id for row in leaderboard_page(filters, 1, 10).rows] == [minion.id]
     ownership.archive_minion(minion, user)
-    assert leaderboard_page(filters, 1, 10)[0] == []
-    assert leaderboard_page(BoardFilters(window="week", model_id=model.id), 1, 10)[0] == []
+    assert leaderboard_page(filters, 1, 10).rows == []
+    assert leaderboard_page(BoardFilters(window="week", model_id=model.id), 1, 10).rows == []
     assert db_session.scalar(select(MinionXpEvent.delta).where(MinionXpEvent.minion_id == minion.id)) == 500
-    assert ownership.standing(minion).all_time is None
+    assert page_of(minion).standing.all_time is None
 
 
 def test_delete_is_refused_while_a_job_is_active(db_session):
@@ -124,14 +124,19 @@ def test_delete_is_refused_while_a_job_is_active(db_session):
     assert job.minion_id is None  # the job stays in the owner's history
 
 
+def page_of(minion: Minion, days: int = 30, viewer_id: int | None = None) -> ownership.MinionPage:
+    """The minion's page as its owner (or ``viewer_id``) sees it, first page of jobs."""
+    return ownership.minion_page(minion.id, viewer_id or minion.owner_user_id, 1, 10, days=days)
+
+
 def test_standing_xp_history_and_lineage(db_session):
     user = make_user()
     model = make_ai_model()
     leader = make_minion(make_user(), model, xp=900)
     minion = make_minion(user, model, xp=300)
-    assert ownership.standing(leader).all_time.rank < ownership.standing(minion).all_time.rank
+    assert page_of(leader).standing.all_time.rank < page_of(minion).standing.all_time.rank
     award_xp(minion, 50, "quest.completed")
-    history = ownership.xp_history(minion, days=7)
+    history = page_of(minion, days=7).history
     assert len(history) == 7 and history[-1].gained == 350 and history[-1].total == 350
     job = make_training_job(user, status="succeeded", minion=minion)
     root = ModelVersion(model_id=model.id, version="v1", stage="production")
@@ -142,7 +147,10 @@ def test_standing_xp_history_and_lineage(db_session):
     db_session.flush()
     minion.model_version_id = child.id
     db_session.flush()
-    assert [(v.version, v.training_job_id) for v in ownership.lineage(minion)] == [("v2", job.id), ("v1", None)]
+    assert [(v.version, v.training_job_id) for v in page_of(minion).lineage] == [("v2", job.id), ("v1", None)]
+    assert [line.id for line in page_of(minion).jobs.items] == [job.id]
+    assert page_of(minion, viewer_id=leader.owner_user_id).jobs is None, "only the owner gets the jobs"
+    assert ownership.minion_page(minion.id + 1000, user.id, 1, 10) is None
 
 
 def test_xp_history_carries_the_total_from_before_the_window(db_session):
@@ -150,5 +158,5 @@ def test_xp_history_carries_the_total_from_before_the_window(db_session):
     old = MinionXpEvent(minion_id=minion.id, delta=40, reason="old", created_at=utcnow() - timedelta(days=90))
     db_session.add(old)
     db_session.flush()
-    history = ownership.xp_history(minion, days=3)
+    history = page_of(minion, days=3).history
     assert [day.total for day in history] == [40, 40, 40] and sum(day.gained for day in history) == 0

@@ -5,9 +5,7 @@ from sqlalchemy import func, select
 
 from tests.factories import make_ai_model, make_minion, make_training_job, make_user
 from webapp.minions.models import MinionXpEvent
-from webapp.minions.services import (
-    BoardFilters, award_xp, best_rank_of, leaderboard_page, repair_xp, window_start, xp_mismatches,
-)
+from webapp.minions.services import BoardFilters, award_xp, leaderboard_page, repair_xp, window_start, xp_mismatches
 from webapp.minions.xp import level_for_xp
 
 
@@ -50,22 +48,22 @@ def test_rank_order_and_ties(db_session):
     tie_older = make_minion(owner, model, xp=300)
     tie_newer = make_minion(owner, model, xp=300)
     last = make_minion(owner, model, xp=10)
-    rows, has_next = leaderboard_page(BoardFilters(model_id=model.id), 1, 10)
-    assert [(row.minion.id, row.rank, row.position) for row in rows] == [
+    board = leaderboard_page(BoardFilters(model_id=model.id), 1, 10)
+    assert [(row.minion.id, row.rank, row.position) for row in board.rows] == [
         (first.id, 1, 1), (tie_older.id, 2, 2), (tie_newer.id, 2, 3), (last.id, 4, 4),
     ]
-    assert not has_next
-    second_page, has_next = leaderboard_page(BoardFilters(model_id=model.id), 2, 2)
-    assert [row.minion.id for row in second_page] == [tie_newer.id, last.id] and not has_next
+    assert not board.has_next
+    second_page = leaderboard_page(BoardFilters(model_id=model.id), 2, 2)
+    assert [row.minion.id for row in second_page.rows] == [tie_newer.id, last.id] and not second_page.has_next
 
 
 def test_the_search_keeps_the_real_rank(db_session):
     model = make_ai_model()
     make_minion(make_user(), model, xp=900, name="Alpha")
     needle = make_minion(make_user(), model, xp=100, name="Needle 50%")
-    rows, _ = leaderboard_page(BoardFilters(model_id=model.id, query="needle 50%"), 1, 10)
+    rows = leaderboard_page(BoardFilters(model_id=model.id, query="needle 50%"), 1, 10).rows
     assert [(row.minion.id, row.rank) for row in rows] == [(needle.id, 2)]
-    assert leaderboard_page(BoardFilters(model_id=model.id, query="e_5"), 1, 10)[0] == []
+    assert leaderboard_page(BoardFilters(model_id=model.id, query="e_5"), 1, 10).rows == []
 
 
 def test_the_provider_filter(db_session):
@@ -76,7 +74,7 @@ def test_the_provider_filter(db_session):
     db_session.flush()
     hosted = make_minion(make_user(), make_ai_model(provider_id=provider.id), xp=5)
     make_minion(make_user(), make_ai_model(), xp=50)
-    rows, _ = leaderboard_page(BoardFilters(provider_id=provider.id), 1, 10)
+    rows = leaderboard_page(BoardFilters(provider_id=provider.id), 1, 10).rows
     assert [row.minion.id for row in rows] == [hosted.id]
 
 
@@ -95,7 +93,7 @@ def test_window_gains_equal_the_ledger_and_rank_the_board(db_session, window):
     award_xp(sprinter, 200, "quest.completed")
     award_xp(sprinter, 25, "daily_challenge")
     db_session.flush()
-    rows, _ = leaderboard_page(BoardFilters(window=window, model_id=model.id), 1, 10)
+    rows = leaderboard_page(BoardFilters(window=window, model_id=model.id), 1, 10).rows
     assert [(row.minion.id, row.rank, row.gained) for row in rows] == [(sprinter.id, 1, 225), (steady.id, 2, 20)]
     for row in rows:
         in_window = db_session.scalar(
@@ -111,22 +109,28 @@ def test_window_starts():
     assert window_start("all", now) is None
 
 
-def test_best_rank_of_the_owner(db_session):
+def best_of(viewer_id: int, filters: BoardFilters):
+    return leaderboard_page(filters, 1, 1, viewer_id=viewer_id).mine
+
+
+def test_the_viewer_s_best_minion_on_the_board(db_session):
     model, other_model = make_ai_model(), make_ai_model()
     me = make_user()
     make_minion(make_user(), model, xp=900)
     make_minion(make_user(), model, xp=400)  # made first, so it is placed first among the 400s
     mine_low, mine_high = make_minion(me, model, xp=5), make_minion(me, model, xp=400)
-    best = best_rank_of(me.id, BoardFilters(model_id=model.id))
+    best = best_of(me.id, BoardFilters(model_id=model.id))
     assert (best.minion.id, best.rank, best.position, best.gained) == (mine_high.id, 2, 3, 400), \
         "tied for second, placed third"
-    assert best_rank_of(make_user().id, BoardFilters(model_id=model.id)) is None
+    assert best_of(make_user().id, BoardFilters(model_id=model.id)) is None
+    assert best_of(me.id, BoardFilters(model_id=model.id, query="no such name")).minion.id == mine_high.id, \
+        "the name search narrows the rows, not the viewer's standing"
 
     mine_high.model_id = other_model.id
     db_session.flush()
-    best = best_rank_of(me.id, BoardFilters(model_id=model.id))
+    best = best_of(me.id, BoardFilters(model_id=model.id))
     assert (best.minion.id, best.rank, best.position, best.gained) == (mine_low.id, 3, 3, 5)
-    assert best_rank_of(me.id, BoardFilters(model_id=other_model.id)).minion.id == mine_high.id
+    assert best_of(me.id, BoardFilters(model_id=other_model.id)).minion.id == mine_high.id
 
 
 def test_award_xp_rolls_up_the_week_and_month_gains(db_session):
@@ -147,9 +151,9 @@ def test_a_deep_page_ranks_ties_like_rank_over_the_whole_board(db_session):
     model = make_ai_model()
     for xp in (50, 40, 40, 40, 30, 30, 20):
         make_minion(make_user(), model, xp=xp)
-    everything, _ = leaderboard_page(BoardFilters(model_id=model.id), 1, 10)
+    everything = leaderboard_page(BoardFilters(model_id=model.id), 1, 10).rows
     for page in (2, 3, 4):
-        rows, _ = leaderboard_page(BoardFilters(model_id=model.id), page, 2)
+        rows = leaderboard_page(BoardFilters(model_id=model.id), page, 2).rows
         assert [(row.rank, row.position) for row in rows] == \
             [(row.rank, row.position) for row in everything[(page - 1) * 2:page * 2]]
     assert [row.rank for row in everything] == [1, 2, 2, 2, 5, 5, 7]

@@ -1,7 +1,7 @@
 import re
 
 from tests.conftest import login
-from tests.factories import make_ai_model, make_minion, make_user
+from tests.factories import make_ai_model, make_minion, make_provider, make_user
 from webapp.extensions import db
 from webapp.minions.services import award_xp
 
@@ -26,6 +26,20 @@ def test_my_best_minion_links_to_its_page(client, db_session, me):
     assert "is ranked <strong>#11</strong>" in html
     link = re.search(r'href="([^"]+)">Show it on the board', html).group(1).replace("&amp;", "&")
     assert link.endswith(f"#minion-{mine.id}") and "page=3" in link and "per_page=4" in link
+
+
+def test_the_filters_offer_the_active_models_and_every_provider(client, db_session, me):
+    provider = make_provider(name="Zeta Cloud")
+    active = make_ai_model(name="Active One", provider_id=provider.id)
+    make_ai_model(name="Retired One", is_active=False)
+    page = client.get("/leaderboard").get_data(as_text=True)
+    models = re.search(r'<select id="board-model".*?</select>', page, re.S).group(0)
+    assert f'<option value="{active.id}">Active One</option>' in models and "Retired One" not in models
+    providers = re.search(r'<select id="board-provider".*?</select>', page, re.S).group(0)
+    assert f'<option value="{provider.id}">Zeta Cloud</option>' in providers
+    chosen = client.get(f"/leaderboard?provider={provider.id}").get_data(as_text=True)
+    assert f'<option value="{provider.id}" selected>Zeta Cloud</option>' in chosen
+    assert 'id="board-model"' not in client.get("/leaderboard", headers=HTMX).get_data(as_text=True)
 
 
 def test_load_more_returns_rows_only_with_the_next_trigger(client, db_session, me):

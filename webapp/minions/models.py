@@ -39,6 +39,11 @@ class Minion(TimestampMixin, db.Model):
     model = relationship("AIModel", foreign_keys=[model_id])
     model_version = relationship("ModelVersion", foreign_keys=[model_version_id])
 
+    @property
+    def color(self) -> Any:
+        """The avatar colour the owner chose, unchecked (minions.services.avatar_color checks it)."""
+        return (self.attributes or {}).get("color")
+
     def __str__(self) -> str:
         return self.name
 

@@ -6,20 +6,22 @@ imports: this module reads training's models, as webapp.quotas does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, null, or_, select
+from sqlalchemy import ScalarSelect, and_, func, literal, or_, select
 from sqlalchemy.orm import joinedload
 
 from webapp import quotas
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.db import utcnow
+from webapp.db import json_rows, rows_of, utc_day, utcnow
 from webapp.extensions import db
 from webapp.minions.models import Minion, MinionXpEvent
-from webapp.minions.services import BoardFilters, BoardRow, board_columns, scoped
-from webapp.pagination import Page, paginate
+from webapp.minions.services import (
+    BoardFilters, MinionCard, Place, board_columns, scoped, scoring_above, tied_before, with_card_columns,
+)
+from webapp.pagination import Page, page_of, page_slice, paginate
 from webapp.providers.models import AIModel, ModelVersion, UserProviderConfig
 from webapp.training.models import ACTIVE_JOB_STATUSES, TrainingJob
 
@@ -151,67 +153,133 @@ def _active_job_ids(minion: Minion) -> list[int]:
 # --- the minion page ---------------------------------------------------------------------------
 
 
-@dataclass
-class MinionStanding:
-    """Where the minion stands: all-time and weekly rank and the board page each is on (None when archived)."""
+@dataclass(frozen=True)
+class MinionProfile(MinionCard):
+    """What the minion page shows of the minion; its edit form starts from the name and avatar_url."""
 
-    all_time: BoardRow | None
-    week: BoardRow | None
+    level: int
+    status: str
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class MinionStanding:
+    """Where the minion stands on the all-time and weekly boards (None when it is not on one)."""
+
+    all_time: Place | None
+    week: Place | None
 
 
 STANDING_WINDOWS = ("all", "week")
 
 
-def standing(minion: Minion) -> MinionStanding:
-    """The minion's rank and position on the all-time and weekly boards, as best_rank_of computes them (one query)."""
-    if minion.status == "retired":
-        return MinionStanding(None, None)
-    row = db.session.execute(select(*(column for window in STANDING_WINDOWS
-                                      for column in _rank_columns(minion, window)))).one()
-    return MinionStanding(*(_rank_row(minion, *row[index * 3:index * 3 + 3])
-                            for index in range(len(STANDING_WINDOWS))))
-
-
-def _rank_columns(minion: Minion, window: str) -> tuple[Any, Any, Any]:
-    """The minion's score on the ``window`` board (NULL when it is not on it), how many score more, and how
-    many score the same with a smaller id: scalar subqueries."""
-    filters = BoardFilters(window=window)
-    key, score = board_columns(window)
-    value = scoped(select(score), filters).where(key == minion.id).scalar_subquery()
-
-    def counted(condition: Any) -> Any:
-        return scoped(select(func.count()).select_from(key.table), filters).where(condition).scalar_subquery()
-
-    return value, counted(score > value), counted(and_(score == value, key < minion.id))
-
-
-def _rank_row(minion: Minion, value: int | None, above: int, tied_before: int) -> BoardRow | None:
-    return None if value is None else BoardRow(minion, above + 1, above + tied_before + 1, value)
-
-
-@dataclass
+@dataclass(frozen=True)
 class XpDay:
     day: datetime
     gained: int
     total: int
 
 
-def xp_history(minion: Minion, days: int = 30, now: datetime | None = None) -> list[XpDay]:
-    """XP gained per day over the last ``days`` days from the ledger, with the running total."""
-    now = now or utcnow()
-    start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    recent = select(MinionXpEvent.created_at, MinionXpEvent.delta).where(
-        MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at >= start)
-    # What came before the window, in the same round trip: one row with no date.
-    earlier = select(null(), func.sum(MinionXpEvent.delta)).where(
-        MinionXpEvent.minion_id == minion.id, MinionXpEvent.created_at < start)
-    before, gained = 0, {}
-    for created_at, delta in db.session.execute(recent.union_all(earlier)):
-        if created_at is None:
-            before = delta or 0
-            continue
-        key = created_at.date().isoformat()
-        gained[key] = gained.get(key, 0) + delta
+@dataclass(frozen=True)
+class LineageVersion:
+    model_name: str
+    version: str
+    stage: str
+    training_job_id: int | None
+    training_job_name: str | None
+    created_on: date
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> LineageVersion:
+        return cls(row["model_name"], row["version"], row["stage"], row["training_job_id"],
+                   row["training_job_name"], date.fromisoformat(row["created_on"]))
+
+
+@dataclass(frozen=True)
+class JobLine:
+    id: int
+    name: str
+    status: str
+    queued_on: date
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobLine:
+        return cls(row["id"], row["name"], row["status"], date.fromisoformat(row["queued_on"]))
+
+
+@dataclass(frozen=True)
+class MinionPage:
+    """A minion's page as one viewer sees it: the jobs only for its owner (None for anyone else)."""
+
+    minion: MinionProfile
+    standing: MinionStanding
+    history: list[XpDay]
+    lineage: list[LineageVersion]
+    jobs: Page | None
+
+
+def minion_page(minion_id: int, viewer_id: int, page: int, per_page: int, days: int = 30) -> MinionPage | None:
+    """Any minion's page (public to every signed-in user), or None when there is no such minion: one query.
+
+    The standing, the XP per day over the last ``days`` days, the model lineage and (for its owner) the
+    ``page``-th page of its jobs are scalar subqueries beside the minion's own columns.
+    """
+    start = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    columns = {
+        "minion": json_rows(with_card_columns(
+            select(Minion.id, Minion.level, Minion.status, ModelVersion.version.label("model_version"))
+            .outerjoin(ModelVersion, ModelVersion.id == Minion.model_version_id).where(Minion.id == minion_id)),
+            Minion.id),
+        **_standing_columns(minion_id),
+        **_history_columns(minion_id, start),
+        "lineage": _lineage_rows(minion_id),
+        "jobs": _job_rows(minion_id, viewer_id, page, per_page),
+    }
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    minions = rows_of(row["minion"])
+    if not minions:
+        return None
+    minion = MinionProfile.from_row(minions[0])
+    return MinionPage(
+        minion=minion,
+        standing=MinionStanding(*(None if row[f"{window}_score"] is None else
+                                  Place.of(row[f"{window}_above"], row[f"{window}_tied_before"])
+                                  for window in STANDING_WINDOWS)),
+        history=_xp_days(rows_of(row["history"]), row["xp_before"], start, days),
+        lineage=[LineageVersion.from_row(version) for version in rows_of(row["lineage"])],
+        jobs=page_of([JobLine.from_row(job) for job in rows_of(row["jobs"])], page, per_page)
+        if minion.owner_user_id == viewer_id else None,
+    )
+
+
+def _standing_columns(minion_id: int) -> dict[str, Any]:
+    """Per window, the minion's score on the board (NULL when it is not on it: archived, or no XP in the
+    window), how many score more, and how many score the same with a smaller id."""
+    columns = {}
+    for window in STANDING_WINDOWS:
+        filters = BoardFilters(window=window)
+        key, score = board_columns(window)
+        value = scoped(select(score), filters).where(key == minion_id).scalar_subquery()
+        columns |= {f"{window}_score": value, f"{window}_above": scoring_above(filters, value),
+                    f"{window}_tied_before": tied_before(filters, minion_id, value)}
+    return columns
+
+
+def _history_columns(minion_id: int, start: datetime) -> dict[str, Any]:
+    """The XP gained on each UTC day since ``start`` (JSON rows), and the XP gained before it."""
+    day = utc_day(MinionXpEvent.created_at)
+    of_minion = MinionXpEvent.minion_id == minion_id
+    return {
+        "history": json_rows(select(day.label("day"), func.sum(MinionXpEvent.delta).label("gained"))
+                             .where(of_minion, MinionXpEvent.created_at >= start).group_by(day), day),
+        "xp_before": select(func.coalesce(func.sum(MinionXpEvent.delta), 0))
+        .where(of_minion, MinionXpEvent.created_at < start).scalar_subquery(),
+    }
+
+
+def _xp_days(gains: list[dict[str, Any]], before: int, start: datetime, days: int) -> list[XpDay]:
+    """Each of ``days`` days from ``start`` with the XP gained that day and the running total."""
+    gained = {gain["day"]: int(gain["gained"]) for gain in gains}
     history, total = [], int(before)
     for offset in range(days):
         day = start + timedelta(days=offset)
@@ -220,34 +288,32 @@ def xp_history(minion: Minion, days: int = 30, now: datetime | None = None) -> l
     return history
 
 
-def lineage(minion: Minion, limit: int = 20) -> list[ModelVersion]:
-    """The minion's model version and its parents, newest first, each with the job that produced it (one query)."""
-    if minion.model_version_id is None:
-        return []
+def _lineage_rows(minion_id: int, limit: int = 20) -> ScalarSelect:
+    """The minion's model version and its parents, newest first, each with its model and the job that
+    produced it (JSON rows; none when the minion runs on the base model)."""
+    current = select(Minion.model_version_id).where(Minion.id == minion_id).scalar_subquery()
     chain = select(ModelVersion.id, ModelVersion.parent_version_id, literal(0).label("depth")).where(
-        ModelVersion.id == minion.model_version_id).cte("lineage", recursive=True)
+        ModelVersion.id == current).cte("lineage", recursive=True)
     chain = chain.union_all(
         select(ModelVersion.id, ModelVersion.parent_version_id, chain.c.depth + 1)
         .join(chain, ModelVersion.id == chain.c.parent_version_id).where(chain.c.depth < limit - 1)
     )
-    return list(db.session.scalars(
-        select(ModelVersion).join(chain, chain.c.id == ModelVersion.id)
-        .options(joinedload(ModelVersion.training_job), joinedload(ModelVersion.model))
-        .order_by(chain.c.depth)
-    ).unique())
-
-
-def minion_jobs(minion: Minion, page: int, per_page: int) -> Page:
-    return paginate(
-        select(TrainingJob).where(TrainingJob.minion_id == minion.id)
-        .order_by(TrainingJob.queued_at.desc(), TrainingJob.id.desc()),
-        page, per_page,
+    return json_rows(
+        select(AIModel.name.label("model_name"), ModelVersion.version, ModelVersion.stage,
+               TrainingJob.id.label("training_job_id"), TrainingJob.name.label("training_job_name"),
+               utc_day(ModelVersion.created_at).label("created_on"))
+        .join(chain, chain.c.id == ModelVersion.id).join(AIModel, AIModel.id == ModelVersion.model_id)
+        .outerjoin(TrainingJob, TrainingJob.id == ModelVersion.training_job_id),
+        chain.c.depth,
     )
 
 
-def public_minion(minion_id: int) -> Minion | None:
-    """Any minion by id with its owner and model (its public page is visible to every signed-in user)."""
-    return db.session.scalars(
-        select(Minion).options(joinedload(Minion.owner), joinedload(Minion.model), joinedload(Minion.model_version))
-        .where(Minion.id == minion_id)
-    ).first()
+def _job_rows(minion_id: int, viewer_id: int, page: int, per_page: int) -> ScalarSelect:
+    """A page of the minion's jobs, newest first, when ``viewer_id`` owns it (JSON rows, one more than the page)."""
+    return json_rows(
+        page_slice(select(TrainingJob.id, TrainingJob.name, TrainingJob.status,
+                          utc_day(TrainingJob.queued_at).label("queued_on"))
+                   .join(Minion, Minion.id == TrainingJob.minion_id)
+                   .where(Minion.id == minion_id, Minion.owner_user_id == viewer_id), page, per_page),
+        TrainingJob.queued_at.desc(), TrainingJob.id.desc(),
+    )

@@ -9,18 +9,17 @@ page is deterministic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import CTE, ScalarSelect, Select, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import selectinload
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.db import escape_like, utcnow
+from webapp.db import escape_like, json_rows, rows_of, utcnow
 from webapp.extensions import db
 from webapp.minions.models import XP_PERIODS, Minion, MinionXpEvent, MinionXpGain
 from webapp.minions.xp import level_for_xp
@@ -140,9 +139,49 @@ class BoardFilters:
     query: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
+class MinionCard:
+    """What a listing shows of a minion: its avatar (name, avatar_url, color), XP, owner and model."""
+
+    id: int
+    name: str
+    avatar_url: str | None
+    color: Any
+    xp: int
+    owner_user_id: int
+    owner_name: str
+    model_name: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> MinionCard:
+        """The card (or a subclass's) from a JSON row read with :func:`with_card_columns`."""
+        return cls(**{column.name: row[column.name] for column in fields(cls)})
+
+
+def with_card_columns(statement: Select) -> Select:
+    """``statement`` (over minions, with the id) with the rest of a :class:`MinionCard`'s columns."""
+    return statement.add_columns(
+        Minion.name, Minion.avatar_url, Minion.attributes["color"].as_string().label("color"), Minion.xp,
+        Minion.owner_user_id, User.display_name.label("owner_name"), AIModel.name.label("model_name"),
+    ).join(User, User.id == Minion.owner_user_id).join(AIModel, AIModel.id == Minion.model_id)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a minion stands on a board: the rank it shares with equal scores, and its position in the listing."""
+
+    rank: int
+    position: int
+
+    @classmethod
+    def of(cls, above: int, tied_before: int) -> Place:
+        """From how many score more, and how many score the same and are listed first (the older minions)."""
+        return cls(above + 1, above + tied_before + 1)
+
+
+@dataclass(frozen=True)
 class BoardRow:
-    minion: Minion
+    minion: MinionCard
     rank: int
     position: int
     gained: int
@@ -152,14 +191,25 @@ class BoardRow:
         return level_for_xp(self.minion.xp)
 
 
-def initials(minion: Minion) -> str:
+@dataclass(frozen=True)
+class Board:
+    """Rows of the board and whether more follow; when asked, the viewer's best minion and the filters' choices."""
+
+    rows: list[BoardRow]
+    has_next: bool
+    mine: BoardRow | None = None
+    models: list[dict[str, Any]] = field(default_factory=list)
+    providers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def initials(minion: Any) -> str:
     """The avatar's fallback: the first letters of up to two words of the name."""
     return "".join(word[0] for word in minion.name.split()[:2]).upper() or "?"
 
 
-def avatar_color(minion: Minion) -> str:
-    color = (minion.attributes or {}).get("color", "")
-    return color if AVATAR_COLOR.fullmatch(str(color)) else DEFAULT_AVATAR_COLOR
+def avatar_color(minion: Any) -> str:
+    color = str(minion.color)
+    return color if AVATAR_COLOR.fullmatch(color) else DEFAULT_AVATAR_COLOR
 
 
 def window_start(window: str, now: datetime | None = None) -> datetime | None:
@@ -200,87 +250,115 @@ def scoped(statement: Select, filters: BoardFilters, owner_id: int | None = None
     return statement
 
 
-def ranked_statement(filters: BoardFilters, now: datetime | None = None) -> Select:
-    """Minion ids with rank, position and window gain, before the name search."""
+def in_board_order(filters: BoardFilters, owner_id: int | None = None) -> Select:
+    """(id, score) of the board's minions (or of one owner's), by score, then the older minion first."""
     key, score = board_columns(filters.window)
-    return scoped(select(key.label("minion_id"), score.label("gained")), filters, now=now).add_columns(
+    return scoped(select(key.label("id"), score.label("score")), filters, owner_id=owner_id) \
+        .order_by(score.desc(), key.asc())
+
+
+def listing(filters: BoardFilters, offset: int, limit: int) -> Select:
+    """(id, score) of ``limit`` rows of the board from ``offset``; with a name search, also each row's rank and
+    board_position on the whole board, which the search does not change.
+
+    Without a search the rows come from walking the (score DESC, id) index up to the page, reading only
+    ids and scores (no window function over every row above it): see :func:`ranked` for their ranks.
+    """
+    if not filters.query:
+        return in_board_order(filters).limit(limit).offset(offset)
+    key, score = board_columns(filters.window)
+    board = scoped(select(key.label("id"), score.label("score")), filters).add_columns(
         func.rank().over(order_by=score.desc()).label("rank"),
-        func.row_number().over(order_by=(score.desc(), key.asc())).label("position"),
-    )
+        func.row_number().over(order_by=(score.desc(), key.asc())).label("board_position"),
+    ).subquery()
+    names = select(Minion.id).where(Minion.name.ilike(f"%{escape_like(filters.query)}%", escape="\\"))
+    return (select(board).where(board.c.id.in_(names.scalar_subquery()))
+            .order_by(board.c.score.desc(), board.c.id.asc()).limit(limit).offset(offset))
 
 
-def leaderboard_page(filters: BoardFilters, page: int, per_page: int, pages: int = 1) -> tuple[list[BoardRow], bool]:
-    """``pages`` pages of the board from ``page`` and whether another follows; a constant number of queries."""
-    offset, per_page = (page - 1) * per_page, per_page * pages
-    if filters.query:
-        inner = ranked_statement(filters).subquery()
-        names = select(Minion.id).where(Minion.name.ilike(f"%{escape_like(filters.query)}%", escape="\\"))
-        rows = db.session.execute(
-            select(inner.c.minion_id, inner.c.rank, inner.c.position, inner.c.gained)
-            .where(inner.c.minion_id.in_(names.scalar_subquery()))
-            .order_by(inner.c.gained.desc(), inner.c.minion_id.asc())
-            .limit(per_page + 1).offset(offset)
-        ).all()
-        ranked = [(row.minion_id, row.rank, row.position, row.gained) for row in rows]
-    else:
-        ranked = ranked_page(filters, offset, per_page + 1)
-    minions = {
-        minion.id: minion for minion in db.session.scalars(
-            select(Minion).where(Minion.id.in_([row[0] for row in ranked[:per_page]]))
-            .options(selectinload(Minion.owner), selectinload(Minion.model))
-        )
-    }
-    board = [BoardRow(minions[minion_id], rank, position, int(gained or 0))
-             for minion_id, rank, position, gained in ranked[:per_page]]
-    return board, len(ranked) > per_page
+def card_rows(listed: CTE) -> ScalarSelect:
+    """The ``listed`` rows (a CTE of :func:`listing` or :func:`in_board_order`) with their minions' cards, the
+    late row lookup: JSON rows in the board's order."""
+    cards = with_card_columns(select(listed).join(Minion, Minion.id == listed.c.id))
+    return json_rows(cards, listed.c.score.desc(), listed.c.id)
 
 
-def ranked_page(filters: BoardFilters, offset: int, limit: int) -> list[tuple[int, int, int, int]]:
-    """(minion id, rank, position, score) for ``limit`` rows from ``offset``, without ranking the rows before.
+def first_listed(listed: CTE, column: Any) -> ScalarSelect:
+    """``column`` of the first of the ``listed`` rows (NULL when there is none), a scalar subquery."""
+    return select(column).order_by(listed.c.score.desc(), listed.c.id).limit(1).scalar_subquery()
 
-    The rows come from walking the (score DESC, id) index, reading only ids and
-    scores up to the page (no window function over every row above it). Equal
-    scores share the rank of the first of them, so the first row's rank is its
-    position less the ties listed before it, counted in its own index range; each
-    later row on the page either ties the row above or starts a rank at its position.
-    """
+
+def board_count(filters: BoardFilters, condition: Any) -> ScalarSelect:
+    """How many minions on the board meet ``condition`` (over ``board_columns``), a scalar subquery."""
+    key, _ = board_columns(filters.window)
+    return scoped(select(func.count()).select_from(key.table), filters).where(condition).scalar_subquery()
+
+
+def scoring_above(filters: BoardFilters, value: Any) -> ScalarSelect:
+    """How many minions on the board score more than ``value``, a scalar subquery."""
+    return board_count(filters, board_columns(filters.window)[1] > value)
+
+
+def tied_before(filters: BoardFilters, minion_id: Any, value: Any) -> ScalarSelect:
+    """How many minions on the board score ``value`` and are listed before ``minion_id`` (the older ones),
+    counted in their own index range: a scalar subquery."""
     key, score = board_columns(filters.window)
-    rows = db.session.execute(
-        scoped(select(key, score), filters).order_by(score.desc(), key.asc()).limit(limit).offset(offset)
-    ).all()
-    if not rows:
-        return []
-    first_id, first_score = rows[0]
-    ties_before = db.session.scalar(
-        scoped(select(func.count()).select_from(key.table), filters).where(score == first_score, key < first_id)
+    return board_count(filters, and_(score == value, key < minion_id))
+
+
+def leaderboard_page(filters: BoardFilters, page: int, per_page: int, pages: int = 1, viewer_id: int | None = None,
+                     choices: bool = False) -> Board:
+    """``pages`` pages of the board from ``page`` and whether another follows; with ``viewer_id``, that viewer's
+    best-placed minion on the board as filtered (ignoring the name search); with ``choices``, the models and
+    providers to filter by. One query, whatever the size of the board.
+    """
+    offset, limit = (page - 1) * per_page, per_page * pages
+    listed = listing(filters, offset, limit + 1).cte("board_page")
+    columns = {"rows": card_rows(listed)}
+    if not filters.query:
+        columns["ties_before"] = tied_before(
+            filters, first_listed(listed, listed.c.id), first_listed(listed, listed.c.score))
+    if viewer_id is not None:
+        unsearched = replace(filters, query="")
+        best = in_board_order(unsearched, owner_id=viewer_id).limit(1).cte("best_of_viewer")
+        best_score = first_listed(best, best.c.score)
+        columns["mine"] = card_rows(best)
+        columns["mine_above"] = scoring_above(unsearched, best_score)
+        columns["mine_tied_before"] = tied_before(unsearched, first_listed(best, best.c.id), best_score)
+    if choices:
+        columns["models"] = json_rows(select(AIModel.id, AIModel.name).where(AIModel.is_active.is_(True)),
+                                      AIModel.name, AIModel.id)
+        columns["providers"] = json_rows(select(Provider.id, Provider.name), Provider.name, Provider.id)
+    row = db.session.execute(select(*(column.label(name) for name, column in columns.items()))).one()._mapping
+    board = ranked(rows_of(row["rows"]), offset, row.get("ties_before"))
+    mine = rows_of(row["mine"]) if viewer_id is not None else []
+    return Board(
+        rows=board[:limit], has_next=len(board) > limit,
+        mine=board_row(mine[0], Place.of(row["mine_above"], row["mine_tied_before"])) if mine else None,
+        models=rows_of(row["models"]) if choices else [], providers=rows_of(row["providers"]) if choices else [],
     )
-    ranked, rank = [], offset + 1 - ties_before
-    for number, (minion_id, value) in enumerate(rows):
+
+
+def ranked(rows: list[dict[str, Any]], offset: int, ties_before: int | None) -> list[BoardRow]:
+    """The listed rows from ``offset`` with their ranks, as RANK() over the whole board would give them.
+
+    A name search's rows carry their own (ties_before is None). Otherwise equal scores share the rank
+    of the first of them, so the first row's rank is its position less the ties listed before it; each
+    later row either ties the row above or starts a rank at its position.
+    """
+    if ties_before is None:
+        return [board_row(row, Place(row["rank"], row["board_position"])) for row in rows]
+    board, rank = [], offset + 1 - ties_before
+    for number, row in enumerate(rows):
         position = offset + number + 1
-        if number and value != rows[number - 1][1]:
+        if number and row["score"] != rows[number - 1]["score"]:
             rank = position
-        ranked.append((minion_id, rank, position, value))
-    return ranked
+        board.append(board_row(row, Place(rank, position)))
+    return board
 
 
-def best_rank_of(owner_id: int, filters: BoardFilters) -> BoardRow | None:
-    """The owner's best-placed minion on the board as filtered (ignoring the name search), if any.
-
-    The same rank as RANK() over the score, from indexed queries instead of ranking every minion.
-    """
-    key, score = board_columns(filters.window)
-    best = db.session.execute(
-        scoped(select(key, score), filters, owner_id=owner_id).order_by(score.desc(), key.asc()).limit(1)
-    ).first()
-    if best is None:
-        return None
-    best_id, best_score = best
-    above, tied_before = db.session.execute(
-        scoped(select(func.count().filter(score > best_score),
-                      func.count().filter(and_(score == best_score, key < best_id))).select_from(key.table), filters)
-        .where(score >= best_score)
-    ).one()
-    return BoardRow(db.session.get(Minion, best_id), above + 1, above + tied_before + 1, best_score)
+def board_row(row: dict[str, Any], place: Place) -> BoardRow:
+    return BoardRow(MinionCard.from_row(row), place.rank, place.position, int(row["score"] or 0))
 
 
 def board_state(filters: BoardFilters) -> tuple[Any, ...]:
@@ -295,11 +373,3 @@ def board_state(filters: BoardFilters) -> tuple[Any, ...]:
     latest = [select(func.max(column)).scalar_subquery()
               for column in (MinionXpEvent.id, Minion.updated_at, User.updated_at, AIModel.updated_at)]
     return (*db.session.execute(select(*latest)).one(), window_start(filters.window))
-
-
-def filter_choices() -> tuple[list[AIModel], list[Provider]]:
-    """Models and providers to filter by (both small catalogue tables)."""
-    models = list(db.session.scalars(select(AIModel).where(AIModel.is_active.is_(True)).order_by(AIModel.name)))
-    providers = list(db.session.scalars(select(Provider).order_by(Provider.name)))
-    return models, providers
-

@@ -17,7 +17,7 @@ from webapp.minions.models import Minion
 from webapp.minions.ownership import MinionError
 from webapp.minions.xp import xp_for_level
 from webapp.minions.services import (
-    WINDOWS, BoardFilters, avatar_color, best_rank_of, board_state, filter_choices, initials, leaderboard_page,
+    WINDOWS, BoardFilters, avatar_color, board_state, initials, leaderboard_page,
 )
 from webapp.pagination import page_args
 from webapp.support.panels import PANEL_ROWS, user_panel
@@ -68,21 +68,21 @@ def leaderboard_page_or_rows(filters: BoardFilters):
         args["per_page"] = per_page
     if is_htmx() and request.headers.get("HX-Target") == LOAD_MORE_TARGET:
         start = min(max(request.args.get("start", 1, type=int) or 1, 1), page)
-        rows, has_next = leaderboard_page(filters, page, per_page)
+        board = leaderboard_page(filters, page, per_page)
         return render_template(
-            "minions/_leaderboard_rows.html", rows=rows, filters=filters,
-            next_url=has_next and more_url(args, start, page + 1) or None,
+            "minions/_leaderboard_rows.html", rows=board.rows, filters=filters,
+            next_url=board.has_next and more_url(args, start, page + 1) or None,
             moved_poll_url=board_url(args, start, page),
         )
     through = min(max(request.args.get("through", page, type=int) or page, page), page + MAX_REFRESH_PAGES - 1)
-    rows, has_next = leaderboard_page(filters, page, per_page, pages=through - page + 1)
-    mine = best_rank_of(current_user.id, BoardFilters(filters.window, filters.model_id, filters.provider_id))
-    models, providers = ([], []) if is_htmx() else filter_choices()
+    board = leaderboard_page(filters, page, per_page, pages=through - page + 1, viewer_id=current_user.id,
+                             choices=not is_htmx())
+    mine = board.mine
     return render_page_or_block(
         "minions/leaderboard.html", "leaderboard",
-        rows=rows, filters=filters, windows=WINDOWS, page=page,
-        next_url=more_url(args, page, through + 1) if has_next else None,
-        mine=mine, models=models, providers=providers,
+        rows=board.rows, filters=filters, windows=WINDOWS, page=page,
+        next_url=more_url(args, page, through + 1) if board.has_next else None,
+        mine=mine, models=board.models, providers=board.providers,
         poll_url=board_url(args, page, through),
         top_url=url_for("minions.leaderboard", **args),
         mine_url=mine and url_for(
@@ -158,17 +158,16 @@ def minion_create():
 @login_required
 def minion_detail(minion_id: int):
     """The public page of any minion; its owner also sees its jobs and the controls."""
-    minion = ownership.public_minion(minion_id)
-    if minion is None:
-        abort(404)
-    owner = minion.owner_user_id == current_user.id
     page, per_page = page_args()
+    details = ownership.minion_page(minion_id, current_user.id, page, per_page)
+    if details is None:
+        abort(404)
+    minion = details.minion
+    owner = minion.owner_user_id == current_user.id
     return render_page_or_block(
         "minions/minion_detail.html", "minion_jobs",
-        minion=minion, owner=owner, standing=ownership.standing(minion),
-        history=ownership.xp_history(minion), lineage=ownership.lineage(minion),
-        level_start=xp_for_level(minion.level), next_level_xp=xp_for_level(minion.level + 1),
-        jobs=ownership.minion_jobs(minion, page, per_page) if owner else None,
+        minion=minion, owner=owner, standing=details.standing, history=details.history, lineage=details.lineage,
+        level_start=xp_for_level(minion.level), next_level_xp=xp_for_level(minion.level + 1), jobs=details.jobs,
         edit_form=MinionEditForm(formdata=None, obj=minion) if owner else None,
         page_url=lambda number: url_for("minions.minion_detail", minion_id=minion.id, page=number),
     )
