@@ -7,6 +7,7 @@ Chromium fails the run instead of skipping.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -204,10 +205,9 @@ class MigratedTemplates:
 
 
 MIGRATED = MigratedTemplates()
-
-
-def pytest_unconfigure(config):
-    MIGRATED.remove()
+# Removed when the process ends, not when pytest does: mutmut runs pytest several times in one
+# process (and in forks of it, which leave without running this), each time on the same templates.
+atexit.register(MIGRATED.remove)
 
 
 def make_test_app(backend: str, tmp_dir, suffix: str = "", **overrides):
