@@ -60,7 +60,9 @@ def test_a_fresh_start_serves_the_console_and_its_worker_runs_the_demo_job(tmp_p
             assert response.status == 200
         assert (instance / "celery-broker" / "queue").is_dir(), "the embedded broker is the filesystem transport"
         worker_groups = {os.getpgid(int(pid)) for pid in subprocess.run(
-            ["pgrep", "-f", f"celery -A webapp.worker worker --beat --schedule {instance}"],
+            # Not "celery -A ...": with setproctitle installed (mutmut brings it) Celery renames its
+            # processes "[celeryd: ...] (-A webapp.worker worker ...)".
+            ["pgrep", "-f", f"webapp.worker worker --beat --schedule {instance}"],
             capture_output=True, text=True).stdout.split()}
         assert worker_groups
     finally:
