@@ -361,6 +361,11 @@ def board_row(row: dict[str, Any], place: Place) -> BoardRow:
     return BoardRow(MinionCard.from_row(row), place.rank, place.position, int(row["score"] or 0))
 
 
+# board_state's read, built once: every refresh of every board runs it, and building it cost more than running it.
+LATEST_CHANGES = select(*[select(func.max(column)).scalar_subquery()
+                          for column in (MinionXpEvent.id, Minion.updated_at, User.updated_at, AIModel.updated_at)])
+
+
 def board_state(filters: BoardFilters) -> tuple[Any, ...]:
     """Whether anything on any leaderboard changed, in one query of indexed maxima.
 
@@ -370,6 +375,4 @@ def board_state(filters: BoardFilters) -> tuple[Any, ...]:
     window's start moves the week and month boards on to their next period. Not seen: a row
     deleted outright (the admin's delete), until the next change of any of these.
     """
-    latest = [select(func.max(column)).scalar_subquery()
-              for column in (MinionXpEvent.id, Minion.updated_at, User.updated_at, AIModel.updated_at)]
-    return (*db.session.execute(select(*latest)).one(), window_start(filters.window))
+    return (*db.session.execute(LATEST_CHANGES).one(), window_start(filters.window))
