@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from webapp import quotas
 from webapp.accounts.audit import record
 from webapp.billing.models import UsageRecord
-from webapp.db import utcnow
+from webapp.db import utc_day, utcnow
 from webapp.extensions import db
 from webapp.metering.models import MeteringToken, UsageRollup
 from webapp.providers.models import AIModel, Provider
@@ -287,13 +287,6 @@ def allowance_answer(user_id: int, now: datetime | None = None) -> dict[str, Any
 
 
 # --- checking the rollup against the raw records -----------------------------------------
-
-
-def utc_day(column):
-    """The UTC calendar day of a timestamp column, in the database's own dialect."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
 
 
 def as_date(value: date | str) -> date:
