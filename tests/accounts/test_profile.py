@@ -7,6 +7,8 @@ from tests.factories import PASSWORD, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.accounts.profile import confirm_email_change, email_change_token, pending_email_change
 
+RESET_LINK = "http://console.test/password/forgot"
+
 
 def test_name_and_time_zone_are_saved_and_times_follow_the_zone(client, db_session):
     user = make_user(display_name="Old Name")
@@ -35,14 +37,24 @@ def test_an_unknown_zone_or_empty_name_is_refused(client, db_session):
 
 
 def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_old(client, db_session, mailbox):
-    user = make_user(email="before@example.test")
+    user = make_user(email="before@example.test", display_name="Ada Lovelace")
     db_session.commit()
     login(client, user)
     response = client.post("/account/email", data={"email": "after@example.test", "current_password": PASSWORD})
     assert response.status_code == 302
     confirm, notice = mailbox
-    assert (confirm["To"], notice["To"]) == ("after@example.test", "before@example.test")
-    assert "after@example.test" in notice.get_content()
+    assert (confirm["To"], confirm["Subject"]) == ("after@example.test", "Confirm your new Minion Console email address")
+    assert (notice["To"], notice["Subject"]) == ("before@example.test",
+                                                 "Your Minion Console email address is about to change")
+    asked = confirm.get_content()
+    assert asked.startswith("Hello Ada Lovelace,") and "use after@example.test" in asked
+    assert "instead of before@example.test" in asked and "within 48 hours" in asked
+    warned = notice.get_content()
+    assert warned.startswith("Hello Ada Lovelace,") and "from\nbefore@example.test to after@example.test" in warned
+    assert f"change your password now: {RESET_LINK}" in warned
+    requested = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "email_change.request")).one()
+    assert (requested.object_id, requested.actor_id) == (user.id, user.id)
+    assert requested.changes == {"email": ["before@example.test", "after@example.test"]}
     db_session.expire_all()
     assert user.email == "before@example.test", "nothing changes before the new address confirms"
 
@@ -53,7 +65,14 @@ def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_
     assert client.post(path).status_code == 302
     db_session.expire_all()
     assert user.email == "after@example.test" and user.email_verified_at is not None
-    assert mailbox[-1]["To"] == "before@example.test" and "was changed" in mailbox[-1]["Subject"]
+    changed = mailbox[-1]
+    assert (changed["To"], changed["Subject"]) == ("before@example.test", "Your Minion Console email address was changed")
+    told = changed.get_content()
+    assert told.startswith("Hello Ada Lovelace,") and "from before@example.test to after@example.test" in told
+    assert f"contact support: {RESET_LINK}" in told
+    confirmed = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "email_change.confirm")).one()
+    assert (confirmed.object_id, confirmed.actor_id) == (user.id, user.id)
+    assert confirmed.changes == {"email": ["before@example.test", "after@example.test"]}
     assert client.post(path).status_code == 410, "the link works once"
 
 

@@ -102,17 +102,26 @@ def test_a_memory_filesystem_stands_in_for_a_remote_store(app, db_session):
 
 
 def test_delete_is_refused_while_a_job_uses_it_and_keeps_finished_jobs(db_session, store):
-    user = make_user()
-    dataset = make_dataset(user)
-    job = make_training_job(user, status="running")
-    db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="train"))
+    user, staff = make_user(), make_user("admin")
+    dataset, other = make_dataset(user), make_dataset(user, name="Another")
+    make_training_job(user, status="running")  # uses nothing
+    busy_elsewhere = make_training_job(user, status="queued")  # an active job, of the other dataset
+    job, later = make_training_job(user, status="running"), make_training_job(user, status="queued")
+    db_session.add_all([TrainingJobDataset(training_job_id=busy_elsewhere.id, dataset_id=other.id, split="train"),
+                        TrainingJobDataset(training_job_id=later.id, dataset_id=dataset.id, split="validation"),
+                        TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="train")])
     db_session.flush()
-    with pytest.raises(services.DatasetError, match=f"#{job.id}"):
+    with pytest.raises(services.DatasetError, match=f"#{job.id} is using") as refused:
         services.delete_dataset(dataset, user)
-    job.status = "succeeded"
+    assert refused.value.status == 409
+    job.status = later.status = "succeeded"
     db_session.flush()
-    uri = services.delete_dataset(dataset, user)
+    name, size = dataset.name, dataset.size_bytes
+    uri = services.delete_dataset(dataset, staff)
     assert uri == dataset.uri and artifact_exists(uri)  # removed by the caller once committed
+    audit = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "dataset.delete")).one()
+    assert (audit.object_type, audit.object_id, audit.actor_id) == ("datasets", dataset.id, staff.id)
+    assert audit.changes == {"name": name, "uri": uri, "size_bytes": size}
     link = db_session.scalar(select(TrainingJobDataset).where(TrainingJobDataset.training_job_id == job.id))
     db_session.refresh(link)
     assert link.dataset_id is None and link.split == "train"

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 
 from tests.factories import make_ai_model, make_plan, make_provider, make_subscription, make_usage, make_user
 from webapp import quotas
+from webapp.accounts.models import AuditEvent
 from webapp.billing import services as billing
 from webapp.billing.models import UsageRecord
 from webapp.db import utcnow
@@ -167,6 +168,40 @@ def test_verify_finds_a_rollup_edited_by_hand_and_repair_rebuilds_it(db_session)
     repair_rollup([mismatch], NOW)
     assert rollup_mismatches() == []
     assert quotas.used(user, "tokens", quotas.allowance(user, NOW)) == sum(range(10, 14))
+
+
+def rollups() -> list[tuple]:
+    return sorted(db.session.execute(select(UsageRollup.user_id, UsageRollup.day, UsageRollup.starts_at,
+                                            UsageRollup.metric, UsageRollup.quantity)).all())
+
+
+def test_repair_rebuilds_only_the_mismatched_rollup_cut_at_the_period_start_and_audits_it(db_session):
+    # Both periods began NOW - 3 days 5 hours, at 07:00 of that day: its rollup has two slices.
+    (ada, _), (bob, _) = subscribed(), subscribed()
+    period_day = NOW - timedelta(days=3, hours=3)  # 09:00 on the period's first day
+    for user in (ada, bob):
+        record_usage([*events(user, 2, "day1", at=period_day), *events(user, 2, "later", at=period_day + timedelta(hours=5)),
+                      *events(user, 1, "day2", at=period_day + timedelta(days=1)),
+                      *events(user, 1, "asks", metric="requests", at=period_day)], NOW)
+    # An event of the previous period on the same day, as a late import wrote it before the period began.
+    db.session.add(UsageRecord(event_id=f"early-{ada.id}", user_id=ada.id, metric="input_tokens", quantity=7,
+                               occurred_at=period_day - timedelta(hours=4)))
+    db.session.add(UsageRollup(user_id=ada.id, day=period_day.date(), starts_at=period_day - timedelta(hours=9),
+                               metric="input_tokens", quantity=7))
+    db.session.flush()
+    healthy = rollups()
+    assert any(row[2] == NOW - timedelta(days=3, hours=5) for row in healthy), "the day is cut at the period start"
+    db.session.execute(update(UsageRollup).where(UsageRollup.user_id == ada.id, UsageRollup.day == period_day.date(),
+                                                 UsageRollup.metric == "input_tokens").values(quantity=1))
+    (mismatch,) = rollup_mismatches()
+
+    repair_rollup([mismatch], NOW)
+
+    assert rollups() == healthy, "only the mismatched rollup changed, back to its slices"
+    audit = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "usage_rollup.repair")).one()
+    assert (audit.object_type, audit.object_id) == ("users", ada.id)
+    assert audit.changes == {"day": period_day.date().isoformat(), "metric": "input_tokens",
+                             "quantity": [2, 7 + 10 + 11 + 10 + 11]}
 
 
 @pytest.mark.parametrize("repair", [False, True])

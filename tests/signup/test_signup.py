@@ -37,6 +37,7 @@ def hashes(monkeypatch):
 
 def test_sign_up_makes_a_user_on_the_free_plan_and_mails_the_confirmation(client, db_session, free_plan, mailbox,
                                                                            hashes):
+    make_user("admin"), make_user("support")  # other roles exist: sign-up must pick the default one
     response = client.post("/signup", data=FORM)
     assert response.status_code == 302 and response.headers["Location"] == "/signup/sent"
     user = db_session.scalar(select(User).where(User.email == FORM["email"]))
@@ -47,6 +48,11 @@ def test_sign_up_makes_a_user_on_the_free_plan_and_mails_the_confirmation(client
     assert user.current_subscription_id == subscription.id
     actions = set(db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id.in_([user.id, subscription.id]))))
     assert {"account.signup", "subscription.start", "email_verification.issue"} <= actions
+    signed_up = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "account.signup")).one()
+    assert (signed_up.object_id, signed_up.actor_id) == (user.id, user.id)
+    assert signed_up.changes == {"email": FORM["email"], "display_name": "New Person", "plan": "free"}
+    started = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.start")).one()
+    assert started.actor_id == user.id, "the new user started their own subscription"
     (message,) = mailbox
     assert message["To"] == FORM["email"] and "/verify-email/" in link_in(message)
     assert len(hashes) == 1
@@ -63,7 +69,13 @@ def test_a_taken_address_gets_the_same_answer_and_the_same_work(client, db_sessi
     # The costly part, the password hash, and the mail happen once on each path.
     assert len(hashes) == 2
     assert [m["To"] for m in mailbox] == [FORM["email"], existing.email]
-    assert "tried to sign up" in mailbox[1]["Subject"] and "/password/forgot" in mailbox[1].get_content()
+    assert mailbox[1]["Subject"] == "Someone tried to sign up with your address"
+    note = mailbox[1].get_content()
+    assert note.startswith(f"Hello {existing.display_name},") and "with taken@example.test, which already" in note
+    assert "sign in instead:\n\nhttp://console.test/login\n" in note
+    assert "reset it here:\n\nhttp://console.test/password/forgot\n" in note
+    attempt = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "account.signup_attempt")).one()
+    assert (attempt.object_id, attempt.actor_id, attempt.changes) == (existing.id, None, {"email": "TAKEN@example.test"})
     assert db_session.scalar(select(func.count()).select_from(User).where(
         func.lower(User.email) == "taken@example.test")) == 1
 

@@ -171,6 +171,35 @@ def test_the_sweeper_dispatches_unclaimed_jobs_again_and_releases_lost_ones(app,
     assert "failed" in outbox(app)[-1]["Subject"]
 
 
+def test_the_sweeper_leaves_live_work_alone_and_counts_each_job_it_moves(app, db_session):
+    long_ago = utcnow() - timedelta(hours=1)
+    stale, fresh, lost, live = [queue_internal_job(epochs=1) for _ in range(2)], queue_internal_job(epochs=1), \
+        [queue_internal_job(epochs=1) for _ in range(2)], queue_internal_job(epochs=1)
+    for job in stale:
+        job.dispatched_at = long_ago
+    db.session.commit()
+    for number, job in enumerate([*lost, live]):
+        assert services.claim_job(job.id, f"celery@w{number}") == 1
+        db.session.commit()
+    for job in lost:
+        db.session.get(TrainingJob, job.id, populate_existing=True).heartbeat_at = long_ago
+    db.session.commit()
+    fresh_dispatch = db.session.get(TrainingJob, fresh.id).dispatched_at
+
+    summary = services.sweep()
+
+    assert (summary.dispatched_again, summary.queued_again, summary.failed_lost) == (2, 2, 0)
+    live = db.session.get(TrainingJob, live.id, populate_existing=True)
+    assert (live.status, live.worker_name) == ("running", "celery@w2"), "a worker that heartbeats keeps its job"
+    fresh = db.session.get(TrainingJob, fresh.id, populate_existing=True)
+    assert fresh.dispatched_at == fresh_dispatch, "a job dispatched moments ago waits for its claim"
+    for job in lost:
+        job = db.session.get(TrainingJob, job.id, populate_existing=True)
+        event = db.session.scalars(select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job.id)
+                                   .order_by(TrainingJobEvent.id.desc())).first()
+        assert job.status == "queued" and (event.level, event.progress) == ("warning", 0.0)
+
+
 def test_a_sweep_with_nothing_due_changes_nothing(db_session):
     job = queue_internal_job(epochs=1)
     assert services.sweep() == services.SweepSummary()

@@ -14,7 +14,7 @@ from webapp.extensions import db
 from webapp.training.models import TrainingWorker
 from webapp.training.services import transition
 from webapp.training.workers import (
-    queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
+    board_state, queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
 )
 
 STALE = timedelta(seconds=90)
@@ -161,3 +161,32 @@ def test_a_queued_job_waiting_past_the_sweepers_time_says_so(app, client):
     polled = client.get(f"/jobs/{late.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Waiting for a worker since" in polled and "/jobs/workers" not in polled
     assert "Waiting for a worker" not in client.get(f"/jobs/{fresh.id}").get_data(as_text=True)
+
+
+def test_the_board_state_reads_the_counts_stamps_and_workers_the_page_shows(app, db_session):
+    """The workers page's refresh answers 304 while this read is unchanged: each of its parts must
+    read what the page shows, or the page would stay stale when that part moves."""
+    owner = make_user()
+    before = board_state()
+    assert [row.id for row in before] == [None], "no worker yet: one row of the jobs' stamps"
+    running_before, queued_before = before[0].running or 0, before[0].queued or 0
+    far = utcnow() + timedelta(days=365)  # later than any other job's stamps
+    make_training_job(owner, "running", heartbeat_at=far)
+    make_training_job(owner, "succeeded", heartbeat_at=far + timedelta(days=1))  # not running: not read
+    oldest = make_training_job(owner, "queued", created_at=utcnow() - timedelta(days=400),
+                               queued_at=far - timedelta(days=3), dispatched_at=far - timedelta(days=2))
+    make_training_job(owner, "queued", dispatched_at=far - timedelta(days=1))
+    make_training_job(owner, "queued")  # never dispatched
+    make_training_job(owner, "running", dispatched_at=far + timedelta(days=2))  # not queued: not read
+    older, newer = registered("celery@older", heard_ago=timedelta(minutes=5)), registered("celery@newer")
+
+    rows = board_state()
+
+    assert [row.id for row in rows] == [newer.id, older.id], "the latest heartbeat first"
+    for row, worker in zip(rows, (newer, older)):
+        assert (row.updated_at, row.started_at, row.heartbeat_at, row.stopped_at) == (
+            worker.updated_at, worker.started_at, worker.heartbeat_at, worker.stopped_at)
+        assert (row.running, row.queued) == (running_before + 2, queued_before + 3)
+        assert row.running_heard == far
+        assert row.dispatched == far - timedelta(days=1)
+        assert (row.oldest_queued, row.oldest_queued_at) == (oldest.id, oldest.queued_at)
