@@ -23,7 +23,7 @@ def create_token_command(name: str) -> None:
 def verify_command(repair: bool) -> None:
     """List (user, day, metric) rollups that differ from the sum of their usage records; exit 1 if any remain."""
     verify_and_repair(
-        rollup_mismatches(),
+        rollup_mismatches,
         lambda m: f"user #{m.user_id} {m.day} {m.metric}: rollup {m.rollup:,}, records {m.raw:,}",
         "Every daily rollup equals the sum of its usage records.", "rollup(s)", repair,
         repair_rollup)
