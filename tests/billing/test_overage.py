@@ -1,7 +1,7 @@
 """Overage billed at roll-over: one line per metered quota used past its limit, on the renewal payment, once."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -79,17 +79,22 @@ def test_a_free_plan_with_overage_is_billed_for_the_overage_alone(db_session):
     assert payment.amount_cents == 15 and [line["amount_cents"] for line in payment.lines] == [0, 15]
 
 
-def test_a_subscription_that_ends_is_billed_its_last_overage_once(db_session):
-    pro = make_plan("pro", 2900, quotas=OVERAGE_PLAN)
+def test_a_subscription_that_ends_is_billed_its_last_overage_once_and_audited(db_session):
+    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN)
     user = make_user()
-    start = utcnow() - timedelta(days=31)
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
     subscription = make_subscription(user, pro, current_period_start=start, cancel_at_period_end=True)
     make_usage(user, "input_tokens", 1_001_000, occurred_at=start + timedelta(days=1))
-    assert services.roll_periods() == services.RollOverSummary(ended=1)
-    services.roll_periods()
+    after_the_end = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    assert services.roll_periods(after_the_end) == services.RollOverSummary(ended=1)
+    services.roll_periods(after_the_end)
     [payment] = payments_of(db_session, subscription)
     assert payment.amount_cents == 2 and payment.lines[0]["quota"] == "tokens"
-    assert payment.idempotency_key.startswith(f"overage-{subscription.id}-")
+    assert payment.description == "Pro plan, overage of the last period to 31 Mar 2026"
+    assert payment.idempotency_key == f"overage-{subscription.id}-20260331T000000"
+    [end] = db_session.scalars(select(AuditEvent).where(AuditEvent.object_type == "user_subscriptions",
+                                                        AuditEvent.object_id == subscription.id))
+    assert (end.action, end.actor_id, end.changes) == ("subscription.end", None, {"status": ["active", "canceled"]})
 
 
 def test_a_downgraded_period_is_billed_at_the_plan_it_ran_on(db_session):

@@ -1,7 +1,7 @@
 """Subscription rules without HTTP: proration, state changes, refusals that change nothing, roll-over."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -65,6 +65,17 @@ def test_proration_charges_the_price_difference_for_the_rest_of_the_period(plans
     assert services.prorated_amount(subscription, plans["free"], now) == 0, "never negative"
 
 
+def test_a_stripe_proration_date_is_accepted_from_half_an_hour_ago_to_a_minute_ahead_inclusive():
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    oldest, newest = 1777635000, 1777636860  # 11:30:00 and 12:01:00 that day
+    assert services.confirmed_proration_date(oldest, now) == oldest
+    assert services.confirmed_proration_date(newest, now) == newest
+    for outside in (oldest - 1, newest + 1):
+        with pytest.raises(PlanChangeError, match="has expired"):
+            services.confirmed_proration_date(outside, now)
+    assert services.confirmed_proration_date(None, now) == 1777636800
+
+
 def test_upgrade_applies_at_once_and_bills_the_prorated_amount_as_a_pending_invoice(plans, ada):
     subscription = make_subscription(ada, plans["pro"], pending_plan_id=plans["free"].id)
     now = subscription.current_period_start + timedelta(days=10)
@@ -78,7 +89,8 @@ def test_upgrade_applies_at_once_and_bills_the_prorated_amount_as_a_pending_invo
     payment = result.payment
     assert (payment.amount_cents, payment.status, payment.provider) == (4667, "pending", "manual_invoice")
     assert payment.provider_ref.startswith("INV-") and payment.idempotency_key
-    assert "PO-77" in payment.description and payment.provider_ref in result.message
+    assert payment.description == "Upgrade from Pro to Team, prorated (ref. PO-77)"
+    assert payment.provider_ref in result.message
     assert audit_actions(subscription) == ["subscription.upgrade"]
 
 
@@ -123,6 +135,7 @@ def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada
     other = make_user()
     paid = services.change_plan(other, plans["pro"])
     assert (paid.payment.amount_cents, paid.payment.status) == (2900, "pending")
+    assert paid.payment.description == "Pro plan, first period", "no reference given, none printed"
     assert services.live_subscription(other).status == "active"
 
 

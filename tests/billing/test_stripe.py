@@ -2,14 +2,14 @@
 amount Stripe previews, schedules, cancel and resume, the portal, overage invoice items and refunds."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.billing.stripe_events import deliver, event
 from tests.conftest import login
-from tests.factories import make_payment, make_subscription, make_user
+from tests.factories import make_payment, make_plan, make_subscription, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services, webhooks
 from webapp.billing.gateway import ManualInvoiceGateway, default_gateway
@@ -120,6 +120,34 @@ def test_an_upgrade_confirms_stripes_proration_preview_and_is_charged_exactly_th
     assert [invoice["amount_paid"] for invoice in charged] == [expected], "the amount confirmed is the amount charged"
     db_session.expire_all()
     assert services.live_subscription(user).plan.code == "team"
+
+
+@pytest.mark.parametrize("target, amount_cents, message", [
+    ("plus", 3500, "You are now on the Plus plan. Stripe charges €35.00 to your card."),
+    ("twin", 0, "You are now on the Twin plan."),
+])
+def test_a_stripe_upgrade_applies_stripes_state_at_the_proration_date_and_audits_the_amount(
+        fake_stripe, db_session, target, amount_cents, message):
+    plans = {code: make_plan(code, cents, currency="EUR", stripe_price_id=fake_stripe.add_price(cents, "eur"))
+             for code, cents in (("basic", 2900), ("plus", 9900), ("twin", 2900))}
+    user, subscription = card_subscriber(fake_stripe, plans["basic"])
+    proration_date = int(utcnow().timestamp())
+    stripe_item = fake_stripe.subscriptions[subscription.provider_ref]["items"]["data"][0]
+    # Half the period left: half of the €70 difference, or nothing between plans of one price.
+    stripe_item["current_period_start"] = proration_date - 15 * 24 * 3600
+    stripe_item["current_period_end"] = proration_date + 15 * 24 * 3600
+
+    result = services.change_plan(user, plans[target], actor=user, expected_amount_cents=amount_cents,
+                                  proration_date=proration_date)
+
+    assert result.message == message
+    assert subscription.plan.code == target
+    assert subscription.provider_synced_at == datetime.fromtimestamp(proration_date, timezone.utc)
+    (upgrade,) = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.upgrade"))
+    assert (upgrade.object_type, upgrade.object_id, upgrade.actor_id) == ("user_subscriptions", subscription.id,
+                                                                          user.id)
+    assert upgrade.changes == {"plan": ["basic", target], "amount_cents": amount_cents,
+                               "stripe_subscription": subscription.provider_ref}
 
 
 def test_an_upgrade_confirmed_for_another_amount_or_an_old_preview_is_refused(client, card_plans, fake_stripe,

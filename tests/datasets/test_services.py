@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import fsspec
 import pytest
@@ -51,6 +52,11 @@ def test_a_file_with_problems_leaves_no_bytes_and_no_row(db_session, store):
     assert db_session.scalar(select(Dataset.id).where(Dataset.owner_user_id == user.id)) is None
 
 
+def test_an_upload_is_read_in_chunks_of_64_kib():
+    chunks = services.file_chunks(io.BytesIO(b"x" * (2 * 65536 + 10)))
+    assert [len(chunk) for chunk in chunks] == [65536, 65536, 10]
+
+
 def test_a_file_past_the_size_limit_leaves_nothing(db_session, store):
     user = make_user()
     with pytest.raises(services.DatasetError) as refused:
@@ -61,8 +67,9 @@ def test_a_file_past_the_size_limit_leaves_nothing(db_session, store):
 
 def test_unknown_file_types_and_taken_names_are_refused(db_session, store):
     user = make_user()
-    with pytest.raises(services.DatasetError, match=".jsonl"):
+    with pytest.raises(services.DatasetError, match=".jsonl") as refused:
         upload(user, jsonl_rows(1), filename="notes.txt")
+    assert refused.value.status == 422, "a refusal that names no status is unprocessable input"
     upload(user, jsonl_rows(1), name="Greetings")
     with pytest.raises(services.DatasetError, match="already have a dataset"):
         upload(user, jsonl_rows(1), name="greetings!")
@@ -137,6 +144,9 @@ def test_public_datasets_join_the_catalogue_once_approved(db_session, store):
     assert "Platform poems" in names and "Poems 100%" not in names
     assert services.approve_dataset(public, staff) and not services.approve_dataset(public, staff)
     assert not services.approve_dataset(platform, staff)
+    (approval,) = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "dataset.approve"))
+    assert (approval.object_type, approval.object_id, approval.actor_id) == ("datasets", public.id, staff.id)
+    assert approval.changes == {"approved_at": [None, public.approved_at.isoformat()]}
     assert public.review_state == "public"
     # LIKE's wildcards are searched for as themselves.
     assert [d.name for d in services.catalogue("100%", 1, 20).items] == ["Poems 100%"]

@@ -67,14 +67,16 @@ def test_rotation_keeps_every_key_usable(db_session, encryption_keys):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     encryption_keys(old)
     provider = make_provider()
-    configs = [make_provider_config(make_user(), provider, api_key=key) for key in KEYS]
+    configs = [make_provider_config(make_user(), provider, api_key=key) for key in KEYS[:2]]
+    keyless = make_provider_config(make_user(), provider)  # never given a key: nothing to rotate
+    configs.append(make_provider_config(make_user(), provider, api_key=KEYS[2]))
     encryption_keys(new, old)
     assert not any(is_under_newest_key(c.api_key_ciphertext) for c in configs)
     assert [decrypt_api_key(c) for c in configs] == KEYS, "old ciphertexts stay readable before rotation"
 
     summary = rotate_encryption(batch_size=2)
     db_session.expire_all()
-    assert summary.rotated == len(KEYS) and summary.behind == []
+    assert summary.rotated == 3 and summary.behind == [] and keyless.api_key_ciphertext is None
     encryption_keys(new)
     assert [decrypt_api_key(c) for c in configs] == KEYS, "usable with the new key alone"
 
