@@ -86,6 +86,11 @@ def report() -> float | None:
     print(f"{len(equivalents) - len(stale)} equivalent mutants listed in {EQUIVALENTS.relative_to(ROOT)} are left out")
     for name in stale:
         print(f"  listed as equivalent but no longer generated: {name}")
+    # mutmut numbers a function's mutants afresh when the function changes: a listed name that the
+    # tests kill now names another mutant, and the list needs its new number.
+    for name in sorted(set(equivalents) & set(found)):
+        if found[name][1] in ("killed", "timeout"):
+            print(f"  listed as equivalent but killed, so it names another mutant now: {name}")
     survivors = sorted(name for name, (_source, status) in kept.items() if status == "survived")
     if survivors:
         print(f"{len(survivors)} survivors (see each with `mutmut show NAME`):")
