@@ -5,7 +5,7 @@ from tests.accounts.conftest import link_in, path_of
 from tests.conftest import login
 from tests.factories import PASSWORD, make_user
 from webapp.accounts.models import AuditEvent
-from webapp.accounts.profile import confirm_email_change, email_change_token, pending_email_change
+from webapp.accounts.profile import confirm_email_change, email_change_token, pending_email_change, update_profile
 
 RESET_LINK = "http://console.test/password/forgot"
 
@@ -22,6 +22,14 @@ def test_name_and_time_zone_are_saved_and_times_follow_the_zone(client, db_sessi
     assert "JST</time>" in page and "UTC</time>" not in page
     event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.update")).one()
     assert event.changes == {"display_name": ["Old Name", "New Name"], "time_zone": ["UTC", "Asia/Tokyo"]}
+
+
+def test_a_profile_update_outside_a_request_is_audited_as_the_user_s_own(db_session):
+    user = make_user(display_name="Old Name")
+    update_profile(user, "Old Name", "Europe/Paris")
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.update")).one()
+    assert (event.actor_id, event.object_type, event.object_id) == (user.id, "users", user.id)
+    assert event.changes == {"time_zone": ["UTC", "Europe/Paris"]}
 
 
 def test_an_unknown_zone_or_empty_name_is_refused(client, db_session):

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import make_ai_model, make_minion, make_training_job, make_user
+from webapp.accounts.models import AuditEvent
 from webapp.minions.models import MinionXpEvent
 from webapp.minions.services import BoardFilters, award_xp, leaderboard_page, repair_xp, window_start, xp_mismatches
 from webapp.minions.xp import level_for_xp
@@ -39,6 +40,30 @@ def test_verify_finds_and_repairs_mismatches(db_session):
     db_session.flush()
     assert bad.xp == 100 and bad.level == level_for_xp(100) and xp_mismatches() == []
     assert good.xp == 100
+
+
+def test_verify_lists_each_mismatch_in_id_order_and_repair_audits_each(db_session):
+    unlogged = make_minion(make_user(), name="Unlogged")
+    inflated = make_minion(make_user(), name="Inflated", xp=100)
+    untouched = make_minion(make_user(), name="Untouched")
+    db_session.flush()
+    # The older minion changes last, so only the query's ordering puts it first.
+    inflated.xp = 999
+    db_session.flush()
+    unlogged.xp = 7
+    db_session.flush()
+    mismatches = xp_mismatches()
+    assert [(m.minion_id, m.name, m.xp, m.ledger) for m in mismatches] == [
+        (unlogged.id, "Unlogged", 7, 0), (inflated.id, "Inflated", 999, 100),
+    ]
+    repair_xp(mismatches)
+    db_session.flush()
+    assert (unlogged.xp, inflated.xp, untouched.xp) == (0, 100, 0)
+    audited = db_session.execute(select(AuditEvent.object_type, AuditEvent.object_id, AuditEvent.changes).where(
+        AuditEvent.action == "minion.xp_repair").order_by(AuditEvent.object_id)).all()
+    assert [tuple(row) for row in audited] == [
+        ("minions", unlogged.id, {"xp": [7, 0]}), ("minions", inflated.id, {"xp": [999, 100]}),
+    ]
 
 
 def test_rank_order_and_ties(db_session):

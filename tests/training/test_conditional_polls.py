@@ -10,6 +10,7 @@ from tests.factories import make_training_job, make_user
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingJobEvent, TrainingWorker
+from webapp.training.views import workers_state
 from webapp.training.workers import worker_heartbeat, worker_started
 
 HTMX = {"HX-Request": "true"}
@@ -150,3 +151,19 @@ def test_the_workers_board_is_still_staff_only_with_a_tag(app, client, db_sessio
     user = app.test_client()
     login(user, make_user())
     assert poll(user, "/jobs/workers", etag).status_code == 403
+
+
+def test_the_workers_board_state_holds_each_worker_s_state_and_the_oldest_wait(db_session):
+    assert workers_state()[-2:] == [[], None]  # no worker, nothing queued
+    for name in ("celery@online", "celery@stale"):
+        worker_started(name, "host", 1, ["celery"])
+    online, stale = (db.session.query(TrainingWorker).filter_by(name=name).one()
+                     for name in ("celery@online", "celery@stale"))
+    stale.heartbeat_at = utcnow() - timedelta(minutes=5, seconds=30)
+    make_training_job(make_user(), "queued", queued_at=utcnow() - timedelta(minutes=3, seconds=10))
+    db.session.flush()
+    *rows, texts, oldest_wait = workers_state()
+    by_worker = dict(zip((row.id for row in rows), texts))
+    assert by_worker == {online.id: (("online", online.started_at), "just now"),
+                         stale.id: (("stale", stale.heartbeat_at), "5 min ago")}
+    assert oldest_wait == "3 min"

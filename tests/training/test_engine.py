@@ -283,3 +283,18 @@ def test_the_preview_counts_what_is_left(db_session):
 def test_the_demo_task_has_no_dominant_answer():
     labels = [row["completion"] for row in intent_rows(200, 5)]
     assert 0.15 < np.mean(np.array(labels) == internal.majority(labels)) < 0.4
+
+
+def test_the_holdout_takes_a_fifth_of_the_train_rows_in_a_fixed_shuffle():
+    rows = internal.Split([f"p{i}" for i in range(10)], [f"l{i}" for i in range(10)])
+    train, validation = internal.holdout(rows)
+    assert (validation.prompts, validation.labels) == (["p7", "p8"], ["l7", "l8"])
+    assert train.prompts == ["p1", "p5", "p3", "p4", "p2", "p0", "p9", "p6"]
+    assert train.labels == ["l1", "l5", "l3", "l4", "l2", "l0", "l9", "l6"]
+    # At least one row is held out, as long as one stays to train on.
+    train, validation = internal.holdout(internal.Split(["a", "b"], ["x", "y"]))
+    assert (train.prompts, train.labels, validation.prompts, validation.labels) == (["b"], ["y"], ["a"], ["x"])
+    with pytest.raises(JobFailed) as refused:
+        internal.holdout(internal.Split(["only"], ["one"]))
+    assert str(refused.value) == ("The train split is too small to hold out a validation part; "
+                                  "add a validation split.")

@@ -153,7 +153,8 @@ def test_a_provider_failure_keeps_the_providers_message(app, db_session, fake, w
     assert f"Fake AI: {FAILURE_MESSAGE}" in mirrored_messages(job)
 
 
-def test_cancel_in_the_console_cancels_the_provider_job(app, db_session, fake, worker_settings, monkeypatch):
+def test_cancel_in_the_console_cancels_the_provider_job(app, db_session, fake, worker_settings, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger=external.__name__)
     job = external_job(fake, model_key=RUNS_FOREVER, validation=False)
     owner = job.user
     naps = []
@@ -175,6 +176,7 @@ def test_cancel_in_the_console_cancels_the_provider_job(app, db_session, fake, w
     assert job.status == "canceled"
     assert at_provider.status == "cancelled"
     assert ("POST", f"/v1/fine_tuning/jobs/{at_provider.id}/cancel") in [(m, p) for m, p, _ in fake.state.requests]
+    assert f"job {job.id}: provider job {at_provider.id} cancelled" in caplog.messages
 
 
 def test_a_job_taken_over_resumes_the_provider_job_without_repeating_events(app, db_session, fake, worker_settings):

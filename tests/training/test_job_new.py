@@ -11,7 +11,7 @@ from tests.factories import (
 from tests.training.engine_helpers import make_dataset
 from webapp.extensions import db
 from webapp.training.models import TrainingJob, TrainingJobEvent
-from webapp.training.services import PENDING_DISPATCH
+from webapp.training.services import PENDING_DISPATCH, new_job
 
 HTMX = {"HX-Request": "true"}
 
@@ -127,3 +127,15 @@ def test_an_external_model_previews_the_provider_key_and_its_trainer_s_fields(cl
 def test_without_a_minion_the_page_says_what_to_do(client, db_session, ada):
     html = client.get("/jobs/new").get_data(as_text=True)
     assert "You have no minion to train yet." in html
+
+
+def test_a_submission_loads_each_chosen_record_by_its_id(db_session, store):
+    owner = make_user()
+    minion = make_minion(owner)
+    train, validation = make_dataset(owner, 5, 1, "Train set"), make_dataset(owner, 5, 2, "Check set")
+    model = minion.model
+    submitted = new_job(minion.id, model.id, train.id, validation.id, {"epochs": 3.0}, "Named run")
+    assert (submitted.minion, submitted.model, submitted.train, submitted.validation) == (
+        minion, model, train, validation)
+    assert (submitted.hyperparameters, submitted.name) == ({"epochs": 3.0}, "Named run")
+    assert new_job(minion.id, model.id, train.id, None, {}, None).validation is None

@@ -16,7 +16,7 @@ from webapp.billing.services import usage_meters
 from webapp.extensions import db
 from webapp.providers.models import AIModel
 from webapp.quotas import QuotaExceeded
-from webapp.training.playground import PlaygroundRefused, ask, count_tokens
+from webapp.training.playground import PlaygroundRefused, Target, ask, count_tokens, internal_answer
 from webapp.training.runtime import execute_job
 
 
@@ -128,8 +128,16 @@ def test_an_internal_model_answers_from_its_trained_artifact(app, db_session, st
     prompt = "My invoice shows the wrong amount, please refund me"
     answer = ask(owner, minion, prompt)
     assert answer.text and answer.label.endswith(minion.model_version.version)
-    assert (answer.input_tokens, answer.output_tokens) == (count_tokens(prompt), count_tokens(answer.text))
+    assert (answer.input_tokens, answer.output_tokens) == (10, count_tokens(answer.text))
     assert usage_of(owner)["requests"] == 1
+
+
+def test_an_internal_artifact_that_cannot_be_read_is_explained(store):
+    missing = Target("Support bot v3", None, artifact_uri=str(store / "gone.joblib"))
+    with pytest.raises(PlaygroundRefused) as refused:
+        internal_answer(missing, "Hello")
+    assert str(refused.value) == ("The trained model could not be loaded (FileNotFoundError); "
+                                  "train the minion again.")
 
 
 def test_the_playground_answers_the_owner_as_a_partial_for_htmx_and_a_page_otherwise(client, db_session, fake):

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from tests.factories import make_minion, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
@@ -9,7 +9,7 @@ from webapp.extensions import db
 from webapp.datasets.models import Dataset
 from webapp.training.models import TrainingJob, TrainingJobDataset
 from webapp.training.services import (
-    TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, create_runner, job_for,
+    TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
     job_list_statement, parse_report, ReportLimits, retry_job, transition,
 )
 
@@ -233,3 +233,25 @@ def test_the_job_page_reads_events_as_written_and_only_for_whom_may_see_the_job(
     assert [event["id"] for event in job_page(owner, job.id, after_id=first.id).events] == [second.id]
     assert job_page(stranger, job.id) is None
     assert job_page(admin, job.id).job.owner_name == owner.display_name
+
+
+def rename(name: str, seen: list[str], applies: bool = True):
+    def change(job: TrainingJob) -> bool:
+        seen.append(job.name)
+        job.name = name
+        return applies
+    return change
+
+
+def test_a_job_change_reads_the_row_afresh_and_commits_only_what_applies(db_session):
+    job = make_training_job(make_user(), name="Loaded")
+    db_session.commit()
+    # Written behind the session's back, as another process would: the change must see it.
+    db_session.execute(text("UPDATE training_jobs SET name = 'Written elsewhere' WHERE id = :id"), {"id": job.id})
+    seen: list[str] = []
+    assert change_job(job.id, rename("Applied", seen)) is job
+    assert change_job(job.id, rename("Skipped", seen, applies=False)) is None
+    assert seen == ["Written elsewhere", "Applied"]
+    db_session.expire_all()
+    assert job.name == "Applied"
+    assert change_job(job.id + 1000, rename("Nobody", seen)) is None and len(seen) == 2

@@ -2,7 +2,7 @@
 "waiting for a worker" note on a queued job that no worker took in time."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery import signals
@@ -13,8 +13,10 @@ from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.training.models import TrainingWorker
 from webapp.training.services import transition
+from webapp.training import workers
 from webapp.training.workers import (
-    board_state, queue_depths, worker_heartbeat, worker_rows, worker_started, worker_stopped,
+    Heartbeats, board_state, queue_depths, worker_heartbeat, worker_rows, worker_started, worker_state,
+    worker_stopped,
 )
 
 STALE = timedelta(seconds=90)
@@ -96,6 +98,43 @@ def test_states_come_from_heartbeats_and_running_jobs_from_the_lease(app, db_ses
     worker_stopped("celery@b")
     db.session.expire_all()
     assert {row.worker.name: row for row in worker_rows(utcnow(), STALE)}["celery@b"].state == "stopped"
+
+
+def test_a_worker_s_state_and_since_at_the_lease_s_edge():
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    started, edge = now - timedelta(hours=1), now - STALE
+    assert worker_state(TrainingWorker(started_at=started, heartbeat_at=edge), now, STALE) == ("online", started)
+    late = edge - timedelta(seconds=1)
+    assert worker_state(TrainingWorker(started_at=started, heartbeat_at=late), now, STALE) == ("stale", late)
+    stopped = TrainingWorker(started_at=started, heartbeat_at=now, stopped_at=now - timedelta(minutes=2))
+    assert worker_state(stopped, now, STALE) == ("stopped", now - timedelta(minutes=2))
+
+
+def test_a_heartbeat_revives_only_its_own_stopped_worker(app, db_session):
+    beating = registered("celery@revived", heard_ago=timedelta(hours=2), stopped=True)
+    other = registered("celery@asleep", heard_ago=timedelta(hours=2), stopped=True)
+    before = utcnow()
+    worker_heartbeat("celery@revived")
+    db.session.expire_all()
+    assert beating.stopped_at is None and beating.heartbeat_at >= before
+    assert other.stopped_at is not None and other.heartbeat_at < before
+
+
+def test_the_heartbeat_thread_writes_its_worker_s_beat_each_interval_until_stopped(app, monkeypatch):
+    beats = Heartbeats(app, "celery@thread", 0.01)
+    writes = []
+
+    def write(*args):
+        writes.append(args)
+        if len(writes) == 2:
+            beats.stopped.set()
+
+    monkeypatch.setattr(workers, "in_transaction", write)  # the thread never touches the test's connection
+    beats.thread.start()
+    beats.thread.join(timeout=5)
+    assert not beats.thread.is_alive()
+    assert writes == [(app, worker_heartbeat, "celery@thread")] * 2
+    assert (beats.name, beats.interval, beats.thread.daemon) == ("celery@thread", 0.01, True)
 
 
 def test_queue_depth_is_asked_of_the_broker(app, db_session):
