@@ -140,6 +140,17 @@ def test_an_internal_artifact_that_cannot_be_read_is_explained(store):
                                   "train the minion again.")
 
 
+@pytest.mark.parametrize(("content", "error"), [(b"", "EOFError"), (b"\x80\x04\x95", "error")],
+                         ids=["empty", "cut-in-its-header"])
+def test_a_truncated_internal_artifact_is_explained_too(store, content, error):
+    store.mkdir(parents=True, exist_ok=True)
+    truncated = store / "truncated.joblib"
+    truncated.write_bytes(content)
+    with pytest.raises(PlaygroundRefused) as refused:
+        internal_answer(Target("Support bot v3", None, artifact_uri=str(truncated)), "Hello")
+    assert str(refused.value) == f"The trained model could not be loaded ({error}); train the minion again."
+
+
 def test_the_playground_answers_the_owner_as_a_partial_for_htmx_and_a_page_otherwise(client, db_session, fake):
     owner, minion = provider_minion(fake)
     login(client, owner)

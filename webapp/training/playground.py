@@ -9,6 +9,7 @@ answered call is recorded through the metering path, so the meters move at once.
 from __future__ import annotations
 
 import re
+import struct
 import uuid
 from dataclasses import dataclass
 
@@ -147,7 +148,8 @@ def internal_answer(target: Target, prompt: str) -> Answer:
     """The internal model's answer: the completion it ranks first for ``prompt``."""
     try:
         text = str(load_model(target.artifact_uri).predict([prompt])[0])
-    except (OSError, ValueError) as error:
+    # A truncated artifact fails while unpickling: EOFError when empty, struct.error when cut mid-header.
+    except (OSError, ValueError, EOFError, struct.error) as error:
         raise PlaygroundRefused(f"The trained model could not be loaded ({error.__class__.__name__}); "
                                 "train the minion again.") from None
     return Answer(text, target.label, count_tokens(prompt), count_tokens(text))
