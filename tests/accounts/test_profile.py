@@ -10,6 +10,13 @@ from webapp.accounts.profile import confirm_email_change, email_change_token, pe
 RESET_LINK = "http://console.test/password/forgot"
 
 
+def own_audit(session, action: str, user) -> dict:
+    """The changes of the one ``action`` audit record, which ``user`` made on their own account."""
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == action)).one()
+    assert (event.object_type, event.object_id, event.actor_id) == ("users", user.id, user.id)
+    return event.changes
+
+
 def test_name_and_time_zone_are_saved_and_times_follow_the_zone(client, db_session):
     user = make_user(display_name="Old Name")
     db_session.commit()
@@ -20,16 +27,14 @@ def test_name_and_time_zone_are_saved_and_times_follow_the_zone(client, db_sessi
     assert (user.display_name, user.time_zone) == ("New Name", "Asia/Tokyo")
     page = client.get("/account").data.decode()
     assert "JST</time>" in page and "UTC</time>" not in page
-    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.update")).one()
-    assert event.changes == {"display_name": ["Old Name", "New Name"], "time_zone": ["UTC", "Asia/Tokyo"]}
+    assert own_audit(db_session, "profile.update", user) == {
+        "display_name": ["Old Name", "New Name"], "time_zone": ["UTC", "Asia/Tokyo"]}
 
 
 def test_a_profile_update_outside_a_request_is_audited_as_the_user_s_own(db_session):
     user = make_user(display_name="Old Name")
     update_profile(user, "Old Name", "Europe/Paris")
-    event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.update")).one()
-    assert (event.actor_id, event.object_type, event.object_id) == (user.id, "users", user.id)
-    assert event.changes == {"time_zone": ["UTC", "Europe/Paris"]}
+    assert own_audit(db_session, "profile.update", user) == {"time_zone": ["UTC", "Europe/Paris"]}
 
 
 def test_an_unknown_zone_or_empty_name_is_refused(client, db_session):
@@ -60,9 +65,7 @@ def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_
     warned = notice.get_content()
     assert warned.startswith("Hello Ada Lovelace,") and "from\nbefore@example.test to after@example.test" in warned
     assert f"change your password now: {RESET_LINK}" in warned
-    requested = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "email_change.request")).one()
-    assert (requested.object_id, requested.actor_id) == (user.id, user.id)
-    assert requested.changes == {"email": ["before@example.test", "after@example.test"]}
+    assert own_audit(db_session, "email_change.request", user) == {"email": ["before@example.test", "after@example.test"]}
     db_session.expire_all()
     assert user.email == "before@example.test", "nothing changes before the new address confirms"
 
@@ -78,9 +81,7 @@ def test_email_change_is_confirmed_through_the_new_address_and_announced_to_the_
     told = changed.get_content()
     assert told.startswith("Hello Ada Lovelace,") and "from before@example.test to after@example.test" in told
     assert f"contact support: {RESET_LINK}" in told
-    confirmed = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "email_change.confirm")).one()
-    assert (confirmed.object_id, confirmed.actor_id) == (user.id, user.id)
-    assert confirmed.changes == {"email": ["before@example.test", "after@example.test"]}
+    assert own_audit(db_session, "email_change.confirm", user) == {"email": ["before@example.test", "after@example.test"]}
     assert client.post(path).status_code == 410, "the link works once"
 
 
