@@ -1,6 +1,7 @@
 """Declarative base, shared column types and mixins for every model."""
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,6 +73,11 @@ def json_rows(statement: sa.Select, *order_by: Any) -> sa.ScalarSelect:
 def rows_of(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A :func:`json_rows` value in its rows' order (an aggregate does not promise to keep it)."""
     return sorted(value, key=lambda row: row["position"])
+
+
+def dataclass_of(kind: type, row: dict[str, Any]) -> Any:
+    """A JSON row as an instance of the dataclass ``kind``, from the row's values of its fields (the row may hold more)."""
+    return kind(**{field.name: row[field.name] for field in fields(kind)})
 
 
 def timestamp_of(value: str | None) -> datetime | None:

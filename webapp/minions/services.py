@@ -9,7 +9,7 @@ page is deterministic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from webapp.accounts.audit import record
 from webapp.accounts.models import User
-from webapp.db import escape_like, json_rows, rows_of, utcnow
+from webapp.db import dataclass_of, escape_like, json_rows, rows_of, utcnow
 from webapp.extensions import db
 from webapp.minions.models import XP_PERIODS, Minion, MinionXpEvent, MinionXpGain
 from webapp.minions.xp import level_for_xp
@@ -155,7 +155,7 @@ class MinionCard:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> MinionCard:
         """The card (or a subclass's) from a JSON row read with :func:`with_card_columns`."""
-        return cls(**{column.name: row[column.name] for column in fields(cls)})
+        return dataclass_of(cls, row)
 
 
 def with_card_columns(statement: Select) -> Select:

@@ -5,7 +5,7 @@ Short lists come as JSON rows (``json_rows``) in the same round trip as the row 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased
 from webapp import quotas
 from webapp.accounts.models import User
 from webapp.datasets.models import Dataset
-from webapp.db import json_rows, rows_of, timestamp_of
+from webapp.db import dataclass_of, json_rows, rows_of, timestamp_of
 from webapp.extensions import db
 from webapp.minions.models import Minion
 from webapp.providers.models import AIModel, ModelVersion, Provider, UserProviderConfig
@@ -251,8 +251,7 @@ def job_choices(user: User) -> JobChoices:
 
 def rows_as(kind: type, value: list[dict[str, Any]]) -> list:
     """JSON rows as instances of ``kind``, a dataclass of (some of) their columns."""
-    names = [field.name for field in fields(kind)]
-    return [kind(**{name: row[name] for name in names}) for row in rows_of(value)]
+    return [dataclass_of(kind, row) for row in rows_of(value)]
 
 
 @dataclass
