@@ -76,6 +76,23 @@ def test_unknown_file_types_and_taken_names_are_refused(db_session, store):
     assert len(stored_files(store)) == 1
 
 
+def test_a_taken_name_is_refused_before_the_file_is_read_and_only_among_the_owners_own(db_session, store):
+    user, other = make_user(), make_user()
+    upload(other, jsonl_rows(1), name="Greetings")
+    upload(user, jsonl_rows(1), name="Farewells")
+    read = []
+
+    def chunks():
+        read.append(True)
+        yield jsonl_rows(1)
+
+    with pytest.raises(services.DatasetError, match="already have a dataset named “Farewells”") as refused:
+        services.upload_dataset(user, "Farewells", "", "private", "f.jsonl", chunks(), 1_000_000, actor=user)
+    assert refused.value.field == "name" and read == [], "refused before a byte of the file is read"
+    mine = upload(user, jsonl_rows(1), name="Greetings").dataset  # another owner's name is free for her
+    assert (mine.owner_user_id, mine.slug) == (user.id, "greetings")
+
+
 def test_the_datasets_quota_is_checked_before_and_after_the_upload(db_session, store):
     user = make_user()
     make_subscription(user, make_plan(quotas={"datasets": 1}))
