@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from tests.accounts.conftest import link_in, path_of
 from tests.factories import PASSWORD, make_user
 from webapp.accounts import services
 from webapp.accounts.models import AuditEvent, UserSession
@@ -44,7 +45,10 @@ def test_reset_password_spends_the_link_clears_failures_and_audits_the_sessions_
     assert services.reset_password(raw, "a brand new passphrase") is user
     assert user.failed_login_count == 0
     assert audit_of(db_session, user, "password.reset") == [{"sessions_revoked": 2}]
-    assert [message["Subject"] for message in mailbox] == ["Your Minion Console password was changed"]
+    (changed,) = mailbox
+    assert (changed["To"], changed["Subject"]) == (user.email, "Your Minion Console password was changed")
+    assert f"Hello {user.display_name}," in changed.get_content() and f"({user.email})" in changed.get_content()
+    assert path_of(link_in(changed)) == "/password/forgot", "the mail links to a fresh reset"
     assert services.reset_password(raw, "another new passphrase") is None, "a link works once"
 
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from tests.accounts.conftest import link_in, path_of, without_csrf
 from tests.conftest import login
 from tests.factories import PASSWORD, make_plan, make_provider, make_provider_config, make_user
-from webapp.accounts.models import AuditEvent, User
+from webapp.accounts.models import AuditEvent, Role, User
+from webapp.accounts.permissions import ROLE_DESCRIPTIONS
 from webapp.billing.models import UserSubscription
 from webapp.extensions import db
 from webapp.signup import services
@@ -58,6 +59,16 @@ def test_sign_up_makes_a_user_on_the_free_plan_and_mails_the_confirmation(client
     assert len(hashes) == 1
     # Not signed in by signing up: the answer is the same as for a taken address.
     assert client.get("/").status_code == 302
+
+
+def test_the_first_sign_up_on_a_console_without_roles_makes_the_user_role_described(db_session, free_plan, mailbox):
+    assert db_session.scalar(select(func.count()).select_from(Role)) == 0
+    services.sign_up("first@example.test", "First", PASSWORD)
+    services.sign_up("second@example.test", "Second", PASSWORD)
+    (role,) = db_session.scalars(select(Role))
+    assert (role.name, role.description) == ("user", ROLE_DESCRIPTIONS["user"])
+    for user in db_session.scalars(select(User)):
+        assert user.roles == [role]
 
 
 def test_a_taken_address_gets_the_same_answer_and_the_same_work(client, db_session, free_plan, mailbox, hashes):
