@@ -31,6 +31,13 @@ STATUS = {**KILLED, 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
 
 def run_mutmut(mutant_globs: list[str], max_children: int | None) -> int:
     env = {key: value for key, value in os.environ.items() if key not in ("TEST_DATABASE_URL", "CI")}
+    # mutmut runs pytest many times in one process and its forks, and the tests' first app sets
+    # INSTANCE_PATH for the whole process: left to pytest's numbered temporary folders, that first
+    # session's folder is pruned by later pytest runs on the machine, and mutants die of missing
+    # artifact files instead of failing tests. Both get folders of the run's own.
+    own = ROOT / "mutants" / "tmp"
+    (own / "pytest").mkdir(parents=True, exist_ok=True)
+    env.update(INSTANCE_PATH=str(own / "instance"), PYTEST_DEBUG_TEMPROOT=str(own / "pytest"))
     # The mutmut script, not `python -m mutmut`: mutmut warns that the module form re-imports itself.
     command = [str(Path(sys.executable).parent / "mutmut"), "run", *mutant_globs]
     if max_children:
