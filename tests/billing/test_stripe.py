@@ -365,7 +365,24 @@ def test_staff_cannot_start_a_card_subscription_for_someone(client, card_plans, 
     response = client.post(f"/billing/users/{user.id}/subscription/change", headers=HTMX,
                            data={"plan": "pro", "expected_amount_cents": "2900"})
     assert response.status_code == 422 and "started by its holder" in response.get_data(as_text=True)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(user, card_plans["pro"], actor=make_user(role="support"))
+    assert str(refusal.value) == ("A card subscription is started by its holder, who pays at Stripe's checkout; "
+                                  "ask them to choose the plan themselves.")
     assert not fake_stripe.sessions and db_session.scalar(select(func.count(CheckoutSession.id))) == 0
+
+
+def test_a_checkout_comes_back_to_the_subscription_page_when_abandoned_and_is_audited_as_its_holders(
+        card_plans, fake_stripe, db_session):
+    user = make_user()
+    result = services.change_plan(user, card_plans["pro"], actor=user)
+    (session,) = fake_stripe.sessions.values()
+    assert result == services.ChangeResult("Continue to Stripe to pay for the Pro plan.", redirect_url=session["url"])
+    assert session["cancel_url"] == "http://console.test/account/subscription"
+    checkout = db_session.scalars(select(CheckoutSession)).one()
+    (started,) = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.checkout_started"))
+    assert (started.object_type, started.object_id, started.actor_id, started.changes) == (
+        "checkout_sessions", checkout.id, user.id, {"plan": "pro", "checkout": session["id"]})
 
 
 def test_a_plan_without_a_stripe_price_is_not_sold_by_card(client, card_plans, fake_stripe, db_session):
