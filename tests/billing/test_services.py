@@ -139,6 +139,23 @@ def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada
     assert services.live_subscription(other).status == "active"
 
 
+def test_a_start_is_audited_with_its_plan_and_invoice_and_its_message_names_the_amount_due(ada, db_session):
+    plan = make_plan("plus", 3500, currency="EUR")
+    result = services.change_plan(ada, plan, actor=ada, reference="PO-9")
+    payment = result.payment
+    assert result.message == f"Your Plus subscription has started. Invoice {payment.provider_ref} for €35.00 is pending."
+    assert payment.description == "Plus plan, first period (ref. PO-9)"
+    other = make_user()
+    free = services.change_plan(other, make_plan("gratis", 0), actor=other)
+    assert free.message == "Your Gratis subscription has started."
+    starts = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.start")
+                                .order_by(AuditEvent.id))
+    assert [(event.object_id, event.actor_id, event.changes) for event in starts] == [
+        (services.live_subscription(ada).id, ada.id, {"plan": "plus", "payment": payment.provider_ref}),
+        (services.live_subscription(other).id, other.id, {"plan": "gratis", "payment": None}),
+    ]
+
+
 @pytest.mark.parametrize("case", [
     "current plan", "not public", "resume expired", "resume not cancelling", "second downgrade",
     "change while cancelling", "call off nothing", "cancel twice", "no subscription", "long reference",

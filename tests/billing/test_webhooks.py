@@ -12,7 +12,7 @@ from tests.billing.stripe_events import body, deliver, event, signature
 from tests.billing.test_stripe import card_subscriber
 from tests.concurrency import all_at_once
 from tests.conftest import app_of_its_own, login
-from tests.factories import make_plan, make_usage, make_user
+from tests.factories import make_plan, make_subscription, make_usage, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
 from webapp.billing.models import Payment, UserSubscription, WebhookEvent
@@ -164,6 +164,24 @@ def test_a_failed_renewal_makes_the_subscription_past_due_with_a_banner_and_a_ma
     actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == subscription.id,
                                                                  AuditEvent.object_type == "user_subscriptions"))
     assert {"subscription.past_due", "subscription.recovered"} <= set(actions)
+
+
+@pytest.mark.parametrize("status, marked", [("active", True), ("trialing", True), ("past_due", False),
+                                            ("canceled", False)])
+def test_only_a_running_subscription_turns_past_due_and_then_its_holder_is_mailed(app, db_session, status, marked):
+    user = make_user(display_name="Ada Lovelace")
+    subscription = make_subscription(user, make_plan("pro", 2900), status=status)
+    outbox(app).clear()
+    assert services.mark_past_due(subscription) is marked
+    assert subscription.status == ("past_due" if marked else status)
+    if not marked:
+        assert outbox(app) == []
+        return
+    (mail,) = outbox(app)
+    assert (mail["To"], mail["Subject"]) == (user.email, "Your card payment failed")
+    text = mail.get_content()
+    assert text.startswith("Hello Ada Lovelace,") and "Your card payment for the Pro plan did not go through" in text
+    assert "\nhttp://console.test/account/subscription\n" in text
 
 
 def test_when_stripe_gives_up_the_subscription_ends_and_the_user_falls_back(client, card_plans, fake_stripe,
