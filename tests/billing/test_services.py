@@ -30,13 +30,15 @@ def ada(db_session):
     return make_user()
 
 
-def audit_actions(subscription) -> list[str]:
-    from webapp.extensions import db
-
-    return list(db.session.scalars(
-        select(AuditEvent.action).where(AuditEvent.object_type == "user_subscriptions",
-                                        AuditEvent.object_id == subscription.id).order_by(AuditEvent.id)
+def audit_events(subscription) -> list[AuditEvent]:
+    return list(services.db.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_type == "user_subscriptions",
+                                 AuditEvent.object_id == subscription.id).order_by(AuditEvent.id)
     ))
+
+
+def audit_actions(subscription) -> list[str]:
+    return [event.action for event in audit_events(subscription)]
 
 
 def snapshot(user) -> tuple:
@@ -90,8 +92,42 @@ def test_upgrade_applies_at_once_and_bills_the_prorated_amount_as_a_pending_invo
     assert (payment.amount_cents, payment.status, payment.provider) == (4667, "pending", "manual_invoice")
     assert payment.provider_ref.startswith("INV-") and payment.idempotency_key
     assert payment.description == "Upgrade from Pro to Team, prorated (ref. PO-77)"
-    assert payment.provider_ref in result.message
-    assert audit_actions(subscription) == ["subscription.upgrade"]
+    assert result.message == f"You are now on the Team plan. Invoice {payment.provider_ref} for $46.67 is pending."
+    (upgrade,) = audit_events(subscription)
+    assert (upgrade.action, upgrade.actor_id, upgrade.changes) == ("subscription.upgrade", ada.id, {
+        "plan": ["pro", "team"], "amount_cents": 4667, "pending_plan": ["free", None],
+        "payment": payment.provider_ref})
+
+
+def test_an_upgrade_at_no_cost_is_audited_without_an_invoice(plans, ada, db_session):
+    subscription = make_subscription(ada, plans["pro"])
+    twin = make_plan("twin", 2900)
+    result = services.change_plan(ada, twin, actor=ada, expected_amount_cents=0)
+    assert (result.message, result.payment, subscription.plan_id) == ("You are now on the Twin plan.", None, twin.id)
+    assert db_session.scalar(select(func.count(Payment.id))) == 0
+    assert [event.changes for event in audit_events(subscription)] == [{"plan": ["pro", "twin"], "amount_cents": 0}]
+
+
+def test_an_upgrade_is_quoted_at_the_moment_given_and_refused_in_the_plans_currency_at_another_amount(ada):
+    basic, plus = make_plan("basic", 2900, currency="EUR"), make_plan("plus", 9900, currency="EUR")
+    subscription = make_subscription(ada, basic, days_into_period=20)
+    ten_days_in = subscription.current_period_start + timedelta(days=10)
+    before = snapshot(ada)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(ada, plus, expected_amount_cents=1, now=ten_days_in)
+    assert str(refusal.value) == \
+        "The amount due is now €46.67, not €0.01; open the plan again to confirm the new amount."
+    assert snapshot(ada) == before
+
+
+def test_an_invoice_reference_is_trimmed_and_may_have_60_characters(plans, ada):
+    make_subscription(ada, plans["pro"])
+    reference = "R" * 60
+    result = services.change_plan(ada, plans["team"], reference=f"  {reference} ")
+    assert result.payment.description.endswith(f", prorated (ref. {reference})")
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(make_user(), plans["team"], reference=reference + "R")
+    assert str(refusal.value) == "The invoice reference can be at most 60 characters."
 
 
 def test_confirmed_amount_must_match_the_amount_due(plans, ada):
@@ -105,9 +141,13 @@ def test_confirmed_amount_must_match_the_amount_due(plans, ada):
 
 def test_downgrade_waits_for_the_period_end_and_can_be_called_off(plans, ada):
     subscription = make_subscription(ada, plans["team"])
-    result = services.change_plan(ada, plans["pro"])
+    result = services.change_plan(ada, plans["pro"], actor=ada)
     assert (subscription.plan_id, subscription.pending_plan_id) == (plans["team"].id, plans["pro"].id)
-    assert result.payment is None and "move to the Pro plan" in result.message
+    assert result == services.ChangeResult(
+        f"You move to the Pro plan on {services.day_text(subscription.current_period_end)}.")
+    (scheduled,) = audit_events(subscription)
+    assert (scheduled.actor_id, scheduled.changes) == (ada.id, {
+        "pending_plan": [None, "pro"], "effective_at": subscription.current_period_end.isoformat()})
 
     services.call_off_downgrade(ada)
     assert subscription.pending_plan_id is None
@@ -143,7 +183,8 @@ def test_a_start_is_audited_with_its_plan_and_invoice_and_its_message_names_the_
     plan = make_plan("plus", 3500, currency="EUR")
     result = services.change_plan(ada, plan, actor=ada, reference="PO-9")
     payment = result.payment
-    assert result.message == f"Your Plus subscription has started. Invoice {payment.provider_ref} for €35.00 is pending."
+    assert result.message == \
+        f"Your Plus subscription has started. Invoice {payment.provider_ref} for €35.00 is pending."
     assert payment.description == "Plus plan, first period (ref. PO-9)"
     other = make_user()
     free = services.change_plan(other, make_plan("gratis", 0), actor=other)
