@@ -197,16 +197,28 @@ def test_a_start_is_audited_with_its_plan_and_invoice_and_its_message_names_the_
     ]
 
 
-@pytest.mark.parametrize("case", [
-    "current plan", "not public", "resume expired", "resume not cancelling", "second downgrade",
-    "change while cancelling", "call off nothing", "cancel twice", "no subscription", "long reference",
+@pytest.mark.parametrize("case, message", [
+    ("current plan", "You are already on the Team plan."),
+    ("not public", "The Secret plan is not offered for self-service; contact sales to join it."),
+    ("resume expired", "That subscription has already ended and cannot be resumed; choose a plan to start again."),
+    ("resume not cancelling", "Your subscription is not set to end, so there is nothing to resume."),
+    ("second downgrade", "A move to the Pro plan is already scheduled; call it off first."),
+    ("change while cancelling", "Your subscription is set to end on {end}; resume it before changing plan."),
+    ("yearly", "Switching between monthly and yearly billing is not available yet."),
+    ("call off nothing", "No plan change is scheduled."),
+    ("cancel twice", "Your subscription is already set to end on {end}."),
+    ("no subscription", "There is no running subscription to cancel."),
+    ("long reference", "The invoice reference can be at most 60 characters."),
 ])
-def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
+def test_invalid_changes_are_refused_in_their_own_words_and_change_nothing(case, message, plans, ada):
+    end = None
     if case == "resume expired":
         make_subscription(ada, plans["pro"], status="expired", days_into_period=40)
     elif case != "no subscription":
-        make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
-                          cancel_at_period_end=case in ("change while cancelling", "cancel twice"))
+        end = make_subscription(ada, plans["team"],
+                                pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
+                                cancel_at_period_end=case in ("change while cancelling", "cancel twice"),
+                                ).current_period_end
     attempts = {
         "current plan": lambda: services.change_plan(ada, plans["team"]),
         "not public": lambda: services.change_plan(ada, plans["secret"]),
@@ -214,6 +226,7 @@ def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
         "resume not cancelling": lambda: services.resume_subscription(ada),
         "second downgrade": lambda: services.change_plan(ada, plans["free"]),
         "change while cancelling": lambda: services.change_plan(ada, plans["pro"]),
+        "yearly": lambda: services.change_plan(ada, make_plan("team-yearly", 99000, billing_interval="year")),
         "call off nothing": lambda: services.call_off_downgrade(ada),
         "cancel twice": lambda: services.cancel_subscription(ada),
         "no subscription": lambda: services.cancel_subscription(ada),
@@ -222,8 +235,19 @@ def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
     before = snapshot(ada)
     with pytest.raises(PlanChangeError) as refusal:
         attempts[case]()
-    assert str(refusal.value).endswith(".")
+    assert str(refusal.value) == message.format(end=end and services.day_text(end))
     assert snapshot(ada) == before
+
+
+def test_each_kind_of_quote_says_what_it_would_do_when_and_for_how_much(plans, ada):
+    now = utcnow()
+    assert services.quote_plan_change(ada, plans["pro"], now) == services.Quote("start", plans["pro"], 2900, now)
+    subscription = make_subscription(ada, plans["pro"], days_into_period=20)
+    ten_days_in = subscription.current_period_start + timedelta(days=10)
+    assert services.quote_plan_change(ada, plans["team"], ten_days_in) == services.Quote(
+        "upgrade", plans["team"], 4667, ten_days_in, subscription=subscription)
+    assert services.quote_plan_change(ada, plans["free"], ten_days_in) == services.Quote(
+        "downgrade", plans["free"], 0, subscription.current_period_end, subscription=subscription)
 
 
 def test_roll_over_renews_applies_downgrades_and_ends_cancelled_subscriptions(plans, db_session):

@@ -385,6 +385,37 @@ def test_a_checkout_comes_back_to_the_subscription_page_when_abandoned_and_is_au
         "checkout_sessions", checkout.id, user.id, {"plan": "pro", "checkout": session["id"]})
 
 
+def test_under_stripe_a_paid_plan_is_quoted_as_a_checkout_and_a_card_upgrade_at_the_moment_previewed(
+        app, card_plans, fake_stripe, db_session, monkeypatch):
+    now = utcnow()
+    newcomer, invoiced = make_user(), make_user()
+    assert services.quote_plan_change(newcomer, card_plans["pro"], now) == services.Quote(
+        "checkout", card_plans["pro"], 2900, now)
+    assert services.quote_plan_change(newcomer, card_plans["free"], now).kind == "start"
+    by_hand = make_subscription(invoiced, card_plans["free"])
+    assert services.quote_plan_change(invoiced, card_plans["pro"], now) == services.Quote(
+        "checkout", card_plans["pro"], 2900, now, subscription=by_hand)
+    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    quote = services.quote_plan_change(user, card_plans["team"], now)
+    assert (quote.kind, quote.plan, quote.effective_at, quote.proration_date, quote.subscription) == (
+        "upgrade", card_plans["team"], now, int(now.timestamp()), subscription)
+    preview = fake_stripe.calls("POST", "/v1/invoices/create_preview")[-1]
+    assert preview["subscription_details"]["proration_date"] == str(int(now.timestamp()))
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(user, card_plans["free"])
+    assert str(refusal.value) == (
+        f"To move to the Free plan, cancel the subscription: when it ends on "
+        f"{services.day_text(subscription.current_period_end)} you are on Free, and no card is charged again.")
+    card_plans["team"].stripe_price_id = None
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(newcomer, card_plans["team"])
+    assert str(refusal.value) == "The Team plan cannot be paid by card yet; contact support to join it."
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", None)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(user, card_plans["free"])
+    assert str(refusal.value) == services.STRIPE_NOT_CONFIGURED
+
+
 def test_a_plan_without_a_stripe_price_is_not_sold_by_card(client, card_plans, fake_stripe, db_session):
     card_plans["team"].stripe_price_id = None
     with pytest.raises(PlanChangeError, match="cannot be paid by card yet"):
