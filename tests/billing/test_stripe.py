@@ -321,6 +321,32 @@ def test_an_invoiced_payment_is_refunded_with_a_credit_note(db_session):
         services.refund_payment(payment, 1, actor=None)
 
 
+def test_a_refund_from_one_cent_to_what_is_left_is_audited_and_the_last_one_marks_the_payment_refunded(db_session):
+    staff = make_user(role="support")
+    payment = make_payment(make_user(), amount_cents=2900, currency="EUR", provider_ref="INV-9")
+    for amount in (0, 2901):
+        with pytest.raises(RefundError) as refusal:
+            services.refund_payment(payment, amount, actor=staff)
+        assert str(refusal.value) == "The refund must be between €0.01 and €29.00."
+    first = services.refund_payment(payment, 1, actor=staff)
+    assert (payment.status, payment.refunded_cents) == ("succeeded", 1)
+    rest = services.refund_payment(payment, 2899, actor=staff)
+    assert (payment.status, payment.refunded_cents) == ("refunded", 2900)
+    refunds = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "payment.refund",
+                                                          AuditEvent.object_id == payment.id).order_by(AuditEvent.id))
+    (one, other) = [(event.actor_id, event.changes) for event in refunds]
+    assert one == (staff.id, {"refunded_cents": [0, 1], "amount_cents": 1, "refund": one[1]["refund"]})
+    assert other == (staff.id, {"refunded_cents": [1, 2900], "amount_cents": 2899, "refund": other[1]["refund"],
+                                "status": ["succeeded", "refunded"]})
+    assert (first, rest) == (f"Refunded €0.01 of €29.00 ({one[1]['refund']}).",
+                             f"Refunded €28.99 of €29.00 ({other[1]['refund']}).")
+    assert one[1]["refund"].startswith("CN-") and other[1]["refund"].startswith("CN-")
+    pending = make_payment(make_user(), status="pending")
+    with pytest.raises(RefundError) as refusal:
+        services.refund_payment(pending, 1, actor=staff)
+    assert str(refusal.value) == "Only a succeeded payment can be refunded; this one is pending."
+
+
 def test_users_cannot_refund(client, db_session):
     payment = make_payment(make_user(), amount_cents=2900)
     login(client, make_user())
