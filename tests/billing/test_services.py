@@ -149,21 +149,31 @@ def test_downgrade_waits_for_the_period_end_and_can_be_called_off(plans, ada):
     assert (scheduled.actor_id, scheduled.changes) == (ada.id, {
         "pending_plan": [None, "pro"], "effective_at": subscription.current_period_end.isoformat()})
 
-    services.call_off_downgrade(ada)
+    assert services.call_off_downgrade(ada, actor=ada) == services.ChangeResult("You stay on the Team plan.")
     assert subscription.pending_plan_id is None
-    assert audit_actions(subscription) == ["subscription.downgrade_scheduled", "subscription.downgrade_called_off"]
+    called_off = audit_events(subscription)[1]
+    assert (called_off.action, called_off.actor_id, called_off.changes) == (
+        "subscription.downgrade_called_off", ada.id, {"pending_plan": ["pro", None]})
 
 
 def test_cancel_sets_cancel_at_period_end_and_resume_undoes_it(plans, ada):
     subscription = make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id)
-    services.cancel_subscription(ada)
-    assert subscription.cancel_at_period_end and subscription.canceled_at is not None
+    end = services.day_text(subscription.current_period_end)
+    now = subscription.current_period_start + timedelta(days=3)
+    assert services.cancel_subscription(ada, actor=ada, now=now) == services.ChangeResult(
+        f"Your subscription ends on {end}.")
+    assert subscription.cancel_at_period_end and subscription.canceled_at == now
     assert subscription.pending_plan_id is None, "nothing follows a cancelled subscription"
     assert subscription.status == "active", "it keeps working until the period ends"
 
-    services.resume_subscription(ada)
+    with pytest.raises(PlanChangeError, match="already ended"):
+        services.resume_subscription(ada, now=subscription.current_period_end)
+    assert services.resume_subscription(ada, actor=ada) == services.ChangeResult(f"Your subscription renews on {end}.")
     assert not subscription.cancel_at_period_end and subscription.canceled_at is None
-    assert audit_actions(subscription) == ["subscription.cancel", "subscription.resume"]
+    assert [(event.action, event.actor_id, event.changes) for event in audit_events(subscription)] == [
+        ("subscription.cancel", ada.id, {"cancel_at_period_end": [False, True], "pending_plan": ["pro", None]}),
+        ("subscription.resume", ada.id, {"cancel_at_period_end": [True, False]}),
+    ]
 
 
 def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada, db_session):
