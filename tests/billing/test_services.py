@@ -6,11 +6,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
+from tests.factories import (
+    make_minion, make_payment, make_plan, make_subscription, make_training_job, make_usage, make_user,
+)
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
 from webapp.billing.gateway import ManualInvoiceGateway
-from webapp.billing.models import Payment, UsageRecord, UserSubscription
+from webapp.billing.models import BillingCustomer, Payment, UsageRecord, UserSubscription
 from webapp.billing.services import PlanChangeError
 from webapp.db import utcnow
 
@@ -309,6 +311,36 @@ def test_usage_meters_equal_the_database_sums_for_the_period(plans, ada, db_sess
     assert meters["training_minutes"].used == database_sum("training_minutes") == 12
     assert (meters["training_jobs"].used, meters["minions"].used) == (1, 1)
     assert meters["tokens"].percent == 100 and meters["tokens"].over
+
+
+def test_the_subscription_page_reads_the_live_subscription_with_the_users_own_payments_customer_meters_and_days(
+        plans, ada, db_session):
+    plan = make_plan("metered", 2900, quotas={"tokens": 1_000, "requests": 50}, sort_order=5)
+    subscription = make_subscription(ada, plan, days_into_period=2)
+    make_usage(ada, "input_tokens", 1_200, occurred_at=subscription.current_period_start + timedelta(minutes=1))
+    now, other = utcnow(), make_user()
+    payments = [make_payment(ada, subscription, created_at=now - timedelta(days=days)) for days in (3, 1, 2)]
+    make_payment(other, created_at=now)
+    db_session.add_all([BillingCustomer(user_id=other.id, provider="stripe", customer_ref="cus_other"),
+                        BillingCustomer(user_id=ada.id, provider="stripe", customer_ref="cus_ada")])
+    make_subscription(other, plans["pro"], status="expired", days_into_period=40)
+
+    page = services.subscription_page(ada, own=False, per_page=2)
+
+    assert (page.subscription, page.ended) == (subscription, None)
+    assert [plan.code for plan in page.plans] == ["free", "pro", "team", "metered"]
+    assert [payment.id for payment in page.payments.items] == [payments[1].id, payments[2].id]
+    assert page.payments.has_next and page.customer["customer_ref"] == "cus_ada"
+    assert [(meter.key, meter.used, meter.limit) for meter in page.meters] == [("tokens", 1_200, 1_000),
+                                                                               ("requests", 0, 50)]
+    assert page.fits.code == "free", "the cheapest public plan that covers the use"
+    assert page.days[0] == services.DailyUsage(subscription.current_period_start.date(), 1_200, 0, 0)
+    assert page.usage_alerts == []
+
+    ended = services.subscription_page(other, own=True, per_page=2)
+    assert (ended.subscription, ended.ended.user_id, ended.ended.status) == (None, other.id, "expired")
+    assert (ended.meters, ended.days, ended.fits, ended.customer["customer_ref"]) == ([], [], None, "cus_other")
+    assert [payment.user_id for payment in ended.payments.items] == [other.id] and not ended.payments.has_next
 
 
 def test_daily_usage_adds_up_each_day_of_the_period(plans, ada):
