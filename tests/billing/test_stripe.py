@@ -418,6 +418,8 @@ def test_under_stripe_a_paid_plan_is_quoted_as_a_checkout_and_a_card_upgrade_at_
     assert services.quote_plan_change(newcomer, card_plans["pro"], now) == services.Quote(
         "checkout", card_plans["pro"], 2900, now)
     assert services.quote_plan_change(newcomer, card_plans["free"], now).kind == "start"
+    penny = make_plan("penny", 1, stripe_price_id=fake_stripe.add_price(1))
+    assert services.quote_plan_change(newcomer, penny, now).kind == "checkout", "any price is paid by card"
     by_hand = make_subscription(invoiced, card_plans["free"])
     assert services.quote_plan_change(invoiced, card_plans["pro"], now) == services.Quote(
         "checkout", card_plans["pro"], 2900, now, subscription=by_hand)
