@@ -181,10 +181,13 @@ def test_a_downgrade_is_a_schedule_at_stripe_and_calling_it_off_releases_it(card
 
 
 def test_cancel_and_resume_set_cancel_at_period_end_at_stripe(card_plans, fake_stripe, db_session):
-    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    user, subscription = card_subscriber(fake_stripe, card_plans["team"])
     stripe_subscription = fake_stripe.subscriptions[subscription.provider_ref]
+    services.change_plan(user, card_plans["pro"], expected_amount_cents=0)
+    assert subscription.provider_schedule_ref is not None
     services.cancel_subscription(user)
     assert stripe_subscription["cancel_at_period_end"] is True and subscription.cancel_at_period_end
+    assert subscription.pending_plan is None and subscription.provider_schedule_ref is None, "nothing follows"
     services.resume_subscription(user)
     assert stripe_subscription["cancel_at_period_end"] is False and not subscription.cancel_at_period_end
 
@@ -424,6 +427,7 @@ def test_under_stripe_a_paid_plan_is_quoted_as_a_checkout_and_a_card_upgrade_at_
     assert services.quote_plan_change(invoiced, card_plans["pro"], now) == services.Quote(
         "checkout", card_plans["pro"], 2900, now, subscription=by_hand)
     user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    now = utcnow()  # inside the Stripe period, which starts when the checkout completes
     quote = services.quote_plan_change(user, card_plans["team"], now)
     assert (quote.kind, quote.plan, quote.effective_at, quote.proration_date, quote.subscription) == (
         "upgrade", card_plans["team"], now, int(now.timestamp()), subscription)
