@@ -220,13 +220,14 @@ def test_a_start_is_audited_with_its_plan_and_invoice_and_its_message_names_the_
     ("call off nothing", "No plan change is scheduled."),
     ("cancel twice", "Your subscription is already set to end on {end}."),
     ("no subscription", "There is no running subscription to cancel."),
+    ("call off without a subscription", "There is no running subscription to change."),
     ("long reference", "The invoice reference can be at most 60 characters."),
 ])
 def test_invalid_changes_are_refused_in_their_own_words_and_change_nothing(case, message, plans, ada):
     end = None
     if case == "resume expired":
         make_subscription(ada, plans["pro"], status="expired", days_into_period=40)
-    elif case != "no subscription":
+    elif case not in ("no subscription", "call off without a subscription"):
         end = make_subscription(ada, plans["team"],
                                 pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
                                 cancel_at_period_end=case in ("change while cancelling", "cancel twice"),
@@ -242,6 +243,7 @@ def test_invalid_changes_are_refused_in_their_own_words_and_change_nothing(case,
         "call off nothing": lambda: services.call_off_downgrade(ada),
         "cancel twice": lambda: services.cancel_subscription(ada),
         "no subscription": lambda: services.cancel_subscription(ada),
+        "call off without a subscription": lambda: services.call_off_downgrade(ada),
         "long reference": lambda: services.change_plan(ada, plans["free"], reference="x" * 61),
     }
     before = snapshot(ada)
