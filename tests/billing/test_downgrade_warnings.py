@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from tests.conftest import login
-from tests.factories import make_ai_model, make_minion, make_plan, make_subscription, make_usage, make_user
+from tests.factories import (
+    make_ai_model, make_dataset, make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user,
+)
 from webapp.billing import services
 
 
@@ -33,6 +35,36 @@ def test_a_downgrade_below_current_use_lists_each_exceeded_quota(db_session):
         "reaches it, use past it is billed at $0.02 per 1,000.",
         f"You have 3 minions; Hobby allows 2. On {on} they all stay, but you cannot add another until you have "
         "fewer than 2.",
+    )
+
+
+def test_each_kind_of_quota_warns_in_its_own_words_and_a_quota_used_exactly_or_not_counted_does_not(db_session):
+    team = make_plan("team", 9900, quotas={"minions": 10})
+    hobby = make_plan("hobby", 900, name="Hobby", currency="EUR", quotas={
+        "tokens": 1_000_000, "requests": 5, "training_minutes": 12, "training_jobs": 1, "concurrent_jobs": 1,
+        "minions": 2, "datasets": 1, "dataset_bytes": 10, "overage": {"tokens": {"per": 1_000, "cents": 2}}})
+    user, subscription = subscriber_with_minions(team, 3)
+    for metric, quantity in (("input_tokens", 1_200_000), ("requests", 7), ("training_minutes", 12)):
+        make_usage(user, metric, quantity)
+    make_training_job(user)
+    make_training_job(user)  # two queued jobs: two started this period, and two at once
+    make_dataset(user)
+    make_dataset(user)
+
+    warnings = services.quote_plan_change(user, hobby).warnings
+
+    on = services.day_text(subscription.current_period_end)
+    assert warnings == (
+        f"You used 1,200,000 tokens this period; Hobby allows 1,000,000 per period. From {on}, once a period "
+        "reaches it, use past it is billed at €0.02 per 1,000.",
+        f"You used 7 requests this period; Hobby allows 5 per period. From {on}, once a period reaches it, work "
+        "that needs more is refused.",
+        f"You started 2 training jobs this period; Hobby allows 1 per period. From {on}, no job starts past that "
+        "number.",
+        f"You have 3 minions; Hobby allows 2. On {on} they all stay, but you cannot add another until you have "
+        "fewer than 2.",
+        f"You have 2 datasets; Hobby allows 1. On {on} they all stay, but you cannot add another until you have "
+        "fewer than 1.",
     )
 
 

@@ -97,6 +97,39 @@ def test_a_subscription_that_ends_is_billed_its_last_overage_once_and_audited(db
     assert (end.action, end.actor_id, end.changes) == ("subscription.end", None, {"status": ["active", "canceled"]})
 
 
+def test_a_renewal_is_described_keyed_and_audited_by_its_period_and_a_trial_becomes_active(db_session):
+    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN)
+    free = make_plan("free", 0, name="Free")
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    metered, plain, gratis = make_user(), make_user(), make_user()
+    with_overage = make_subscription(metered, pro, status="trialing", current_period_start=start)
+    without = make_subscription(plain, pro, current_period_start=start)
+    unpaid = make_subscription(gratis, free, current_period_start=start)
+    make_usage(metered, "input_tokens", 1_001_000, occurred_at=start + timedelta(days=1))
+
+    assert services.roll_periods(datetime(2026, 4, 1, tzinfo=timezone.utc)) == services.RollOverSummary(renewed=3)
+
+    assert with_overage.status == "active"
+    assert (with_overage.current_period_start, with_overage.current_period_end) == (
+        datetime(2026, 3, 31, tzinfo=timezone.utc), datetime(2026, 4, 30, tzinfo=timezone.utc))
+    [billed] = payments_of(db_session, with_overage)
+    assert billed.description == "Pro plan, period from 31 Mar 2026, with the overage of the period before"
+    assert billed.lines[0] == {"description": "Pro plan, 31 Mar 2026 – 30 Apr 2026", "amount_cents": 2900}
+    assert billed.idempotency_key == f"renewal-{with_overage.id}-20260331T000000"
+    [plain_payment] = payments_of(db_session, without)
+    assert (plain_payment.description, plain_payment.amount_cents) == ("Pro plan, period from 31 Mar 2026", 2900)
+    assert payments_of(db_session, unpaid) == []
+    renewals = {event.object_id: (event.actor_id, event.changes) for event in db_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "subscription.renew"))}
+    period_start = "2026-03-31T00:00:00+00:00"
+    assert renewals == {
+        with_overage.id: (None, {"period_start": period_start, "plan": "pro", "payment": billed.provider_ref,
+                                 "overage_cents": 2}),
+        without.id: (None, {"period_start": period_start, "plan": "pro", "payment": plain_payment.provider_ref}),
+        unpaid.id: (None, {"period_start": period_start, "plan": "free", "payment": None}),
+    }
+
+
 def test_a_downgraded_period_is_billed_at_the_plan_it_ran_on(db_session):
     team = make_plan("team", 9900, quotas={"tokens": 10, "overage": {"tokens": {"per": 1, "cents": 1}}})
     pro = make_plan("pro", 2900, quotas={"tokens": 10})

@@ -6,11 +6,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
+from tests.factories import (
+    make_minion, make_payment, make_plan, make_subscription, make_training_job, make_usage, make_user,
+)
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
 from webapp.billing.gateway import ManualInvoiceGateway
-from webapp.billing.models import Payment, UsageRecord, UserSubscription
+from webapp.billing.models import BillingCustomer, Payment, UsageRecord, UserSubscription
 from webapp.billing.services import PlanChangeError
 from webapp.db import utcnow
 
@@ -30,13 +32,15 @@ def ada(db_session):
     return make_user()
 
 
-def audit_actions(subscription) -> list[str]:
-    from webapp.extensions import db
-
-    return list(db.session.scalars(
-        select(AuditEvent.action).where(AuditEvent.object_type == "user_subscriptions",
-                                        AuditEvent.object_id == subscription.id).order_by(AuditEvent.id)
+def audit_events(subscription) -> list[AuditEvent]:
+    return list(services.db.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_type == "user_subscriptions",
+                                 AuditEvent.object_id == subscription.id).order_by(AuditEvent.id)
     ))
+
+
+def audit_actions(subscription) -> list[str]:
+    return [event.action for event in audit_events(subscription)]
 
 
 def snapshot(user) -> tuple:
@@ -90,8 +94,42 @@ def test_upgrade_applies_at_once_and_bills_the_prorated_amount_as_a_pending_invo
     assert (payment.amount_cents, payment.status, payment.provider) == (4667, "pending", "manual_invoice")
     assert payment.provider_ref.startswith("INV-") and payment.idempotency_key
     assert payment.description == "Upgrade from Pro to Team, prorated (ref. PO-77)"
-    assert payment.provider_ref in result.message
-    assert audit_actions(subscription) == ["subscription.upgrade"]
+    assert result.message == f"You are now on the Team plan. Invoice {payment.provider_ref} for $46.67 is pending."
+    (upgrade,) = audit_events(subscription)
+    assert (upgrade.action, upgrade.actor_id, upgrade.changes) == ("subscription.upgrade", ada.id, {
+        "plan": ["pro", "team"], "amount_cents": 4667, "pending_plan": ["free", None],
+        "payment": payment.provider_ref})
+
+
+def test_an_upgrade_at_no_cost_is_audited_without_an_invoice(plans, ada, db_session):
+    subscription = make_subscription(ada, plans["pro"])
+    twin = make_plan("twin", 2900)
+    result = services.change_plan(ada, twin, actor=ada, expected_amount_cents=0)
+    assert (result.message, result.payment, subscription.plan_id) == ("You are now on the Twin plan.", None, twin.id)
+    assert db_session.scalar(select(func.count(Payment.id))) == 0
+    assert [event.changes for event in audit_events(subscription)] == [{"plan": ["pro", "twin"], "amount_cents": 0}]
+
+
+def test_an_upgrade_is_quoted_at_the_moment_given_and_refused_in_the_plans_currency_at_another_amount(ada):
+    basic, plus = make_plan("basic", 2900, currency="EUR"), make_plan("plus", 9900, currency="EUR")
+    subscription = make_subscription(ada, basic, days_into_period=20)
+    ten_days_in = subscription.current_period_start + timedelta(days=10)
+    before = snapshot(ada)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(ada, plus, expected_amount_cents=1, now=ten_days_in)
+    assert str(refusal.value) == \
+        "The amount due is now €46.67, not €0.01; open the plan again to confirm the new amount."
+    assert snapshot(ada) == before
+
+
+def test_an_invoice_reference_is_trimmed_and_may_have_60_characters(plans, ada):
+    make_subscription(ada, plans["pro"])
+    reference = "R" * 60
+    result = services.change_plan(ada, plans["team"], reference=f"  {reference} ")
+    assert result.payment.description.endswith(f", prorated (ref. {reference})")
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(make_user(), plans["team"], reference=reference + "R")
+    assert str(refusal.value) == "The invoice reference can be at most 60 characters."
 
 
 def test_confirmed_amount_must_match_the_amount_due(plans, ada):
@@ -105,25 +143,39 @@ def test_confirmed_amount_must_match_the_amount_due(plans, ada):
 
 def test_downgrade_waits_for_the_period_end_and_can_be_called_off(plans, ada):
     subscription = make_subscription(ada, plans["team"])
-    result = services.change_plan(ada, plans["pro"])
+    result = services.change_plan(ada, plans["pro"], actor=ada)
     assert (subscription.plan_id, subscription.pending_plan_id) == (plans["team"].id, plans["pro"].id)
-    assert result.payment is None and "move to the Pro plan" in result.message
+    assert result == services.ChangeResult(
+        f"You move to the Pro plan on {services.day_text(subscription.current_period_end)}.")
+    (scheduled,) = audit_events(subscription)
+    assert (scheduled.actor_id, scheduled.changes) == (ada.id, {
+        "pending_plan": [None, "pro"], "effective_at": subscription.current_period_end.isoformat()})
 
-    services.call_off_downgrade(ada)
+    assert services.call_off_downgrade(ada, actor=ada) == services.ChangeResult("You stay on the Team plan.")
     assert subscription.pending_plan_id is None
-    assert audit_actions(subscription) == ["subscription.downgrade_scheduled", "subscription.downgrade_called_off"]
+    called_off = audit_events(subscription)[1]
+    assert (called_off.action, called_off.actor_id, called_off.changes) == (
+        "subscription.downgrade_called_off", ada.id, {"pending_plan": ["pro", None]})
 
 
 def test_cancel_sets_cancel_at_period_end_and_resume_undoes_it(plans, ada):
     subscription = make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id)
-    services.cancel_subscription(ada)
-    assert subscription.cancel_at_period_end and subscription.canceled_at is not None
+    end = services.day_text(subscription.current_period_end)
+    now = subscription.current_period_start + timedelta(days=3)
+    assert services.cancel_subscription(ada, actor=ada, now=now) == services.ChangeResult(
+        f"Your subscription ends on {end}.")
+    assert subscription.cancel_at_period_end and subscription.canceled_at == now
     assert subscription.pending_plan_id is None, "nothing follows a cancelled subscription"
     assert subscription.status == "active", "it keeps working until the period ends"
 
-    services.resume_subscription(ada)
+    with pytest.raises(PlanChangeError, match="already ended"):
+        services.resume_subscription(ada, now=subscription.current_period_end)
+    assert services.resume_subscription(ada, actor=ada) == services.ChangeResult(f"Your subscription renews on {end}.")
     assert not subscription.cancel_at_period_end and subscription.canceled_at is None
-    assert audit_actions(subscription) == ["subscription.cancel", "subscription.resume"]
+    assert [(event.action, event.actor_id, event.changes) for event in audit_events(subscription)] == [
+        ("subscription.cancel", ada.id, {"cancel_at_period_end": [False, True], "pending_plan": ["pro", None]}),
+        ("subscription.resume", ada.id, {"cancel_at_period_end": [True, False]}),
+    ]
 
 
 def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada, db_session):
@@ -139,16 +191,47 @@ def test_a_user_without_a_subscription_can_start_a_free_or_a_paid_one(plans, ada
     assert services.live_subscription(other).status == "active"
 
 
-@pytest.mark.parametrize("case", [
-    "current plan", "not public", "resume expired", "resume not cancelling", "second downgrade",
-    "change while cancelling", "call off nothing", "cancel twice", "no subscription", "long reference",
+def test_a_start_is_audited_with_its_plan_and_invoice_and_its_message_names_the_amount_due(ada, db_session):
+    plan = make_plan("plus", 3500, currency="EUR")
+    result = services.change_plan(ada, plan, actor=ada, reference="PO-9")
+    payment = result.payment
+    assert result.message == \
+        f"Your Plus subscription has started. Invoice {payment.provider_ref} for €35.00 is pending."
+    assert payment.description == "Plus plan, first period (ref. PO-9)"
+    other = make_user()
+    free = services.change_plan(other, make_plan("gratis", 0), actor=other)
+    assert free.message == "Your Gratis subscription has started."
+    starts = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.start")
+                                .order_by(AuditEvent.id))
+    assert [(event.object_id, event.actor_id, event.changes) for event in starts] == [
+        (services.live_subscription(ada).id, ada.id, {"plan": "plus", "payment": payment.provider_ref}),
+        (services.live_subscription(other).id, other.id, {"plan": "gratis", "payment": None}),
+    ]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("current plan", "You are already on the Team plan."),
+    ("not public", "The Secret plan is not offered for self-service; contact sales to join it."),
+    ("resume expired", "That subscription has already ended and cannot be resumed; choose a plan to start again."),
+    ("resume not cancelling", "Your subscription is not set to end, so there is nothing to resume."),
+    ("second downgrade", "A move to the Pro plan is already scheduled; call it off first."),
+    ("change while cancelling", "Your subscription is set to end on {end}; resume it before changing plan."),
+    ("yearly", "Switching between monthly and yearly billing is not available yet."),
+    ("call off nothing", "No plan change is scheduled."),
+    ("cancel twice", "Your subscription is already set to end on {end}."),
+    ("no subscription", "There is no running subscription to cancel."),
+    ("call off without a subscription", "There is no running subscription to change."),
+    ("long reference", "The invoice reference can be at most 60 characters."),
 ])
-def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
+def test_invalid_changes_are_refused_in_their_own_words_and_change_nothing(case, message, plans, ada):
+    end = None
     if case == "resume expired":
         make_subscription(ada, plans["pro"], status="expired", days_into_period=40)
-    elif case != "no subscription":
-        make_subscription(ada, plans["team"], pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
-                          cancel_at_period_end=case in ("change while cancelling", "cancel twice"))
+    elif case not in ("no subscription", "call off without a subscription"):
+        end = make_subscription(ada, plans["team"],
+                                pending_plan_id=plans["pro"].id if case == "second downgrade" else None,
+                                cancel_at_period_end=case in ("change while cancelling", "cancel twice"),
+                                ).current_period_end
     attempts = {
         "current plan": lambda: services.change_plan(ada, plans["team"]),
         "not public": lambda: services.change_plan(ada, plans["secret"]),
@@ -156,16 +239,29 @@ def test_invalid_changes_are_refused_and_change_nothing(case, plans, ada):
         "resume not cancelling": lambda: services.resume_subscription(ada),
         "second downgrade": lambda: services.change_plan(ada, plans["free"]),
         "change while cancelling": lambda: services.change_plan(ada, plans["pro"]),
+        "yearly": lambda: services.change_plan(ada, make_plan("team-yearly", 99000, billing_interval="year")),
         "call off nothing": lambda: services.call_off_downgrade(ada),
         "cancel twice": lambda: services.cancel_subscription(ada),
         "no subscription": lambda: services.cancel_subscription(ada),
+        "call off without a subscription": lambda: services.call_off_downgrade(ada),
         "long reference": lambda: services.change_plan(ada, plans["free"], reference="x" * 61),
     }
     before = snapshot(ada)
     with pytest.raises(PlanChangeError) as refusal:
         attempts[case]()
-    assert str(refusal.value).endswith(".")
+    assert str(refusal.value) == message.format(end=end and services.day_text(end))
     assert snapshot(ada) == before
+
+
+def test_each_kind_of_quote_says_what_it_would_do_when_and_for_how_much(plans, ada):
+    now = utcnow()
+    assert services.quote_plan_change(ada, plans["pro"], now) == services.Quote("start", plans["pro"], 2900, now)
+    subscription = make_subscription(ada, plans["pro"], days_into_period=20)
+    ten_days_in = subscription.current_period_start + timedelta(days=10)
+    assert services.quote_plan_change(ada, plans["team"], ten_days_in) == services.Quote(
+        "upgrade", plans["team"], 4667, ten_days_in, subscription=subscription)
+    assert services.quote_plan_change(ada, plans["free"], ten_days_in) == services.Quote(
+        "downgrade", plans["free"], 0, subscription.current_period_end, subscription=subscription)
 
 
 def test_roll_over_renews_applies_downgrades_and_ends_cancelled_subscriptions(plans, db_session):
@@ -217,6 +313,36 @@ def test_usage_meters_equal_the_database_sums_for_the_period(plans, ada, db_sess
     assert meters["training_minutes"].used == database_sum("training_minutes") == 12
     assert (meters["training_jobs"].used, meters["minions"].used) == (1, 1)
     assert meters["tokens"].percent == 100 and meters["tokens"].over
+
+
+def test_the_subscription_page_reads_the_live_subscription_with_the_users_own_payments_customer_meters_and_days(
+        plans, ada, db_session):
+    plan = make_plan("metered", 2900, quotas={"tokens": 1_000, "requests": 50}, sort_order=5)
+    subscription = make_subscription(ada, plan, days_into_period=2)
+    make_usage(ada, "input_tokens", 1_200, occurred_at=subscription.current_period_start + timedelta(minutes=1))
+    now, other = utcnow(), make_user()
+    payments = [make_payment(ada, subscription, created_at=now - timedelta(days=days)) for days in (3, 1, 2)]
+    make_payment(other, created_at=now)
+    db_session.add_all([BillingCustomer(user_id=other.id, provider="stripe", customer_ref="cus_other"),
+                        BillingCustomer(user_id=ada.id, provider="stripe", customer_ref="cus_ada")])
+    make_subscription(other, plans["pro"], status="expired", days_into_period=40)
+
+    page = services.subscription_page(ada, own=False, per_page=2)
+
+    assert (page.subscription, page.ended) == (subscription, None)
+    assert [plan.code for plan in page.plans] == ["free", "pro", "team", "metered"]
+    assert [payment.id for payment in page.payments.items] == [payments[1].id, payments[2].id]
+    assert page.payments.has_next and page.customer["customer_ref"] == "cus_ada"
+    assert [(meter.key, meter.used, meter.limit) for meter in page.meters] == [("tokens", 1_200, 1_000),
+                                                                               ("requests", 0, 50)]
+    assert page.fits.code == "free", "the cheapest public plan that covers the use"
+    assert page.days[0] == services.DailyUsage(subscription.current_period_start.date(), 1_200, 0, 0)
+    assert page.usage_alerts == []
+
+    ended = services.subscription_page(other, own=True, per_page=2)
+    assert (ended.subscription, ended.ended.user_id, ended.ended.status) == (None, other.id, "expired")
+    assert (ended.meters, ended.days, ended.fits, ended.customer["customer_ref"]) == ([], [], None, "cus_other")
+    assert [payment.user_id for payment in ended.payments.items] == [other.id] and not ended.payments.has_next
 
 
 def test_daily_usage_adds_up_each_day_of_the_period(plans, ada):

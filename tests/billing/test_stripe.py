@@ -181,10 +181,13 @@ def test_a_downgrade_is_a_schedule_at_stripe_and_calling_it_off_releases_it(card
 
 
 def test_cancel_and_resume_set_cancel_at_period_end_at_stripe(card_plans, fake_stripe, db_session):
-    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    user, subscription = card_subscriber(fake_stripe, card_plans["team"])
     stripe_subscription = fake_stripe.subscriptions[subscription.provider_ref]
+    services.change_plan(user, card_plans["pro"], expected_amount_cents=0)
+    assert subscription.provider_schedule_ref is not None
     services.cancel_subscription(user)
     assert stripe_subscription["cancel_at_period_end"] is True and subscription.cancel_at_period_end
+    assert subscription.pending_plan is None and subscription.provider_schedule_ref is None, "nothing follows"
     services.resume_subscription(user)
     assert stripe_subscription["cancel_at_period_end"] is False and not subscription.cancel_at_period_end
 
@@ -321,6 +324,32 @@ def test_an_invoiced_payment_is_refunded_with_a_credit_note(db_session):
         services.refund_payment(payment, 1, actor=None)
 
 
+def test_a_refund_from_one_cent_to_what_is_left_is_audited_and_the_last_one_marks_the_payment_refunded(db_session):
+    staff = make_user(role="support")
+    payment = make_payment(make_user(), amount_cents=2900, currency="EUR", provider_ref="INV-9")
+    for amount in (0, 2901):
+        with pytest.raises(RefundError) as refusal:
+            services.refund_payment(payment, amount, actor=staff)
+        assert str(refusal.value) == "The refund must be between €0.01 and €29.00."
+    first = services.refund_payment(payment, 1, actor=staff)
+    assert (payment.status, payment.refunded_cents) == ("succeeded", 1)
+    rest = services.refund_payment(payment, 2899, actor=staff)
+    assert (payment.status, payment.refunded_cents) == ("refunded", 2900)
+    refunds = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "payment.refund",
+                                                          AuditEvent.object_id == payment.id).order_by(AuditEvent.id))
+    (one, other) = [(event.actor_id, event.changes) for event in refunds]
+    assert one == (staff.id, {"refunded_cents": [0, 1], "amount_cents": 1, "refund": one[1]["refund"]})
+    assert other == (staff.id, {"refunded_cents": [1, 2900], "amount_cents": 2899, "refund": other[1]["refund"],
+                                "status": ["succeeded", "refunded"]})
+    assert (first, rest) == (f"Refunded €0.01 of €29.00 ({one[1]['refund']}).",
+                             f"Refunded €28.99 of €29.00 ({other[1]['refund']}).")
+    assert one[1]["refund"].startswith("CN-") and other[1]["refund"].startswith("CN-")
+    pending = make_payment(make_user(), status="pending")
+    with pytest.raises(RefundError) as refusal:
+        services.refund_payment(pending, 1, actor=staff)
+    assert str(refusal.value) == "Only a succeeded payment can be refunded; this one is pending."
+
+
 def test_users_cannot_refund(client, db_session):
     payment = make_payment(make_user(), amount_cents=2900)
     login(client, make_user())
@@ -365,7 +394,58 @@ def test_staff_cannot_start_a_card_subscription_for_someone(client, card_plans, 
     response = client.post(f"/billing/users/{user.id}/subscription/change", headers=HTMX,
                            data={"plan": "pro", "expected_amount_cents": "2900"})
     assert response.status_code == 422 and "started by its holder" in response.get_data(as_text=True)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.change_plan(user, card_plans["pro"], actor=make_user(role="support"))
+    assert str(refusal.value) == ("A card subscription is started by its holder, who pays at Stripe's checkout; "
+                                  "ask them to choose the plan themselves.")
     assert not fake_stripe.sessions and db_session.scalar(select(func.count(CheckoutSession.id))) == 0
+
+
+def test_a_checkout_comes_back_to_the_subscription_page_when_abandoned_and_is_audited_as_its_holders(
+        card_plans, fake_stripe, db_session):
+    user = make_user()
+    result = services.change_plan(user, card_plans["pro"], actor=user)
+    (session,) = fake_stripe.sessions.values()
+    assert result == services.ChangeResult("Continue to Stripe to pay for the Pro plan.", redirect_url=session["url"])
+    assert session["cancel_url"] == "http://console.test/account/subscription"
+    checkout = db_session.scalars(select(CheckoutSession)).one()
+    (started,) = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "subscription.checkout_started"))
+    assert (started.object_type, started.object_id, started.actor_id, started.changes) == (
+        "checkout_sessions", checkout.id, user.id, {"plan": "pro", "checkout": session["id"]})
+
+
+def test_under_stripe_a_paid_plan_is_quoted_as_a_checkout_and_a_card_upgrade_at_the_moment_previewed(
+        app, card_plans, fake_stripe, db_session, monkeypatch):
+    now = utcnow()
+    newcomer, invoiced = make_user(), make_user()
+    assert services.quote_plan_change(newcomer, card_plans["pro"], now) == services.Quote(
+        "checkout", card_plans["pro"], 2900, now)
+    assert services.quote_plan_change(newcomer, card_plans["free"], now).kind == "start"
+    penny = make_plan("penny", 1, stripe_price_id=fake_stripe.add_price(1))
+    assert services.quote_plan_change(newcomer, penny, now).kind == "checkout", "any price is paid by card"
+    by_hand = make_subscription(invoiced, card_plans["free"])
+    assert services.quote_plan_change(invoiced, card_plans["pro"], now) == services.Quote(
+        "checkout", card_plans["pro"], 2900, now, subscription=by_hand)
+    user, subscription = card_subscriber(fake_stripe, card_plans["pro"])
+    now = utcnow()  # inside the Stripe period, which starts when the checkout completes
+    quote = services.quote_plan_change(user, card_plans["team"], now)
+    assert (quote.kind, quote.plan, quote.effective_at, quote.proration_date, quote.subscription) == (
+        "upgrade", card_plans["team"], now, int(now.timestamp()), subscription)
+    preview = fake_stripe.calls("POST", "/v1/invoices/create_preview")[-1]
+    assert preview["subscription_details"]["proration_date"] == str(int(now.timestamp()))
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(user, card_plans["free"])
+    assert str(refusal.value) == (
+        f"To move to the Free plan, cancel the subscription: when it ends on "
+        f"{services.day_text(subscription.current_period_end)} you are on Free, and no card is charged again.")
+    card_plans["team"].stripe_price_id = None
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(newcomer, card_plans["team"])
+    assert str(refusal.value) == "The Team plan cannot be paid by card yet; contact support to join it."
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", None)
+    with pytest.raises(PlanChangeError) as refusal:
+        services.quote_plan_change(user, card_plans["free"])
+    assert str(refusal.value) == services.STRIPE_NOT_CONFIGURED
 
 
 def test_a_plan_without_a_stripe_price_is_not_sold_by_card(client, card_plans, fake_stripe, db_session):

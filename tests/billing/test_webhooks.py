@@ -3,6 +3,7 @@ never rolled back by an older event, audited with the event id; dunning follows 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,10 +13,11 @@ from tests.billing.stripe_events import body, deliver, event, signature
 from tests.billing.test_stripe import card_subscriber
 from tests.concurrency import all_at_once
 from tests.conftest import app_of_its_own, login
-from tests.factories import make_plan, make_usage, make_user
+from tests.factories import make_plan, make_subscription, make_usage, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.billing import services
-from webapp.billing.models import Payment, UserSubscription, WebhookEvent
+from webapp.billing.models import STRIPE, Payment, UserSubscription, WebhookEvent
+from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.mail import outbox
 
@@ -135,6 +137,117 @@ def test_without_a_webhook_secret_the_endpoint_is_not_there(client, app, db_sess
     assert deliver(client, event("invoice.paid", {"id": "in_1"})).status_code == 404
 
 
+# --- Stripe's state applied here (without HTTP) ------------------------------------------------
+
+
+def stripe_subscriber(plan, **fields):
+    """A user with a Stripe subscription to ``plan``, 10 days into a period that starts on a whole second."""
+    user = make_user()
+    start = utcnow().replace(microsecond=0) - timedelta(days=10)
+    return user, make_subscription(user, plan, provider=STRIPE, provider_ref="sub_state", current_period_start=start,
+                                   **fields)
+
+
+def stripe_state(subscription, plan, status="active", start=None, end=None, **fields) -> dict:
+    """Stripe's subscription object for ``subscription`` on ``plan``'s price, by default in its current period."""
+    def seconds(moment):
+        return int(moment.timestamp())
+
+    item = {"price": {"id": plan.stripe_price_id},
+            "current_period_start": seconds(start or subscription.current_period_start),
+            "current_period_end": seconds(end or subscription.current_period_end)}
+    return {"id": subscription.provider_ref, "object": "subscription", "status": status, "items": {"data": [item]},
+            **fields}
+
+
+@pytest.fixture
+def priced_plans(db_session):
+    metered = {"tokens": 1_000, "overage": {"tokens": {"per": 1_000, "cents": 2}}}
+    return {"pro": make_plan("pro", 2900, quotas=metered, stripe_price_id="price_pro"),
+            "team": make_plan("team", 9900, stripe_price_id="price_team")}
+
+
+def test_a_stripe_renewal_moves_the_period_bills_the_closed_periods_overage_and_dunning_follows_past_due(
+        app, priced_plans, db_session):
+    user, subscription = stripe_subscriber(priced_plans["pro"])
+    old_start, old_end = subscription.current_period_start, subscription.current_period_end
+    make_usage(user, "input_tokens", 3_500, subscription=subscription)  # 2,500 past the limit: 3 steps of 2 cents
+    outbox(app).clear()
+    synced_at = old_end + timedelta(hours=1)
+    state = stripe_state(subscription, priced_plans["pro"], "past_due", start=old_end, end=old_end + timedelta(days=30),
+                         cancel_at_period_end=True, canceled_at=int(synced_at.timestamp()), schedule="sub_sched_1")
+
+    changes = services.sync_stripe_subscription(subscription, state, synced_at)
+
+    assert changes == {"status": ["active", "past_due"], "current_period_start": [old_start, old_end],
+                       "current_period_end": [old_end, old_end + timedelta(days=30)],
+                       "cancel_at_period_end": [False, True], "canceled_at": [None, synced_at]}
+    assert (subscription.status, subscription.current_period_start, subscription.current_period_end) == (
+        "past_due", old_end, old_end + timedelta(days=30))
+    assert subscription.cancel_at_period_end is True and subscription.canceled_at == synced_at
+    assert subscription.provider_synced_at == synced_at
+    assert subscription.provider_schedule_ref is None, "no move is scheduled here, whatever Stripe holds"
+    assert user.current_subscription_id == subscription.id, "a past-due subscription is still the user's"
+    (mail,) = outbox(app)
+    assert mail["Subject"] == "Your card payment failed"
+    (overage,) = db_session.scalars(select(Payment).where(Payment.subscription_id == subscription.id))
+    assert (overage.amount_cents, overage.idempotency_key, overage.description) == (
+        6, f"overage-{subscription.id}-{old_end:%Y%m%dT%H%M%S}",
+        f"Pro plan, overage of the period to {services.day_text(old_end)}")
+
+    outbox(app).clear()
+    assert services.sync_stripe_subscription(subscription, state, synced_at + timedelta(hours=1)) == {}
+    assert outbox(app) == [], "still past due: no second mail"
+    assert db_session.scalar(select(func.count(Payment.id))) == 1
+
+
+@pytest.mark.parametrize("reason, status", [("payment_failed", "expired"), ("cancellation_requested", "canceled")])
+def test_a_stripe_subscription_that_ended_is_no_longer_the_users_and_one_stripe_gave_up_on_expired(
+        priced_plans, db_session, reason, status):
+    user, subscription = stripe_subscriber(priced_plans["pro"])
+    state = stripe_state(subscription, priced_plans["team"], "canceled", cancellation_details={"reason": reason})
+
+    changes = services.sync_stripe_subscription(subscription, state, utcnow())
+
+    assert changes == {"plan": ["pro", "team"], "status": ["active", status]}
+    assert (subscription.plan.code, subscription.status) == ("team", status)
+    assert user.current_subscription_id is None
+
+
+def test_a_stripe_state_already_applied_or_unknown_to_the_console_changes_nothing(app, priced_plans, db_session):
+    user, subscription = stripe_subscriber(priced_plans["pro"])
+    outbox(app).clear()
+    assert services.sync_stripe_subscription(subscription, stripe_state(subscription, priced_plans["pro"]),
+                                             utcnow()) == {}
+    unknown = stripe_state(subscription, priced_plans["pro"], "some_new_status")
+    unknown["items"]["data"][0]["price"]["id"] = "price_sold_elsewhere"
+    assert services.sync_stripe_subscription(subscription, unknown, utcnow()) == {}
+    assert (subscription.plan.code, subscription.status, user.current_subscription_id) == (
+        "pro", "active", subscription.id)
+    assert outbox(app) == [] and db_session.scalar(select(func.count(Payment.id))) == 0
+
+
+def test_a_scheduled_downgrade_stays_while_stripe_holds_its_schedule_and_goes_once_released_or_reached(
+        priced_plans, db_session):
+    pro, team = priced_plans["pro"], priced_plans["team"]
+    _user, subscription = stripe_subscriber(team, pending_plan_id=pro.id)
+    db_session.refresh(subscription)
+    assert services.sync_stripe_subscription(subscription, stripe_state(subscription, team, schedule="sub_sched_1"),
+                                             utcnow()) == {}
+    assert (subscription.pending_plan.code, subscription.provider_schedule_ref) == ("pro", "sub_sched_1")
+
+    released = services.sync_stripe_subscription(subscription, stripe_state(subscription, team, schedule=None),
+                                                 utcnow())
+    assert released == {"pending_plan": ["pro", None]}
+    assert subscription.pending_plan is None and subscription.provider_schedule_ref is None
+
+    subscription.pending_plan = pro
+    reached = services.sync_stripe_subscription(subscription, stripe_state(subscription, pro, schedule="sub_sched_1"),
+                                                utcnow())
+    assert reached == {"plan": ["team", "pro"], "pending_plan": ["pro", None]}
+    assert subscription.pending_plan is None and subscription.provider_schedule_ref is None
+
+
 # --- dunning -----------------------------------------------------------------------------------
 
 
@@ -164,6 +277,24 @@ def test_a_failed_renewal_makes_the_subscription_past_due_with_a_banner_and_a_ma
     actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == subscription.id,
                                                                  AuditEvent.object_type == "user_subscriptions"))
     assert {"subscription.past_due", "subscription.recovered"} <= set(actions)
+
+
+@pytest.mark.parametrize("status, marked", [("active", True), ("trialing", True), ("past_due", False),
+                                            ("canceled", False)])
+def test_only_a_running_subscription_turns_past_due_and_then_its_holder_is_mailed(app, db_session, status, marked):
+    user = make_user(display_name="Ada Lovelace")
+    subscription = make_subscription(user, make_plan("pro", 2900), status=status)
+    outbox(app).clear()
+    assert services.mark_past_due(subscription) is marked
+    assert subscription.status == ("past_due" if marked else status)
+    if not marked:
+        assert outbox(app) == []
+        return
+    (mail,) = outbox(app)
+    assert (mail["To"], mail["Subject"]) == (user.email, "Your card payment failed")
+    text = mail.get_content()
+    assert text.startswith("Hello Ada Lovelace,") and "Your card payment for the Pro plan did not go through" in text
+    assert "\nhttp://console.test/account/subscription\n" in text
 
 
 def test_when_stripe_gives_up_the_subscription_ends_and_the_user_falls_back(client, card_plans, fake_stripe,
