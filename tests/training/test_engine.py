@@ -1,13 +1,13 @@
 """The engine without a broker: claim, run, report, finish, cancel, sweep, start (quotas), and the trainer's learning."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_minion, make_plan, make_subscription, make_usage, make_user
+from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
 from tests.training.engine_helpers import make_dataset, queue_internal_job
 from webapp.billing.models import UsageRecord
 from webapp.db import utcnow
@@ -204,6 +204,69 @@ def test_a_sweep_with_nothing_due_changes_nothing(db_session):
     job = queue_internal_job(epochs=1)
     assert services.sweep() == services.SweepSummary()
     assert events_of(job.id) == [events_of(job.id)[0]]
+
+
+def levels_and_messages(job_id: int) -> list[tuple[str, str]]:
+    return list(db.session.execute(select(TrainingJobEvent.level, TrainingJobEvent.message)
+                                   .where(TrainingJobEvent.training_job_id == job_id).order_by(TrainingJobEvent.id)))
+
+
+def test_the_sweeper_takes_due_jobs_a_batch_at_a_time_in_id_order(app, db_session, monkeypatch):
+    monkeypatch.setattr(services, "SWEEP_BATCH", 2)
+    now, long_ago = utcnow(), utcnow() - timedelta(hours=1)
+    unclaimed_since = now - timedelta(seconds=app.config["JOB_DISPATCH_TIMEOUT_SECONDS"])
+    quiet_since = now - timedelta(seconds=app.config["JOB_LEASE_SECONDS"])
+    owner = make_user()
+
+    def job(status: str = "queued", **fields) -> TrainingJob:
+        return make_training_job(owner, status, **fields)
+
+    # Jobs that are not due come first: none of them may take a place in a batch.
+    job(dispatched_at=unclaimed_since)  # its claim time ends this very moment
+    job("failed", dispatched_at=long_ago, heartbeat_at=long_ago)
+    job(dispatched_at=now, heartbeat_at=long_ago)  # queued again by an earlier sweep
+    job("running", dispatched_at=long_ago, heartbeat_at=quiet_since, worker_name="celery@w")  # heard just now
+    job("running", dispatched_at=long_ago, heartbeat_at=now, worker_name="celery@w")
+    # Due jobs, each batch's ids in order whatever their times.
+    unclaimed = [job(dispatched_at=long_ago + timedelta(minutes=1)), job(dispatched_at=None),
+                 job(dispatched_at=long_ago)]
+    lost = [job("running", heartbeat_at=long_ago + timedelta(minutes=delay), worker_name=f"celery@w{delay}",
+                attempts=attempts, max_attempts=2) for delay, attempts in ((0, 2), (1, 2), (-1, 1))]
+    db.session.commit()
+
+    assert services.sweep(now) == services.SweepSummary(dispatched_again=2, queued_again=0, failed_lost=2)
+    assert levels_and_messages(unclaimed[0].id) == [
+        ("warning", "No worker claimed the job in time; dispatched again")]
+    assert levels_and_messages(unclaimed[1].id) == [], "a job never dispatched is dispatched without a warning"
+    assert [db.session.get(TrainingJob, job.id).status for job in lost] == ["failed", "failed", "running"]
+    assert db.session.get(TrainingJob, unclaimed[2].id).dispatched_at == long_ago
+
+    assert services.sweep(now) == services.SweepSummary(dispatched_again=1, queued_again=1, failed_lost=0)
+    assert services.sweep(now) == services.SweepSummary()
+
+
+def test_a_job_is_dispatched_again_or_released_only_while_it_is_still_due(db_session):
+    since, long_ago, owner = utcnow(), utcnow() - timedelta(hours=1), make_user()
+    waiting = make_training_job(owner, dispatched_at=since)
+    heard = make_training_job(owner, "running", dispatched_at=long_ago, heartbeat_at=since, worker_name="celery@w")
+    released = make_training_job(owner, dispatched_at=since, heartbeat_at=long_ago)
+    assert not services.dispatch_again(waiting, since)
+    assert not services.dispatch_again(heard, since)
+    assert not services.release_lost(heard, since)
+    assert not services.release_lost(released, since)
+    assert [(job.status, job.dispatched_at) for job in (waiting, heard, released)] == [
+        ("queued", since), ("running", long_ago), ("queued", since)]
+
+
+def test_a_lost_job_whose_worker_had_no_name_fails_blaming_its_worker_where_it_stopped(db_session):
+    heard = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=timezone.utc)
+    job = make_training_job(make_user(), "running", heartbeat_at=heard, attempts=2, max_attempts=2, progress=0.4)
+    assert services.release_lost(job, heard + timedelta(seconds=1))
+    lost = "Worker lost: its worker stopped heartbeating (last heard 2026-03-04 05:06:07 UTC), after 2 of 2 attempts."
+    assert (job.status, job.error_message, job.progress) == ("failed", lost, 0.4)
+    db.session.flush()
+    event = db.session.scalars(select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job.id)).one()
+    assert (event.level, event.message, event.progress) == ("error", lost, 0.4), "the failure, where the job stopped"
 
 
 def test_heartbeats_do_not_make_a_console_edit_fail(db_session):

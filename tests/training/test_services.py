@@ -46,6 +46,18 @@ def test_illegal_transitions_are_refused_with_a_clear_message(db_session, source
     assert job.status == source
 
 
+def test_a_refused_transition_names_what_the_job_can_become_instead(db_session):
+    queued, finished = make_training_job(make_user()), make_training_job(make_user(), status="succeeded")
+    with pytest.raises(IllegalTransition) as refused:
+        transition(queued, "succeeded")
+    assert str(refused.value) == (f"Job #{queued.id} is queued and cannot become succeeded; "
+                                  "it can become canceled, failed, running.")
+    with pytest.raises(IllegalTransition) as refused:
+        transition(finished, "running")
+    assert str(refused.value) == (f"Job #{finished.id} is succeeded and cannot become running; "
+                                  "it can become nothing (it has finished).")
+
+
 def test_self_transitions_are_among_the_refused():
     assert {(status, status) for status in TRANSITIONS} <= set(ILLEGAL)
 
