@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user
+from tests.factories import (
+    make_ai_model, make_minion, make_plan, make_provider, make_provider_config, make_subscription, make_training_job,
+    make_usage, make_user,
+)
+from webapp.accounts.models import AuditEvent
 from tests.training.engine_helpers import make_dataset, queue_internal_job
 from webapp.billing.models import UsageRecord
 from webapp.db import utcnow
@@ -289,8 +293,10 @@ def test_starting_a_job_needs_a_verified_user_and_respects_every_quota(db_sessio
     minion = make_minion(unverified)
     train = make_dataset(unverified, 20, seed=1, name="T")
     new = services.NewJob(minion=minion, model=minion.model, train=train, validation=None, hyperparameters={})
-    with pytest.raises(services.VerificationRequired):
+    with pytest.raises(services.VerificationRequired) as refused:
         services.start_job(unverified, new)
+    assert (str(refused.value), refused.value.status) == (
+        "Confirm your email address before starting a training job.", 403)
 
     for quota, usage in (("training_jobs", None), ("concurrent_jobs", None), ("training_minutes", 30)):
         owner = make_user()
@@ -305,6 +311,47 @@ def test_starting_a_job_needs_a_verified_user_and_respects_every_quota(db_sessio
         with pytest.raises(QuotaExceeded) as refused:
             services.start_job(owner, new)
         assert refused.value.key == quota
+
+
+def test_a_started_job_holds_the_choices_and_is_logged_audited_and_dispatched(app, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "JOB_MAX_ATTEMPTS", 3)
+    owner = make_user()
+    # A reference model its provider serves still trains on the internal trainer, billed to no provider.
+    model = make_ai_model(provider_id=make_provider().id)
+    minion = make_minion(owner, model=model, name="Scout")
+    train, validation = make_dataset(owner, 20, seed=1, name="Tickets"), make_dataset(owner, 10, seed=2, name="Held")
+    before = utcnow()
+    job = services.start_job(owner, services.NewJob(minion=minion, model=model, train=train, validation=validation,
+                                                    hyperparameters={"epochs": 2.0}))
+    assert (job.user_id, job.minion_id, job.base_model_id, job.job_type, job.provider_id, job.name, job.status,
+            job.progress, job.hyperparameters, job.max_attempts) == (
+        owner.id, minion.id, model.id, "internal", None, "Scout on Tickets", "queued", 0.0, {"epochs": 2.0}, 3)
+    assert before <= job.queued_at <= job.dispatched_at <= utcnow()
+    assert sorted((link.dataset_id, link.split) for link in job.datasets) == [
+        (train.id, "train"), (validation.id, "validation")]
+    assert [(event.level, event.message, event.progress) for event in db.session.scalars(
+        select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job.id))] == [
+        ("info", f"Queued by {owner.display_name}", 0.0)]
+    audit = db.session.scalars(select(AuditEvent).where(AuditEvent.object_type == "training_jobs",
+                                                         AuditEvent.object_id == job.id)).one()
+    assert (audit.action, audit.actor_id, audit.changes) == (
+        "training_job.start", owner.id, {"minion": minion.id, "model": model.id, "job_type": "internal"})
+    assert db.session.info[services.PENDING_DISPATCH] == {job.id}, "sent to the workers once committed"
+
+
+def test_an_external_job_needs_the_owners_key_for_its_provider(db_session):
+    owner = make_user()
+    provider = make_provider(name="Acme AI", capabilities=["chat", "fine_tuning"])
+    model = make_ai_model(model_type="external", provider_id=provider.id, capabilities=["chat", "fine_tuning"])
+    new = services.NewJob(minion=make_minion(owner, model=model), model=model, validation=None, hyperparameters={},
+                          train=make_dataset(owner, 20, seed=1, name="Tickets"))
+    make_provider_config(make_user(), provider, api_key="sk-test-someone-elses-key")
+    with pytest.raises(services.JobError) as refused:
+        services.start_job(owner, new)
+    assert (str(refused.value), refused.value.status) == ("Add your Acme AI API key on the Providers page first.", 409)
+    make_provider_config(owner, provider, api_key="sk-test-1234567890")
+    job = services.start_job(owner, new)
+    assert (job.job_type, job.provider_id, job.status) == ("external", provider.id, "queued")
 
 
 def preview_of(owner, minion) -> reads.JobPreview:
