@@ -22,7 +22,7 @@ from webapp.quotas import QuotaExceeded
 from webapp.seed.intents import intent_rows
 from webapp.training import internal, reads, runtime, services
 from webapp.training.models import TrainingJob, TrainingJobEvent
-from webapp.training.runtime import JobContext, JobFailed, execute_job, trainer_for
+from webapp.training.runtime import JobContext, JobFailed, TrainingOutcome, execute_job, trainer_for
 
 
 @pytest.fixture(autouse=True)
@@ -271,6 +271,99 @@ def test_a_lost_job_whose_worker_had_no_name_fails_blaming_its_worker_where_it_s
     db.session.flush()
     event = db.session.scalars(select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job.id)).one()
     assert (event.level, event.message, event.progress) == ("error", lost, 0.4), "the failure, where the job stopped"
+
+
+def held_job(owner=None, **fields) -> JobContext:
+    """A job "celery@test" claimed and holds, as its trainer ends it."""
+    owner = owner or make_user()
+    job = make_training_job(owner, minion=make_minion(owner), name="Night run", **fields)
+    db.session.commit()
+    ctx = JobContext(job_id=job.id, worker_name="celery@test", attempt=services.claim_job(job.id, "celery@test"))
+    db.session.commit()
+    return ctx
+
+
+def last_event(job_id: int) -> tuple:
+    event = db.session.scalars(select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job_id)
+                               .order_by(TrainingJobEvent.id.desc())).first()
+    return event.level, event.message, event.progress, event.metrics
+
+
+def test_a_held_job_that_succeeds_gets_its_version_an_event_with_the_metrics_and_one_mail(app, db_session):
+    owner = make_user()
+    ctx = held_job(owner, metrics={"train_loss": 0.5})
+    job = db.session.get(TrainingJob, ctx.job_id)
+    sent = len(outbox(app))
+    outcome = TrainingOutcome(metrics={"val_loss": 0.123456, "val_accuracy": 0.8}, artifact_uri="file:///fitted.joblib")
+    assert services.finish_held_job(ctx, "succeeded", outcome=outcome) == "succeeded"
+
+    assert (job.status, job.progress, job.metrics) == (
+        "succeeded", 1.0, {"train_loss": 0.5, "val_loss": 0.123456, "val_accuracy": 0.8})
+    version = job.output_model_version
+    assert (version.model_id, version.version, version.training_job_id, version.artifact_uri, version.external_model_id,
+            version.metrics) == (job.minion.model_id, f"job-{job.id}", job.id, "file:///fitted.joblib", None,
+                                 {"val_loss": 0.123456, "val_accuracy": 0.8})
+    assert last_event(job.id) == (
+        "info", f"Succeeded: version job-{job.id} (val_accuracy 0.8, val_loss 0.1235)", 1.0, {})
+    (mail,) = outbox(app)[sent:]
+    assert (mail["To"], mail["Subject"]) == (owner.email, f"Training job #{job.id} succeeded: Night run")
+    assert f"Hello {owner.display_name}," in mail.get_content()
+    assert f"It produced model version job-{job.id}." in mail.get_content()
+    assert f"http://console.test/jobs/{job.id}" in mail.get_content()
+
+    quiet = held_job(metrics={"train_loss": 0.5})
+    outcome = TrainingOutcome(metrics={}, external_model_id="ft:acme:night-run")
+    assert services.finish_held_job(quiet, "succeeded", outcome=outcome) == "succeeded"
+    assert last_event(quiet.job_id)[1] == f"Succeeded: version job-{quiet.job_id}", "no metrics, no parentheses"
+    version = db.session.get(TrainingJob, quiet.job_id).output_model_version
+    assert (version.external_model_id, version.artifact_uri, version.metrics) == (
+        "ft:acme:night-run", None, {"train_loss": 0.5})
+
+
+def test_a_held_job_that_fails_keeps_the_trainers_words_and_mails_them(app, db_session):
+    owner = make_user()
+    ctx = held_job(owner, progress=0.25)
+    sent = len(outbox(app))
+    assert services.finish_held_job(ctx, "failed", error="The train split is empty.") == "failed"
+    job = db.session.get(TrainingJob, ctx.job_id)
+    assert (job.status, job.error_message, job.progress) == ("failed", "The train split is empty.", 0.25)
+    assert last_event(job.id) == ("error", "The train split is empty.", 0.25, {})
+    (mail,) = outbox(app)[sent:]
+    assert (mail["To"], mail["Subject"]) == (owner.email, f"Training job #{job.id} failed: Night run")
+    assert "What went wrong: The train split is empty." in mail.get_content()
+
+
+def test_a_held_job_that_stops_canceled_says_where_and_mails_nobody(app, db_session):
+    owner = make_user()
+    stopped_by_trainer, canceled_in_console = held_job(owner, progress=0.25), held_job(owner, progress=0.5)
+    services.cancel_job(db.session.get(TrainingJob, canceled_in_console.job_id), owner)
+    db.session.commit()
+    sent = len(outbox(app))
+    for ctx, progress in ((stopped_by_trainer, 0.25), (canceled_in_console, 0.5)):
+        assert services.finish_held_job(ctx, "canceled") == "canceled"
+        assert db.session.get(TrainingJob, ctx.job_id).status == "canceled"
+        assert last_event(ctx.job_id) == ("warning", "Stopped on celery@test after the cancel", progress, {})
+    assert outbox(app)[sent:] == []
+
+
+def test_a_worker_that_lost_its_job_writes_nothing_at_the_end(app, db_session):
+    ctx = held_job(progress=0.25)
+    job = db.session.get(TrainingJob, ctx.job_id)
+    written = last_event(job.id)
+    for ghost in (JobContext(job_id=job.id, worker_name="celery@other", attempt=ctx.attempt),
+                  JobContext(job_id=job.id, worker_name="celery@test", attempt=ctx.attempt + 1),
+                  JobContext(job_id=job.id + 1000, worker_name="celery@test", attempt=ctx.attempt)):
+        assert services.finish_held_job(ghost, "succeeded", outcome=TrainingOutcome(metrics={})) == \
+            "lease lost before the end"
+    assert (job.status, last_event(job.id)) == ("running", written)
+    # The sweeper failed the job on its last attempt (the lease still names this worker, who was only slow):
+    # the worker, told to stop, ends it neither as succeeded nor as canceled, nor mails the owner again.
+    services.fail(job, "Worker lost")
+    db.session.commit()
+    written, sent = last_event(job.id), len(outbox(app))
+    assert services.finish_held_job(ctx, "succeeded", outcome=TrainingOutcome(metrics={})) == "already failed"
+    assert services.finish_held_job(ctx, "canceled") == "already failed"
+    assert (job.status, last_event(job.id), outbox(app)[sent:]) == ("failed", written, [])
 
 
 def test_heartbeats_do_not_make_a_console_edit_fail(db_session):
