@@ -366,6 +366,36 @@ def test_a_worker_that_lost_its_job_writes_nothing_at_the_end(app, db_session):
     assert (job.status, last_event(job.id), outbox(app)[sent:]) == ("failed", written, [])
 
 
+def test_reported_progress_is_clamped_and_a_log_line_or_metrics_make_one_event(db_session):
+    job = make_training_job(make_user(), "running", progress=0.3, metrics={"loss": 2.0})
+    services.record_progress(job, progress=1.5, message=None, level="info", metrics={})
+    assert job.progress == 1.0
+    services.record_progress(job, progress=None, message=None, level="info", metrics={})
+    services.record_progress(job, progress=-0.5, message="Epoch 1", level="warning", metrics={})
+    services.record_progress(job, progress=None, message=None, level="info", metrics={"loss": 1.5, "acc": 0.5})
+    db.session.flush()
+    assert (job.progress, job.metrics) == (0.0, {"loss": 1.5, "acc": 0.5})
+    events = db.session.scalars(select(TrainingJobEvent).where(TrainingJobEvent.training_job_id == job.id)
+                                .order_by(TrainingJobEvent.id))
+    assert [(event.level, event.message, event.progress, event.metrics) for event in events] == [
+        ("warning", "Epoch 1", 0.0, {}), ("info", "Metrics", 0.0, {"loss": 1.5, "acc": 0.5})]
+    services.transition(job, "canceled")
+    with pytest.raises(services.IllegalTransition, match="is canceled and cannot become updated"):
+        services.record_progress(job, progress=0.5, message="Epoch 2", level="info", metrics={})
+
+
+def test_a_lease_is_one_jobs_exact_worker_and_attempt(db_session):
+    owner = make_user()
+    job = make_training_job(owner, job_type="external", provider_id=make_provider().id)
+    other = make_training_job(owner, "failed", worker_name="celery@w", attempts=1)
+    assert services.claim_job(job.id, "celery@w") == 1
+    assert services.claim_job(job.id, "celery@x") is None, "a running job is not claimed again"
+    assert services.lease_state(job.id, "celery@w", 1) == "running"
+    assert [services.lease_state(*lease) for lease in (
+        (job.id, "celery@x", 1), (job.id, "celery@w", 2), (job.id + 1000, "celery@w", 1))] == [None, None, None]
+    assert (services.job_type_of(job.id), services.job_type_of(other.id)) == ("external", "internal")
+
+
 def test_heartbeats_do_not_make_a_console_edit_fail(db_session):
     owner = make_user()
     job = queue_internal_job(owner, epochs=1)

@@ -1,11 +1,13 @@
 """Runner reports parsed and applied without HTTP, the metrics chart and the staff summary, with values written out."""
+import warnings
 from datetime import timedelta
 
 import pytest
 
-from tests.factories import make_training_job, make_user
+from tests.factories import make_ai_model, make_minion, make_training_job, make_user
 from webapp.db import utcnow
 from webapp.extensions import db
+from webapp.providers.models import ModelVersion
 from webapp.training.models import TrainingJobEvent
 from webapp.training.reads import job_page
 from webapp.training.services import (
@@ -120,3 +122,34 @@ def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_
     running = make_training_job(make_user(), status="running", progress=0.4)
     apply_report(running, runner, parse_report({"progress": 0.3}, LIMITS), LIMITS)
     assert running.progress == 0.3, "a running job takes the progress it reports, even backwards"
+
+
+def succeeded(job, runner, **output_version) -> None:
+    body = {"status": "succeeded", "output_model_version": output_version}
+    assert apply_report(job, runner, parse_report(body, LIMITS), LIMITS) is None
+
+
+def test_a_success_registers_its_version_on_the_minions_model_under_a_name_that_model_has_not_used(db_session):
+    owner, runner = make_user(), create_runner("registrar")[0]
+    minion = make_minion(owner)
+    # Trained from another base model than the minion's: the version belongs to the minion's model.
+    job = make_training_job(owner, "running", minion=minion, base_model_id=make_ai_model().id)
+    db.session.add(ModelVersion(model_id=job.base_model_id, version="v1"))
+    succeeded(job, runner, version="v1", artifact_uri="s3://models/v1", metrics={"acc": 0.9})
+    version = job.output_model_version
+    assert (version.model_id, version.version, version.training_job_id, version.created_by_id,
+            version.parent_version_id, version.artifact_uri, version.metrics) == (
+        minion.model_id, "v1", job.id, owner.id, None, "s3://models/v1", {"acc": 0.9})
+
+    without_minion = make_training_job(owner, "running")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no look-up of a minion it has not got
+        succeeded(without_minion, runner)
+    version = without_minion.output_model_version
+    assert (version.model_id, version.version, version.parent_version_id) == (
+        without_minion.base_model_id, f"job-{without_minion.id}", None)
+
+    again = make_training_job(owner, "running", minion=minion)
+    with pytest.raises(InvalidReport) as refused:
+        succeeded(again, runner, version="v1")
+    assert str(refused.value) == "Model version 'v1' already exists for this model."
