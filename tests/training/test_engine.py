@@ -235,7 +235,7 @@ def test_the_sweeper_takes_due_jobs_a_batch_at_a_time_in_id_order(app, db_sessio
     unclaimed = [job(dispatched_at=long_ago + timedelta(minutes=1)), job(dispatched_at=None),
                  job(dispatched_at=long_ago)]
     lost = [job("running", heartbeat_at=long_ago + timedelta(minutes=delay), worker_name=f"celery@w{delay}",
-                attempts=attempts, max_attempts=2) for delay, attempts in ((0, 2), (1, 2), (-1, 1))]
+                attempts=attempts, max_attempts=2, progress=0.7) for delay, attempts in ((0, 2), (1, 2), (-1, 1))]
     db.session.commit()
 
     assert services.sweep(now) == services.SweepSummary(dispatched_again=2, queued_again=0, failed_lost=2)
@@ -246,6 +246,8 @@ def test_the_sweeper_takes_due_jobs_a_batch_at_a_time_in_id_order(app, db_sessio
     assert db.session.get(TrainingJob, unclaimed[2].id).dispatched_at == long_ago
 
     assert services.sweep(now) == services.SweepSummary(dispatched_again=1, queued_again=1, failed_lost=0)
+    again = db.session.get(TrainingJob, lost[2].id)
+    assert (again.status, again.worker_name, again.heartbeat_at, again.progress) == ("queued", None, None, 0.0)
     assert services.sweep(now) == services.SweepSummary()
 
 

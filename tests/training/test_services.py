@@ -7,7 +7,7 @@ from tests.factories import make_minion, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.extensions import db
 from webapp.datasets.models import Dataset
-from webapp.training.models import TrainingJob, TrainingJobDataset
+from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.services import (
     TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
     job_list_statement, parse_report, ReportLimits, retry_job, transition,
@@ -101,11 +101,14 @@ def test_staff_filter_the_list_by_owner_email(db_session):
 
 def test_cancel_is_audited_and_refused_once_finished(db_session):
     owner = make_user()
-    job = make_training_job(owner, status="running")
+    job = make_training_job(owner, status="running", progress=0.4)
     cancel_job(job, owner)
     assert job.status == "canceled"
     audit = db_session.scalars(select(AuditEvent).filter_by(action="training_job.cancel", object_id=job.id)).one()
-    assert audit.changes == {"status": ["running", "canceled"]}
+    assert (audit.actor_id, audit.changes) == (owner.id, {"status": ["running", "canceled"]})
+    db_session.flush()
+    event = db_session.scalars(select(TrainingJobEvent).filter_by(training_job_id=job.id)).one()
+    assert (event.level, event.message, event.progress) == ("warning", f"Canceled by {owner.display_name}", 0.4)
     with pytest.raises(IllegalTransition):
         cancel_job(job, owner)
 
