@@ -3,13 +3,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from tests.factories import make_minion, make_training_job, make_user
+from tests.factories import make_minion, make_provider, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.extensions import db
 from webapp.datasets.models import Dataset
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.services import (
-    TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
+    PENDING_DISPATCH, TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
     job_list_statement, parse_report, ReportLimits, retry_job, transition,
 )
 
@@ -116,18 +116,31 @@ def test_cancel_is_audited_and_refused_once_finished(db_session):
 def test_retry_copies_the_inputs_and_links_the_original_once(db_session):
     owner = make_user()
     minion = make_minion(owner)
-    job = make_training_job(owner, status="failed", minion=minion, hyperparameters={"epochs": 5})
+    provider = make_provider()
+    job = make_training_job(owner, status="failed", minion=minion, hyperparameters={"epochs": 5}, name="Night run",
+                            job_type="external", provider_id=provider.id, max_attempts=3, progress=0.6)
     dataset = Dataset(name="D", slug="d", uri="s3://d", owner_user_id=owner.id)
     db_session.add(dataset)
     db_session.flush()
     db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="validation"))
     db_session.flush()
     db_session.refresh(job)
+    version = job.lock_version
 
     retry, created = retry_job(job, owner)
     assert created and retry.retry_of_id == job.id and retry.status == "queued"
-    assert (retry.minion_id, retry.base_model_id, retry.hyperparameters) == (minion.id, job.base_model_id, {"epochs": 5})
+    assert (retry.user_id, retry.minion_id, retry.base_model_id, retry.hyperparameters) == (
+        owner.id, minion.id, job.base_model_id, {"epochs": 5})
+    assert (retry.job_type, retry.provider_id, retry.name, retry.max_attempts, retry.progress) == (
+        "external", provider.id, "Night run (retry)", 3, 0.0)
     assert [(link.dataset_id, link.split) for link in retry.datasets] == [(dataset.id, "validation")]
+    assert retry.queued_at <= retry.dispatched_at and db_session.info[PENDING_DISPATCH] == {retry.id}
+    assert job.lock_version == version + 1, "a concurrent second retry of the job fails"
+    event = db_session.scalars(select(TrainingJobEvent).filter_by(training_job_id=retry.id)).one()
+    assert (event.level, event.message, event.progress) == ("info", f"Queued as a retry of job #{job.id}", None)
+    audit = db_session.scalars(select(AuditEvent).filter_by(action="training_job.retry")).one()
+    assert (audit.object_type, audit.object_id, audit.actor_id, audit.changes) == (
+        "training_jobs", job.id, owner.id, {"retry_id": retry.id})
 
     again, created_again = retry_job(job, owner)
     assert again is retry and not created_again
@@ -137,8 +150,10 @@ def test_retry_copies_the_inputs_and_links_the_original_once(db_session):
 @pytest.mark.parametrize("status", ["queued", "running", "succeeded"])
 def test_only_failed_or_canceled_jobs_can_be_retried(db_session, status):
     owner = make_user()
-    with pytest.raises(JobError, match="only failed or canceled"):
-        retry_job(make_training_job(owner, status=status), owner)
+    job = make_training_job(owner, status=status)
+    with pytest.raises(JobError) as refused:
+        retry_job(job, owner)
+    assert str(refused.value) == f"Job #{job.id} is {status}; only failed or canceled jobs can be retried."
 
 
 def test_runners_create_prints_a_token_stored_only_hashed(app, db_session):
@@ -198,8 +213,9 @@ def test_a_job_whose_dataset_was_deleted_keeps_its_history_but_is_not_retried(cl
     db_session.flush()
     delete_dataset(dataset, user)
     db_session.expire_all()
-    with pytest.raises(JobError, match="deleted"):
+    with pytest.raises(JobError) as refused:
         retry_job(job, user)
+    assert str(refused.value) == f"A dataset job #{job.id} trained on has been deleted; start a new job instead."
     login(client, user)
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert "A deleted dataset" in page and "validation" in page
