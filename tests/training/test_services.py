@@ -3,13 +3,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from tests.factories import make_minion, make_provider, make_training_job, make_user
+from tests.factories import make_ai_model, make_minion, make_provider, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
+from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.datasets.models import Dataset
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.services import (
-    PENDING_DISPATCH, TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
+    PENDING_DISPATCH, TRANSITIONS, IllegalTransition, InvalidReport, JobError, JobFilters, apply_report, cancel_job,
+    change_job, claim_next_job, create_runner, job_assignment, job_for, parse_capabilities,
     job_list_statement, parse_report, ReportLimits, retry_job, transition,
 )
 
@@ -286,3 +288,54 @@ def test_a_job_change_reads_the_row_afresh_and_commits_only_what_applies(db_sess
     db_session.expire_all()
     assert job.name == "Applied"
     assert change_job(job.id + 1000, rename("Nobody", seen)) is None and len(seen) == 2
+
+
+def test_a_runner_claims_the_oldest_queued_job_of_its_types_with_what_it_needs_to_run_it(app, db_session):
+    owner, hours_ago = make_user(), lambda hours: utcnow() - timedelta(hours=hours)
+    model = make_ai_model(model_key="intent-base")
+    external = make_training_job(owner, job_type="external", provider_id=make_provider(slug="acme").id,
+                                 queued_at=hours_ago(4))
+    make_training_job(owner, "running", queued_at=hours_ago(5))
+    first_of_two, second_of_two = (make_training_job(owner, queued_at=hours_ago(2)) for _ in range(2))
+    oldest = make_training_job(owner, base_model_id=model.id, name="Night run", hyperparameters={"epochs": 4},
+                               queued_at=hours_ago(3))  # queued first, though written after the two
+    dataset = Dataset(name="D", slug="d-claimed", uri="s3://datasets/d.jsonl", format="jsonl", owner_user_id=owner.id)
+    db_session.add(dataset)
+    db_session.flush()
+    db_session.add(TrainingJobDataset(training_job_id=oldest.id, dataset_id=dataset.id, split="train"))
+    db_session.flush()
+
+    job = claim_next_job(["internal"], "runner:r1")
+    assert job is oldest and (job.status, job.worker_name, job.attempts) == ("running", "runner:r1", 1)
+    assert job.started_at is not None and job.heartbeat_at == job.started_at == job.updated_at
+    assert job.lock_version == 2, "an edit read before the claim fails"
+    assert db_session.execute(select(TrainingJobEvent.message, TrainingJobEvent.progress)
+                              .filter_by(training_job_id=job.id)).all() == [("Started on runner:r1 (attempt 1 of 2)", 0.0)]
+    assert job_assignment(job) == {
+        "job": job.id, "name": "Night run", "job_type": "internal", "status": "running", "attempt": 1,
+        "base_model": {"id": model.id, "key": "intent-base", "type": "reference"}, "provider": None,
+        "hyperparameters": {"epochs": 4},
+        "datasets": [{"dataset": dataset.id, "split": "train", "format": "jsonl", "uri": "s3://datasets/d.jsonl"}],
+        "heartbeat_seconds": app.config["JOB_HEARTBEAT_SECONDS"], "lease_seconds": app.config["JOB_LEASE_SECONDS"],
+    }
+    assert [claim_next_job(["internal"], "runner:r1") for _ in range(3)] == [first_of_two, second_of_two, None]
+    claimed = claim_next_job(["internal", "external"], "runner:r2")
+    assert claimed is external and job_assignment(claimed)["provider"] == "acme"
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ([], 'The body must be {"capabilities": [job types]}.'),
+    ({"capabilities": ["internal"], "gpu": True}, 'The body must be {"capabilities": [job types]}.'),
+    ({}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": []}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": "internal"}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": ["internal", "quantum"]}, "capabilities must be a non-empty list of internal, external."),
+])
+def test_a_claim_names_its_job_types_or_is_refused_in_words(body, refusal):
+    with pytest.raises(InvalidReport) as refused:
+        parse_capabilities(body)
+    assert str(refused.value) == refusal and refused.value.status == 422
+
+
+def test_a_claim_lists_each_job_type_once_in_its_order():
+    assert parse_capabilities({"capabilities": ["external", "internal", "external"]}) == ["external", "internal"]
