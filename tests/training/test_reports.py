@@ -3,15 +3,17 @@ import warnings
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from tests.factories import make_ai_model, make_minion, make_training_job, make_user
+from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.providers.models import ModelVersion
 from webapp.training.models import TrainingJobEvent
 from webapp.training.reads import job_page
 from webapp.training.services import (
-    InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, retried_name, staff_summary,
+    IllegalTransition, InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, retried_name, staff_summary,
     transition,
 )
 
@@ -153,3 +155,24 @@ def test_a_success_registers_its_version_on_the_minions_model_under_a_name_that_
     with pytest.raises(InvalidReport) as refused:
         succeeded(again, runner, version="v1")
     assert str(refused.value) == "Model version 'v1' already exists for this model."
+
+
+def test_a_reported_status_change_is_audited_with_the_runner_and_a_finished_job_hears_only_its_own_status(db_session):
+    runner = create_runner("auditor")[0]
+    job = make_training_job(make_user(), "running", progress=0.5)
+    failure = {"status": "failed", "error": "CUDA out of memory", "progress": 0.2}
+    assert apply_report(job, runner, parse_report(failure, LIMITS), LIMITS) is None
+    assert (job.status, job.error_message, job.progress) == ("failed", "CUDA out of memory", 0.5)
+    audit = db.session.scalars(select(AuditEvent).filter_by(action="training_job.report", object_id=job.id)).one()
+    assert (audit.object_type, audit.actor_id, audit.changes) == (
+        "training_jobs", None, {"status": ["running", "failed"], "runner": "auditor"})
+
+    assert apply_report(job, runner, parse_report({"status": "failed"}, LIMITS), LIMITS) == \
+        f"Job #{job.id} is already failed; nothing changed."
+    with pytest.raises(IllegalTransition) as refused:
+        apply_report(job, runner, parse_report({"progress": 0.9}, LIMITS), LIMITS)
+    assert str(refused.value) == \
+        f"Job #{job.id} is failed and cannot become updated; it can become nothing (it has finished)."
+    with pytest.raises(IllegalTransition, match="is failed and cannot become succeeded"):
+        apply_report(job, runner, parse_report({"status": "succeeded"}, LIMITS), LIMITS)
+    assert job.output_model_version_id is None and job.progress == 0.5
