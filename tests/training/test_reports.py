@@ -10,11 +10,11 @@ from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.providers.models import ModelVersion
-from webapp.training.models import TrainingJobEvent
+from webapp.training.models import JobRunnerReport, TrainingJobEvent
 from webapp.training.reads import job_page
 from webapp.training.services import (
-    IllegalTransition, InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, retried_name, staff_summary,
-    transition,
+    IllegalTransition, InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, receive_report,
+    retried_name, staff_summary, transition,
 )
 
 # The defaults the README documents, written out so the tests need no app.
@@ -176,3 +176,29 @@ def test_a_reported_status_change_is_audited_with_the_runner_and_a_finished_job_
     with pytest.raises(IllegalTransition, match="is failed and cannot become succeeded"):
         apply_report(job, runner, parse_report({"status": "succeeded"}, LIMITS), LIMITS)
     assert job.output_model_version_id is None and job.progress == 0.5
+
+
+def test_a_report_id_applies_once_per_runner_and_names_the_job_it_was_used_for(db_session):
+    runner, other_runner = create_runner("keyed")[0], create_runner("keyed-too")[0]
+    job, other_job = make_training_job(make_user(), "running"), make_training_job(make_user(), "running")
+
+    def receive(target, by, **body):
+        return receive_report(target, by, parse_report(body, LIMITS), LIMITS)
+
+    first = receive(job, runner, progress=0.4, report_id="r-1")
+    assert first == {"job": job.id, "status": "running", "progress": 0.4, "output_model_version_id": None}
+    assert receive(job, runner, progress=0.9, report_id="r-1") == first and job.progress == 0.4
+    assert receive(job, other_runner, progress=0.6, report_id="r-1")["progress"] == 0.6, "another runner's key"
+    with pytest.raises(InvalidReport) as refused:
+        receive(other_job, runner, progress=0.1, report_id="r-1")
+    assert str(refused.value) == f"report_id 'r-1' was already used for job #{job.id}."
+    receive(job, runner, progress=0.7)
+    assert receive(job, runner, progress=0.8)["progress"] == 0.8, "without a key every report applies"
+    db.session.flush()
+    kept = db.session.scalars(select(JobRunnerReport).order_by(JobRunnerReport.id))
+    assert [(row.runner_id, row.report_id, row.training_job_id, row.response["progress"]) for row in kept] == [
+        (runner.id, "r-1", job.id, 0.4), (other_runner.id, "r-1", job.id, 0.6)]
+    transition(job, "canceled")
+    assert receive(job, runner, status="canceled") == {
+        "job": job.id, "status": "canceled", "progress": 0.8, "output_model_version_id": None,
+        "note": f"Job #{job.id} is already canceled; nothing changed."}
