@@ -398,6 +398,27 @@ def test_a_lease_is_one_jobs_exact_worker_and_attempt(db_session):
     assert (services.job_type_of(job.id), services.job_type_of(other.id)) == ("external", "internal")
 
 
+def test_only_a_jobs_holder_heartbeats_it_and_only_while_it_runs(db_session):
+    owner, long_ago = make_user(), utcnow() - timedelta(hours=1)
+    job = make_training_job(owner)
+    other = make_training_job(owner, "running", worker_name="celery@w", attempts=1, heartbeat_at=long_ago)
+    assert services.claim_job(job.id, "celery@w") == 1
+    db.session.get(TrainingJob, job.id, populate_existing=True).heartbeat_at = long_ago
+    db.session.flush()
+
+    def heard() -> list:
+        return [db.session.get(TrainingJob, one.id, populate_existing=True).heartbeat_at for one in (job, other)]
+
+    assert not any(services.heartbeat(*lease) for lease in (
+        (job.id, "celery@x", 1), (job.id, "celery@w", 2), (job.id + 1000, "celery@w", 1)))
+    assert heard() == [long_ago, long_ago]
+    assert services.heartbeat(job.id, "celery@w", 1) is True
+    assert heard()[0] > long_ago + timedelta(minutes=59) and heard()[1] == long_ago
+    services.transition(job, "canceled")
+    db.session.flush()
+    assert services.heartbeat(job.id, "celery@w", 1) is False
+
+
 def test_heartbeats_do_not_make_a_console_edit_fail(db_session):
     owner = make_user()
     job = queue_internal_job(owner, epochs=1)
