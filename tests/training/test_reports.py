@@ -105,15 +105,18 @@ def test_the_staff_summary_counts_the_last_day_only(db_session):
     make_training_job(owner, status="succeeded")
     make_training_job(owner, status="succeeded")
     old = make_training_job(owner, status="failed")
-    old.finished_at = utcnow() - timedelta(hours=25)
-    queued = make_training_job(owner, status="queued")
+    old.finished_at = utcnow() - timedelta(hours=24, minutes=30)
+    make_training_job(owner, status="queued")
+    waiting_longest = make_training_job(owner, status="queued", created_at=utcnow() - timedelta(hours=3))
+    make_training_job(owner, status="running", created_at=utcnow() - timedelta(hours=5))
     db.session.flush()
     summary = staff_summary()
     assert summary.finished_last_day == before.finished_last_day + 3
-    assert summary.counts["failed"] == before.counts["failed"] + 2
+    added = {"queued": 2, "running": 1, "succeeded": 2, "failed": 2, "canceled": 0}
+    assert summary.counts == {status: before.counts[status] + added[status] for status in added}
     assert summary.failure_rate == pytest.approx(1 / 3)
-    assert summary.oldest_queued_at <= queued.created_at
-    assert timedelta(0) <= summary.oldest_queued_age
+    assert summary.oldest_queued_at == waiting_longest.created_at, "the queued job waiting longest, not a running one"
+    assert timedelta(hours=3) <= summary.oldest_queued_age < timedelta(hours=3, minutes=1)
 
 
 def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_session):
