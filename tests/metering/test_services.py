@@ -143,6 +143,27 @@ def test_training_minutes_go_through_the_metering_path_once_per_job(db_session):
     assert quotas.used(user, "training_minutes", quotas.allowance(user)) == 5
 
 
+def test_a_job_is_billed_its_started_minutes_on_its_model_only_when_it_stops_running(db_session):
+    from tests.factories import make_training_job
+    from webapp.training.services import transition
+
+    user, _ = subscribed({"training_minutes": 600})
+    ran, unstarted, requeued = (make_training_job(user, status="running", base_model_id=make_ai_model().id)
+                                for _ in range(3))
+    ran.started_at = utcnow() - timedelta(minutes=5, seconds=2.5)  # a started sixth minute counts
+    unstarted.started_at = None  # as a third-party tool could have written it: the minimum minute
+    never_ran = make_training_job(user)
+    transition(ran, "failed")
+    transition(unstarted, "canceled")
+    transition(requeued, "queued")  # its worker was lost: the next attempt bills the whole run
+    transition(never_ran, "canceled")
+    records = db.session.scalars(select(UsageRecord).where(UsageRecord.user_id == user.id).order_by(UsageRecord.id))
+    assert [(record.event_id, record.metric, record.quantity, record.model_id, record.occurred_at)
+            for record in records] == [
+        (f"training-job-{ran.id}", "training_minutes", 6, ran.base_model_id, ran.finished_at),
+        (f"training-job-{unstarted.id}", "training_minutes", 1, unstarted.base_model_id, unstarted.finished_at)]
+
+
 def test_allowance_answer_says_what_is_left_and_what_is_blocked(db_session):
     user, _ = subscribed({"tokens": 1_000, "requests": 2, "overage": {"tokens": {"per": 1000, "cents": 2}}})
     record_usage([UsageEvent("a", user.id, "input_tokens", 700, NOW), UsageEvent("b", user.id, "output_tokens", 600, NOW),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 
@@ -23,7 +24,7 @@ from webapp.extensions import db
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import TrainingJob, TrainingJobEvent
 from webapp.database import write_transaction
-from webapp.training.services import NewJob, start_job
+from webapp.training.services import NewJob, change_job, start_job
 
 RUNNERS = 10
 
@@ -132,3 +133,33 @@ def test_starting_jobs_at_once_never_passes_the_quota(shared_app):
     assert results.count("refused") == 5
     with shared_app.app_context():
         assert db.session.scalar(select(func.count(TrainingJob.id)).where(TrainingJob.user_id == ids[0])) == 3
+
+
+def test_a_job_change_waits_for_the_change_holding_the_job_and_then_reads_it_afresh(shared_app):
+    with shared_app.app_context():
+        job_id = make_training_job(make_user(), name="Job").id
+        db.session.commit()
+    holding, second_done = threading.Event(), threading.Event()
+
+    def rename(suffix: str, hold: bool):
+        def change(job: TrainingJob) -> bool:
+            job.name += suffix
+            if hold:
+                holding.set()
+                second_done.wait(1.5)  # long enough for an unlocked second change to finish first
+            return True
+
+        with shared_app.app_context():
+            changed = change_job(job_id, change)
+            return changed.name if changed else None
+
+    first = threading.Thread(target=lambda: results.append(rename(" first", hold=True)))
+    results: list[str | None] = []
+    first.start()
+    assert holding.wait(10)
+    results.append(rename(" second", hold=False))
+    second_done.set()
+    first.join(10)
+    assert results == ["Job first", "Job first second"], "the second change waited for the first's commit"
+    with shared_app.app_context():
+        assert db.session.get(TrainingJob, job_id).name == "Job first second"

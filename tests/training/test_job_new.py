@@ -129,7 +129,7 @@ def test_without_a_minion_the_page_says_what_to_do(client, db_session, ada):
     assert "You have no minion to train yet." in html
 
 
-def test_a_submission_loads_each_chosen_record_by_its_id(db_session, store):
+def test_a_submission_loads_each_chosen_record_by_its_id(db_session, store, count_queries):
     owner = make_user()
     minion = make_minion(owner)
     train, validation = make_dataset(owner, 5, 1, "Train set"), make_dataset(owner, 5, 2, "Check set")
@@ -138,4 +138,9 @@ def test_a_submission_loads_each_chosen_record_by_its_id(db_session, store):
     assert (submitted.minion, submitted.model, submitted.train, submitted.validation) == (
         minion, model, train, validation)
     assert (submitted.hyperparameters, submitted.name) == ({"epochs": 3.0}, "Named run")
-    assert new_job(minion.id, model.id, train.id, None, {}, None).validation is None
+    external = make_ai_model(model_type="external", provider_id=make_provider(name="Acme AI").id)
+    db_session.expunge_all()  # as the next request finds them: nothing loaded yet
+    with count_queries() as reads:
+        submitted = new_job(minion.id, external.id, train.id, None, {}, None)
+        assert submitted.validation is None and submitted.model.provider.name == "Acme AI"
+    assert reads.count == 3, "one read a record, the model's provider with the model, none for a missing split"

@@ -1,16 +1,20 @@
 """Runner reports parsed and applied without HTTP, the metrics chart and the staff summary, with values written out."""
+import warnings
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
-from tests.factories import make_training_job, make_user
+from tests.factories import make_ai_model, make_minion, make_training_job, make_user
+from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.extensions import db
-from webapp.training.models import TrainingJobEvent
+from webapp.providers.models import ModelVersion
+from webapp.training.models import JobRunnerReport, TrainingJobEvent
 from webapp.training.reads import job_page
 from webapp.training.services import (
-    InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, retried_name, staff_summary,
-    transition,
+    IllegalTransition, InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, receive_report,
+    retried_name, staff_summary, transition,
 )
 
 # The defaults the README documents, written out so the tests need no app.
@@ -101,15 +105,18 @@ def test_the_staff_summary_counts_the_last_day_only(db_session):
     make_training_job(owner, status="succeeded")
     make_training_job(owner, status="succeeded")
     old = make_training_job(owner, status="failed")
-    old.finished_at = utcnow() - timedelta(hours=25)
-    queued = make_training_job(owner, status="queued")
+    old.finished_at = utcnow() - timedelta(hours=24, minutes=30)
+    make_training_job(owner, status="queued")
+    waiting_longest = make_training_job(owner, status="queued", created_at=utcnow() - timedelta(hours=3))
+    make_training_job(owner, status="running", created_at=utcnow() - timedelta(hours=5))
     db.session.flush()
     summary = staff_summary()
     assert summary.finished_last_day == before.finished_last_day + 3
-    assert summary.counts["failed"] == before.counts["failed"] + 2
+    added = {"queued": 2, "running": 1, "succeeded": 2, "failed": 2, "canceled": 0}
+    assert summary.counts == {status: before.counts[status] + added[status] for status in added}
     assert summary.failure_rate == pytest.approx(1 / 3)
-    assert summary.oldest_queued_at <= queued.created_at
-    assert timedelta(0) <= summary.oldest_queued_age
+    assert summary.oldest_queued_at == waiting_longest.created_at, "the queued job waiting longest, not a running one"
+    assert timedelta(hours=3) <= summary.oldest_queued_age < timedelta(hours=3, minutes=1)
 
 
 def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_session):
@@ -120,3 +127,81 @@ def test_a_success_report_ends_at_full_progress_whatever_progress_it_carries(db_
     running = make_training_job(make_user(), status="running", progress=0.4)
     apply_report(running, runner, parse_report({"progress": 0.3}, LIMITS), LIMITS)
     assert running.progress == 0.3, "a running job takes the progress it reports, even backwards"
+
+
+def succeeded(job, runner, **output_version) -> None:
+    body = {"status": "succeeded", "output_model_version": output_version}
+    assert apply_report(job, runner, parse_report(body, LIMITS), LIMITS) is None
+
+
+def test_a_success_registers_its_version_on_the_minions_model_under_a_name_that_model_has_not_used(db_session):
+    owner, runner = make_user(), create_runner("registrar")[0]
+    minion = make_minion(owner)
+    # Trained from another base model than the minion's: the version belongs to the minion's model.
+    job = make_training_job(owner, "running", minion=minion, base_model_id=make_ai_model().id)
+    db.session.add(ModelVersion(model_id=job.base_model_id, version="v1"))
+    succeeded(job, runner, version="v1", artifact_uri="s3://models/v1", metrics={"acc": 0.9})
+    version = job.output_model_version
+    assert (version.model_id, version.version, version.training_job_id, version.created_by_id,
+            version.parent_version_id, version.artifact_uri, version.metrics) == (
+        minion.model_id, "v1", job.id, owner.id, None, "s3://models/v1", {"acc": 0.9})
+
+    without_minion = make_training_job(owner, "running")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no look-up of a minion it has not got
+        succeeded(without_minion, runner)
+    version = without_minion.output_model_version
+    assert (version.model_id, version.version, version.parent_version_id) == (
+        without_minion.base_model_id, f"job-{without_minion.id}", None)
+
+    again = make_training_job(owner, "running", minion=minion)
+    with pytest.raises(InvalidReport) as refused:
+        succeeded(again, runner, version="v1")
+    assert str(refused.value) == "Model version 'v1' already exists for this model."
+
+
+def test_a_reported_status_change_is_audited_with_the_runner_and_a_finished_job_hears_only_its_own_status(db_session):
+    runner = create_runner("auditor")[0]
+    job = make_training_job(make_user(), "running", progress=0.5)
+    failure = {"status": "failed", "error": "CUDA out of memory", "progress": 0.2}
+    assert apply_report(job, runner, parse_report(failure, LIMITS), LIMITS) is None
+    assert (job.status, job.error_message, job.progress) == ("failed", "CUDA out of memory", 0.5)
+    audit = db.session.scalars(select(AuditEvent).filter_by(action="training_job.report", object_id=job.id)).one()
+    assert (audit.object_type, audit.actor_id, audit.changes) == (
+        "training_jobs", None, {"status": ["running", "failed"], "runner": "auditor"})
+
+    assert apply_report(job, runner, parse_report({"status": "failed"}, LIMITS), LIMITS) == \
+        f"Job #{job.id} is already failed; nothing changed."
+    with pytest.raises(IllegalTransition) as refused:
+        apply_report(job, runner, parse_report({"progress": 0.9}, LIMITS), LIMITS)
+    assert str(refused.value) == \
+        f"Job #{job.id} is failed and cannot become updated; it can become nothing (it has finished)."
+    with pytest.raises(IllegalTransition, match="is failed and cannot become succeeded"):
+        apply_report(job, runner, parse_report({"status": "succeeded"}, LIMITS), LIMITS)
+    assert job.output_model_version_id is None and job.progress == 0.5
+
+
+def test_a_report_id_applies_once_per_runner_and_names_the_job_it_was_used_for(db_session):
+    runner, other_runner = create_runner("keyed")[0], create_runner("keyed-too")[0]
+    job, other_job = make_training_job(make_user(), "running"), make_training_job(make_user(), "running")
+
+    def receive(target, by, **body):
+        return receive_report(target, by, parse_report(body, LIMITS), LIMITS)
+
+    first = receive(job, runner, progress=0.4, report_id="r-1")
+    assert first == {"job": job.id, "status": "running", "progress": 0.4, "output_model_version_id": None}
+    assert receive(job, runner, progress=0.9, report_id="r-1") == first and job.progress == 0.4
+    assert receive(job, other_runner, progress=0.6, report_id="r-1")["progress"] == 0.6, "another runner's key"
+    with pytest.raises(InvalidReport) as refused:
+        receive(other_job, runner, progress=0.1, report_id="r-1")
+    assert str(refused.value) == f"report_id 'r-1' was already used for job #{job.id}."
+    receive(job, runner, progress=0.7)
+    assert receive(job, runner, progress=0.8)["progress"] == 0.8, "without a key every report applies"
+    db.session.flush()
+    kept = db.session.scalars(select(JobRunnerReport).order_by(JobRunnerReport.id))
+    assert [(row.runner_id, row.report_id, row.training_job_id, row.response["progress"]) for row in kept] == [
+        (runner.id, "r-1", job.id, 0.4), (other_runner.id, "r-1", job.id, 0.6)]
+    transition(job, "canceled")
+    assert receive(job, runner, status="canceled") == {
+        "job": job.id, "status": "canceled", "progress": 0.8, "output_model_version_id": None,
+        "note": f"Job #{job.id} is already canceled; nothing changed."}

@@ -3,13 +3,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from tests.factories import make_minion, make_training_job, make_user
+from tests.factories import make_ai_model, make_minion, make_provider, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
+from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.datasets.models import Dataset
-from webapp.training.models import TrainingJob, TrainingJobDataset
+from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.services import (
-    TRANSITIONS, IllegalTransition, JobError, JobFilters, apply_report, cancel_job, change_job, create_runner, job_for,
+    PENDING_DISPATCH, TRANSITIONS, IllegalTransition, InvalidReport, JobError, JobFilters, apply_report, cancel_job,
+    change_job, claim_next_job, create_runner, job_assignment, job_for, parse_capabilities,
     job_list_statement, parse_report, ReportLimits, retry_job, transition,
 )
 
@@ -44,6 +46,18 @@ def test_illegal_transitions_are_refused_with_a_clear_message(db_session, source
     with pytest.raises(IllegalTransition, match=f"is {source} and cannot become {target}"):
         transition(job, target)
     assert job.status == source
+
+
+def test_a_refused_transition_names_what_the_job_can_become_instead(db_session):
+    queued, finished = make_training_job(make_user()), make_training_job(make_user(), status="succeeded")
+    with pytest.raises(IllegalTransition) as refused:
+        transition(queued, "succeeded")
+    assert str(refused.value) == (f"Job #{queued.id} is queued and cannot become succeeded; "
+                                  "it can become canceled, failed, running.")
+    with pytest.raises(IllegalTransition) as refused:
+        transition(finished, "running")
+    assert str(refused.value) == (f"Job #{finished.id} is succeeded and cannot become running; "
+                                  "it can become nothing (it has finished).")
 
 
 def test_self_transitions_are_among_the_refused():
@@ -89,11 +103,14 @@ def test_staff_filter_the_list_by_owner_email(db_session):
 
 def test_cancel_is_audited_and_refused_once_finished(db_session):
     owner = make_user()
-    job = make_training_job(owner, status="running")
+    job = make_training_job(owner, status="running", progress=0.4)
     cancel_job(job, owner)
     assert job.status == "canceled"
     audit = db_session.scalars(select(AuditEvent).filter_by(action="training_job.cancel", object_id=job.id)).one()
-    assert audit.changes == {"status": ["running", "canceled"]}
+    assert (audit.actor_id, audit.changes) == (owner.id, {"status": ["running", "canceled"]})
+    db_session.flush()
+    event = db_session.scalars(select(TrainingJobEvent).filter_by(training_job_id=job.id)).one()
+    assert (event.level, event.message, event.progress) == ("warning", f"Canceled by {owner.display_name}", 0.4)
     with pytest.raises(IllegalTransition):
         cancel_job(job, owner)
 
@@ -101,18 +118,31 @@ def test_cancel_is_audited_and_refused_once_finished(db_session):
 def test_retry_copies_the_inputs_and_links_the_original_once(db_session):
     owner = make_user()
     minion = make_minion(owner)
-    job = make_training_job(owner, status="failed", minion=minion, hyperparameters={"epochs": 5})
+    provider = make_provider()
+    job = make_training_job(owner, status="failed", minion=minion, hyperparameters={"epochs": 5}, name="Night run",
+                            job_type="external", provider_id=provider.id, max_attempts=3, progress=0.6)
     dataset = Dataset(name="D", slug="d", uri="s3://d", owner_user_id=owner.id)
     db_session.add(dataset)
     db_session.flush()
     db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split="validation"))
     db_session.flush()
     db_session.refresh(job)
+    version = job.lock_version
 
     retry, created = retry_job(job, owner)
     assert created and retry.retry_of_id == job.id and retry.status == "queued"
-    assert (retry.minion_id, retry.base_model_id, retry.hyperparameters) == (minion.id, job.base_model_id, {"epochs": 5})
+    assert (retry.user_id, retry.minion_id, retry.base_model_id, retry.hyperparameters) == (
+        owner.id, minion.id, job.base_model_id, {"epochs": 5})
+    assert (retry.job_type, retry.provider_id, retry.name, retry.max_attempts, retry.progress) == (
+        "external", provider.id, "Night run (retry)", 3, 0.0)
     assert [(link.dataset_id, link.split) for link in retry.datasets] == [(dataset.id, "validation")]
+    assert retry.queued_at <= retry.dispatched_at and db_session.info[PENDING_DISPATCH] == {retry.id}
+    assert job.lock_version == version + 1, "a concurrent second retry of the job fails"
+    event = db_session.scalars(select(TrainingJobEvent).filter_by(training_job_id=retry.id)).one()
+    assert (event.level, event.message, event.progress) == ("info", f"Queued as a retry of job #{job.id}", None)
+    audit = db_session.scalars(select(AuditEvent).filter_by(action="training_job.retry")).one()
+    assert (audit.object_type, audit.object_id, audit.actor_id, audit.changes) == (
+        "training_jobs", job.id, owner.id, {"retry_id": retry.id})
 
     again, created_again = retry_job(job, owner)
     assert again is retry and not created_again
@@ -122,8 +152,10 @@ def test_retry_copies_the_inputs_and_links_the_original_once(db_session):
 @pytest.mark.parametrize("status", ["queued", "running", "succeeded"])
 def test_only_failed_or_canceled_jobs_can_be_retried(db_session, status):
     owner = make_user()
-    with pytest.raises(JobError, match="only failed or canceled"):
-        retry_job(make_training_job(owner, status=status), owner)
+    job = make_training_job(owner, status=status)
+    with pytest.raises(JobError) as refused:
+        retry_job(job, owner)
+    assert str(refused.value) == f"Job #{job.id} is {status}; only failed or canceled jobs can be retried."
 
 
 def test_runners_create_prints_a_token_stored_only_hashed(app, db_session):
@@ -183,8 +215,9 @@ def test_a_job_whose_dataset_was_deleted_keeps_its_history_but_is_not_retried(cl
     db_session.flush()
     delete_dataset(dataset, user)
     db_session.expire_all()
-    with pytest.raises(JobError, match="deleted"):
+    with pytest.raises(JobError) as refused:
         retry_job(job, user)
+    assert str(refused.value) == f"A dataset job #{job.id} trained on has been deleted; start a new job instead."
     login(client, user)
     page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
     assert "A deleted dataset" in page and "validation" in page
@@ -255,3 +288,54 @@ def test_a_job_change_reads_the_row_afresh_and_commits_only_what_applies(db_sess
     db_session.expire_all()
     assert job.name == "Applied"
     assert change_job(job.id + 1000, rename("Nobody", seen)) is None and len(seen) == 2
+
+
+def test_a_runner_claims_the_oldest_queued_job_of_its_types_with_what_it_needs_to_run_it(app, db_session):
+    owner, hours_ago = make_user(), lambda hours: utcnow() - timedelta(hours=hours)
+    model = make_ai_model(model_key="intent-base")
+    external = make_training_job(owner, job_type="external", provider_id=make_provider(slug="acme").id,
+                                 queued_at=hours_ago(4))
+    make_training_job(owner, "running", queued_at=hours_ago(5))
+    first_of_two, second_of_two = (make_training_job(owner, queued_at=hours_ago(2)) for _ in range(2))
+    oldest = make_training_job(owner, base_model_id=model.id, name="Night run", hyperparameters={"epochs": 4},
+                               queued_at=hours_ago(3))  # queued first, though written after the two
+    dataset = Dataset(name="D", slug="d-claimed", uri="s3://datasets/d.jsonl", format="jsonl", owner_user_id=owner.id)
+    db_session.add(dataset)
+    db_session.flush()
+    db_session.add(TrainingJobDataset(training_job_id=oldest.id, dataset_id=dataset.id, split="train"))
+    db_session.flush()
+
+    job = claim_next_job(["internal"], "runner:r1")
+    assert job is oldest and (job.status, job.worker_name, job.attempts) == ("running", "runner:r1", 1)
+    assert job.started_at is not None and job.heartbeat_at == job.started_at == job.updated_at
+    assert job.lock_version == 2, "an edit read before the claim fails"
+    assert db_session.execute(select(TrainingJobEvent.message, TrainingJobEvent.progress)
+                              .filter_by(training_job_id=job.id)).all() == [("Started on runner:r1 (attempt 1 of 2)", 0.0)]
+    assert job_assignment(job) == {
+        "job": job.id, "name": "Night run", "job_type": "internal", "status": "running", "attempt": 1,
+        "base_model": {"id": model.id, "key": "intent-base", "type": "reference"}, "provider": None,
+        "hyperparameters": {"epochs": 4},
+        "datasets": [{"dataset": dataset.id, "split": "train", "format": "jsonl", "uri": "s3://datasets/d.jsonl"}],
+        "heartbeat_seconds": app.config["JOB_HEARTBEAT_SECONDS"], "lease_seconds": app.config["JOB_LEASE_SECONDS"],
+    }
+    assert [claim_next_job(["internal"], "runner:r1") for _ in range(3)] == [first_of_two, second_of_two, None]
+    claimed = claim_next_job(["internal", "external"], "runner:r2")
+    assert claimed is external and job_assignment(claimed)["provider"] == "acme"
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    ([], 'The body must be {"capabilities": [job types]}.'),
+    ({"capabilities": ["internal"], "gpu": True}, 'The body must be {"capabilities": [job types]}.'),
+    ({}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": []}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": "internal"}, "capabilities must be a non-empty list of internal, external."),
+    ({"capabilities": ["internal", "quantum"]}, "capabilities must be a non-empty list of internal, external."),
+])
+def test_a_claim_names_its_job_types_or_is_refused_in_words(body, refusal):
+    with pytest.raises(InvalidReport) as refused:
+        parse_capabilities(body)
+    assert str(refused.value) == refusal and refused.value.status == 422
+
+
+def test_a_claim_lists_each_job_type_once_in_its_order():
+    assert parse_capabilities({"capabilities": ["external", "internal", "external"]}) == ["external", "internal"]

@@ -704,7 +704,7 @@ def finish_held_job(ctx, status: str, error: str | None = None, outcome=None) ->
             if job is None or job.worker_name != ctx.worker_name or job.attempts != ctx.attempt:
                 db.session.rollback()
                 return "lease lost before the end"
-            if status == "canceled":
+            if status == "canceled" and job.status in ("running", "canceled"):
                 if job.status == "running":
                     transition(job, "canceled")
                 db.session.add(TrainingJobEvent(training_job_id=job.id, level="warning", progress=job.progress,
