@@ -4,18 +4,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from tests.factories import make_ai_model, make_plan, make_provider, make_subscription, make_usage, make_user
 from webapp import quotas
-from webapp.accounts.models import AuditEvent
+from webapp.accounts.models import AuditEvent, User
 from webapp.billing import services as billing
 from webapp.billing.models import UsageRecord
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.metering.models import UsageRollup
 from webapp.metering.services import (
-    UsageEvent, allowance_answer, record_usage, repair_rollup, rollup_mismatches, slice_start,
+    UsageEvent, allowance_answer, record_usage, repair_rollup, rollup_mismatches, slice_start, store_usage,
 )
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -202,6 +202,49 @@ def test_repair_rebuilds_only_the_mismatched_rollup_cut_at_the_period_start_and_
     assert (audit.object_type, audit.object_id) == ("users", ada.id)
     assert audit.changes == {"day": period_day.date().isoformat(), "metric": "input_tokens",
                              "quantity": [2, 7 + 10 + 11 + 10 + 11]}
+
+
+def store(user, metric: str, *quantities_at: tuple[int, datetime], now: datetime = NOW) -> None:
+    """Usage records of ``user`` as they are (no refusals), written with their rollup as at ``now``."""
+    store_usage([{"event_id": f"{metric}-{user.id}-{at.isoformat()}", "user_id": user.id, "metric": metric,
+                  "quantity": quantity, "occurred_at": at, "model_id": None, "subscription_id": None}
+                 for quantity, at in quantities_at], now)
+
+
+def test_repair_rebuilds_the_day_from_its_own_records_cut_at_the_period_open_at_the_time_given(db_session):
+    # A user on the signup plan: 30-day periods from sign-up, so which period is open depends on the time.
+    user = make_user(created_at=datetime(2021, 2, 6, 17, 30, tzinfo=timezone.utc))
+    then = datetime(2021, 3, 10, 12, tzinfo=timezone.utc)  # in the period begun 2021-03-08 17:30
+    day = datetime(2021, 3, 8, tzinfo=timezone.utc)
+    store(user, "input_tokens", (1, day - timedelta(minutes=1)), (2, day), (4, day + timedelta(hours=9)),
+          (8, day + timedelta(hours=17, minutes=30)), (16, day + timedelta(hours=20)), (32, day + timedelta(days=1)),
+          now=then)
+    store(user, "requests", (64, day + timedelta(hours=1)), now=then)
+    healthy = rollups()
+    assert [(row[2], row[4]) for row in healthy if row[1] == day.date() and row[3] == "input_tokens"] == [
+        (day, 2 + 4), (day + timedelta(hours=17, minutes=30), 8 + 16)]
+    db.session.execute(update(UsageRollup).where(UsageRollup.day == day.date()).values(quantity=0))
+    mismatches = rollup_mismatches()
+    assert [(m.day, m.metric, m.rollup, m.raw) for m in mismatches] == [
+        (day.date(), "input_tokens", 0, 30), (day.date(), "requests", 0, 64)]
+
+    repair_rollup(mismatches, then)
+
+    assert rollups() == healthy, "the day before and the day after are left as they were"
+
+
+def test_a_mismatch_of_a_user_deleted_since_the_check_is_repaired_to_nothing_and_audited(db_session):
+    user, _ = subscribed()
+    record_usage(events(user, 2), NOW)
+    db.session.execute(update(UsageRollup).where(UsageRollup.user_id == user.id).values(quantity=0))
+    (mismatch,) = rollup_mismatches()
+    db.session.execute(delete(User).where(User.id == user.id))
+
+    repair_rollup([mismatch], NOW)
+
+    assert rollups() == []
+    audit = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "usage_rollup.repair")).one()
+    assert (audit.object_type, audit.object_id, audit.changes["quantity"]) == ("users", user.id, [0, 21])
 
 
 @pytest.mark.parametrize("repair", [False, True])
