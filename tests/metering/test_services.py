@@ -173,6 +173,17 @@ def test_the_meters_read_the_rollup_in_a_constant_number_of_queries(db_session, 
     assert page_queries() == few
 
 
+@pytest.mark.postgres_only  # SQLite takes the rows as they are; PostgreSQL takes one array per column
+def test_on_postgresql_a_batch_is_one_insert_of_column_arrays_and_one_rollup_upsert(db_session, count_queries):
+    user, _ = subscribed()
+    batch = [*events(user, 300, "today"), *events(user, 300, "yesterday", at=NOW - timedelta(days=1))]
+    with count_queries() as counter:
+        recorded = record_usage(batch, NOW)
+    writes = [statement for statement in counter.statements if statement.lstrip().upper().startswith("INSERT")]
+    assert recorded.accepted == 600 and len(writes) == 2 and all("unnest" in statement for statement in writes)
+    assert rollup_mismatches() == []
+
+
 def test_training_minutes_go_through_the_metering_path_once_per_job(db_session):
     from tests.factories import make_training_job
     from webapp.training.services import transition
