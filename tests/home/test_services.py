@@ -117,3 +117,12 @@ def test_a_new_users_steps_are_not_done_by_other_users_rows_or_a_provider_withou
 
     assert figures.steps == [Step(label, endpoint, False) for label, endpoint in STEPS]
     assert (figures.jobs, figures.minion, figures.usage_alerts, figures.usage) == ([], None, [], {})
+
+
+def test_a_tie_goes_to_the_older_minion_even_when_it_changed_last(db_session):
+    # PostgreSQL writes an updated row anew at the end of the table: only the id orders the tie then.
+    user = make_user()
+    older, _newer = make_minion(user, xp=400), make_minion(user, xp=400)
+    older.name = "Renamed"
+    db_session.flush()
+    assert summary(user, None).minion["id"] == older.id
