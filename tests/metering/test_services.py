@@ -48,6 +48,21 @@ def test_a_batch_sent_twice_is_stored_once_and_counted_as_duplicates(db_session)
     assert quotas.period_usage(user.id, quotas.allowance(user, NOW)) == {"input_tokens": sum(range(10, 15))}
 
 
+def test_a_rollup_row_is_stamped_once_when_created_and_again_each_time_it_is_added_to(db_session):
+    user, _ = subscribed()
+
+    def stamps():
+        return db.session.execute(select(UsageRollup.created_at, UsageRollup.updated_at)
+                                  .where(UsageRollup.user_id == user.id)).one()
+
+    record_usage(events(user, 1, "first"), NOW)
+    created = stamps()
+    assert created.created_at == created.updated_at
+    record_usage(events(user, 1, "second"), NOW)
+    added = stamps()
+    assert added.created_at == created.created_at and added.updated_at > created.updated_at
+
+
 def test_an_id_repeated_inside_one_batch_is_stored_once(db_session):
     user, _ = subscribed()
     event = events(user, 1)[0]
