@@ -378,7 +378,7 @@ def test_create_token_audits_the_new_service_by_name_and_its_token_finds_it_whil
     audit = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "metering_token.create")).one()
     assert (audit.object_type, audit.object_id, audit.changes) == ("metering_tokens", service.id, {"name": "gateway-us"})
     assert service.token_hash == hash_token(token) and service_for_token(token) is service
-    assert service_for_token("") is None and service_for_token(None) is None
+    assert service_for_token("") is None and service_for_token(None) is None and service_for_token(token + "x") is None
     service.is_active = False
     assert service_for_token(token) is None
 
