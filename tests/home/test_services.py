@@ -5,6 +5,7 @@ from tests.factories import (
     make_dataset, make_minion, make_plan, make_provider, make_provider_config, make_subscription, make_training_job,
     make_user,
 )
+from webapp.billing.models import UsageAlert
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.home.services import RUNNING_JOBS_SHOWN, Step, summary
@@ -58,8 +59,7 @@ def shown(rows: list[dict]) -> list[dict]:
 
 
 def alert(user, quota_key: str, threshold: int, dismissed: bool = False, ended: bool = False) -> None:
-    from webapp.billing.models import UsageAlert
-
+    """A crossing of ``threshold`` percent of ``quota_key`` in the running period (or one that ended)."""
     now = utcnow()
     end = now - timedelta(days=1) if ended else now + timedelta(days=20)
     db.session.add(UsageAlert(user_id=user.id, period_start=end - timedelta(days=30), period_end=end,
@@ -94,8 +94,8 @@ def test_the_summary_shows_the_jobs_and_minions_columns_every_step_done_and_the_
         {"id": second.id, "name": "Weekly", "status": "queued", "progress": 0.0},
         {"id": first.id, "name": "Nightly", "status": "running", "progress": 0.25},
     ], "queued at the same time: the newer job first"
-    assert {key: value for key, value in figures.minion.items() if key != "position"} == {
-        "id": minion.id, "name": "Kevin", "level": minion.level, "xp": 120, "status": minion.status}
+    assert shown([figures.minion]) == [{
+        "id": minion.id, "name": "Kevin", "level": minion.level, "xp": 120, "status": minion.status}]
     assert figures.steps == [Step(label, endpoint, True) for label, endpoint in STEPS]
     assert shown(figures.usage_alerts) == [
         {"quota_key": "requests", "threshold": 50, "used": 500, "quota_limit": 1000},
