@@ -52,14 +52,15 @@ def test_a_rollup_row_is_stamped_once_when_created_and_again_each_time_it_is_add
     user, _ = subscribed()
 
     def stamps():
-        return db.session.execute(select(UsageRollup.created_at, UsageRollup.updated_at)
+        return db.session.execute(select(UsageRollup.quantity, UsageRollup.created_at, UsageRollup.updated_at)
                                   .where(UsageRollup.user_id == user.id)).one()
 
     record_usage(events(user, 1, "first"), NOW)
     created = stamps()
-    assert created.created_at == created.updated_at
+    assert created.quantity == 10 and created.created_at == created.updated_at
     record_usage(events(user, 1, "second"), NOW)
     added = stamps()
+    assert added.quantity == 10 + 10
     assert added.created_at == created.created_at and added.updated_at > created.updated_at
 
 
