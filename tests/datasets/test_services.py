@@ -28,6 +28,13 @@ def upload(owner, content: bytes, name: str = "Greetings", filename: str = "gree
                                    max_bytes, actor=owner)
 
 
+def streamed(content: bytes, read: list, meanwhile=lambda: None):
+    """The file as one chunk; reading it notes so in ``read`` and first runs ``meanwhile`` (another request's work)."""
+    read.append(True)
+    meanwhile()
+    yield content
+
+
 def test_a_good_file_is_stored_with_checksum_size_and_rows(db_session, store):
     user = make_user()
     content = jsonl_rows(12)
@@ -40,6 +47,33 @@ def test_a_good_file_is_stored_with_checksum_size_and_rows(db_session, store):
         assert stream.read() == content
     assert db_session.scalar(select(AuditEvent.action).where(AuditEvent.object_type == "datasets",
                                                              AuditEvent.object_id == dataset.id)) == "dataset.create"
+
+
+def test_an_upload_keeps_the_forms_fields_and_audits_them_for_the_actor(db_session, store):
+    owner, staff = make_user(), make_user("admin")
+    content = jsonl_rows(4)
+    dataset = services.upload_dataset(owner, "Café Poems", "Four rows", "public", "poems.jsonl", [content],
+                                      1_000_000, actor=staff).dataset
+    assert (dataset.owner_user_id, dataset.name, dataset.slug, dataset.description, dataset.visibility,
+            dataset.tags) == (owner.id, "Café Poems", "cafe-poems", "Four rows", "public", [])
+    assert f"/datasets/{owner.id}/" in dataset.uri and dataset.uri.endswith(".jsonl")
+    audit = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "dataset.create")).one()
+    assert (audit.object_type, audit.object_id, audit.actor_id) == ("datasets", dataset.id, staff.id)
+    assert audit.changes == {"name": "Café Poems", "visibility": "public", "format": "jsonl",
+                             "size_bytes": len(content), "rows": 4, "sha256": hashlib.sha256(content).hexdigest()}
+
+
+def test_a_platform_dataset_is_stored_under_the_platform_folder(db_session, store):
+    dataset = services.upload_dataset(None, "Shared pairs", "", "public", "pairs.csv", [b"prompt,completion\nHi,Yo\n"],
+                                      1_000_000, actor=make_user("admin")).dataset
+    assert dataset.owner_user_id is None and dataset.format == "csv"
+    assert "/datasets/platform/" in dataset.uri and dataset.uri.endswith(".csv")
+
+
+def test_a_slug_is_the_name_in_lowercase_ascii_words_joined_by_hyphens():
+    assert services.slugify("  Café Poèmes: vol. 2! ") == "cafe-poemes-vol-2"
+    assert services.slugify("東京 ✨") == "dataset", "a name with no letters to spell it gets a word"
+    assert services.slugify("a" * 300) == "a" * 180
 
 
 def test_a_file_with_problems_leaves_no_bytes_and_no_row(db_session, store):
@@ -60,15 +94,18 @@ def test_an_upload_is_read_in_chunks_of_64_kib():
 def test_a_file_past_the_size_limit_leaves_nothing(db_session, store):
     user = make_user()
     with pytest.raises(services.DatasetError) as refused:
-        upload(user, jsonl_rows(50), max_bytes=100)
-    assert refused.value.status == 413 and "100 bytes" in str(refused.value)
+        upload(user, jsonl_rows(50), max_bytes=1000)
+    assert str(refused.value) == "The file is larger than the 1,000 bytes your plan allows."
+    assert (refused.value.status, refused.value.field) == (413, "file")
     assert stored_files(store) == []
 
 
 def test_unknown_file_types_and_taken_names_are_refused(db_session, store):
     user = make_user()
-    with pytest.raises(services.DatasetError, match=".jsonl") as refused:
+    with pytest.raises(services.DatasetError) as refused:
         upload(user, jsonl_rows(1), filename="notes.txt")
+    assert str(refused.value) == "Upload a .jsonl (or .json lines) or a .csv file."
+    assert refused.value.field == "file"
     assert refused.value.status == 422, "a refusal that names no status is unprocessable input"
     upload(user, jsonl_rows(1), name="Greetings")
     with pytest.raises(services.DatasetError, match="already have a dataset"):
@@ -81,25 +118,43 @@ def test_a_taken_name_is_refused_before_the_file_is_read_and_only_among_the_owne
     upload(other, jsonl_rows(1), name="Greetings")
     upload(user, jsonl_rows(1), name="Farewells")
     read = []
-
-    def chunks():
-        read.append(True)
-        yield jsonl_rows(1)
-
     with pytest.raises(services.DatasetError, match="already have a dataset named “Farewells”") as refused:
-        services.upload_dataset(user, "Farewells", "", "private", "f.jsonl", chunks(), 1_000_000, actor=user)
+        services.upload_dataset(user, "Farewells", "", "private", "f.jsonl", streamed(jsonl_rows(1), read),
+                                1_000_000, actor=user)
     assert refused.value.field == "name" and read == [], "refused before a byte of the file is read"
     mine = upload(user, jsonl_rows(1), name="Greetings").dataset  # another owner's name is free for her
     assert (mine.owner_user_id, mine.slug) == (user.id, "greetings")
 
 
-def test_the_datasets_quota_is_checked_before_and_after_the_upload(db_session, store):
+def test_the_datasets_quota_is_checked_before_the_file_is_read_and_again_before_the_insert(db_session, store):
     user = make_user()
-    make_subscription(user, make_plan(quotas={"datasets": 1}))
+    make_subscription(user, make_plan(quotas={"datasets": 2}))
     upload(user, jsonl_rows(1), name="One")
+    read = []
+    with pytest.raises(QuotaExceeded) as refused:  # the second dataset came while this file streamed in
+        services.upload_dataset(user, "Three", "", "private", "three.jsonl",
+                                streamed(jsonl_rows(1), read, lambda: make_dataset(user, name="Two")), 1_000_000,
+                                actor=user)
+    assert (refused.value.key, refused.value.limit, read) == ("datasets", 2, [True])
+    read.clear()
     with pytest.raises(QuotaExceeded):
-        upload(user, jsonl_rows(1), name="Two")
-    assert len(stored_files(store)) == 1
+        services.upload_dataset(user, "Three", "", "private", "three.jsonl", streamed(jsonl_rows(1), read),
+                                1_000_000, actor=user)
+    assert read == [], "refused before a byte of the file is read"
+    assert db_session.scalars(select(Dataset.name).where(Dataset.owner_user_id == user.id)).all() == ["One", "Two"]
+    assert len(stored_files(store)) == 2
+
+
+def test_a_name_taken_while_the_file_streams_in_is_refused_and_its_bytes_go(db_session, store):
+    user = make_user()
+    with pytest.raises(services.DatasetError) as refused:  # a dataset of that slug came while this file streamed in
+        services.upload_dataset(user, "Greetings", "", "private", "g.jsonl",
+                                streamed(jsonl_rows(1), [], lambda: make_dataset(user, slug="greetings")), 1_000_000,
+                                actor=user)
+    assert str(refused.value) == ("You already have a dataset named “Greetings” (or one that differs only in "
+                                  "punctuation or case); choose another name or delete that one first.")
+    assert refused.value.field == "name"
+    assert len(stored_files(store)) == 1, "only the other upload's file is left"
 
 
 def test_a_csv_file_is_read_too(db_session, store):
