@@ -239,18 +239,18 @@ def test_the_jobs_that_used_a_dataset_are_listed_newest_first_with_their_split(d
     user = make_user()
     dataset, other = make_dataset(user), make_dataset(user)
     day_ago = utcnow() - timedelta(days=1)
-    older = make_training_job(user, queued_at=day_ago - timedelta(days=1))
-    newer, same_time = (make_training_job(user, queued_at=day_ago) for _ in range(2))
+    first, second, third = (make_training_job(user, queued_at=day_ago) for _ in range(3))
+    older = make_training_job(user, queued_at=day_ago - timedelta(days=1))  # made last, queued first
     elsewhere = make_training_job(user)
-    db_session.add_all([TrainingJobDataset(training_job_id=older.id, dataset_id=dataset.id, split="train"),
-                        TrainingJobDataset(training_job_id=newer.id, dataset_id=dataset.id, split="validation"),
-                        TrainingJobDataset(training_job_id=same_time.id, dataset_id=dataset.id, split="train"),
-                        TrainingJobDataset(training_job_id=elsewhere.id, dataset_id=other.id, split="train")])
+    db_session.add_all([TrainingJobDataset(training_job_id=job.id, dataset_id=dataset.id, split=split)
+                        for job, split in ((second, "validation"), (older, "train"), (third, "train"),
+                                           (first, "train"))])
+    db_session.add(TrainingJobDataset(training_job_id=elsewhere.id, dataset_id=other.id, split="train"))
     db_session.flush()
     assert [(job.id, split) for job, split in services.jobs_using(dataset)] == [
-        (same_time.id, "train"), (newer.id, "validation"), (older.id, "train"),
+        (third.id, "train"), (second.id, "validation"), (first.id, "train"), (older.id, "train"),
     ], "newest first, the later job first at the same time, and only this dataset's"
-    assert [job.id for job, _ in services.jobs_using(dataset, limit=2)] == [same_time.id, newer.id]
+    assert [job.id for job, _ in services.jobs_using(dataset, limit=2)] == [third.id, second.id]
 
 
 def test_at_most_the_50_latest_jobs_that_used_a_dataset_are_listed(db_session, store):
