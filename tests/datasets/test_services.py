@@ -316,7 +316,7 @@ def test_the_catalogue_is_searched_in_names_and_descriptions_and_listed_by_name(
     approved = make_dataset(make_user(), visibility="public", approved_at=utcnow(), name="Recipes",
                             description="Cooking STEPS_1")
     namesake = make_dataset(None, visibility="public", name="Recipes", description="Kitchen")
-    atlas = make_dataset(None, visibility="public", name="Atlas", description="Maps of 50% of the world")
+    atlas = make_dataset(None, visibility="public", name="Atlas 50%", description="Maps of the world")
 
     def found(query, page=1, per_page=20):
         return [dataset.id for dataset in services.catalogue(query, page, per_page).items]
@@ -324,7 +324,7 @@ def test_the_catalogue_is_searched_in_names_and_descriptions_and_listed_by_name(
     assert found("") == [atlas.id, approved.id, namesake.id], "by name, then the older first"
     assert found("", 2, 2) == [namesake.id]
     assert found("steps_1") == [approved.id] and found("stepsx1") == [], "any case; _ is itself"
-    assert found("50%") == [atlas.id] and found("kitchen") == [namesake.id]
+    assert found("50%") == [atlas.id] and found("atlas") == [atlas.id] and found("kitchen") == [namesake.id]
 
 
 def test_split_suggestion():

@@ -118,6 +118,13 @@ def test_verify_connection_records_success(config_at, db_session):
     actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == config.id)).all()
     assert set(actions) == {"provider_key.use", "provider_key.test"}
     assert recorded_test(db_session, config) == {"ok": True, "models": len(MODELS)}
+    assert db_session.scalars(select(AuditEvent.changes).where(AuditEvent.action == "provider_key.use")).one() \
+        == {"purpose": "test_connection"}
+
+
+@pytest.mark.parametrize("count, message", [(1, "Connected: 1 model available."), (2, "Connected: 2 models available.")])
+def test_the_connected_message_counts_the_models_in_words(config_at, count, message):
+    assert verify_connection(config_at(GOOD_KEY, f"/first-{count}"), timeout=5) == ("success", message)
 
 
 def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provider):
@@ -200,7 +207,8 @@ def test_a_replaced_key_is_no_longer_verified_and_its_old_error_is_cleared(db_se
     assert event.changes == {"provider": provider.slug, "last4": WRONG_KEY[-4:]}
 
 
-def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider, db_session):
+def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider, db_session,
+                                                                              caplog):
     mine, theirs = config_at(GOOD_KEY), config_at(WRONG_KEY)
     theirs.api_key_ciphertext = mine.api_key_ciphertext
     before = len(fake_provider.requests)
@@ -209,6 +217,8 @@ def test_key_copied_from_another_row_is_reported_without_calling_the_provider(co
     assert theirs.last_error == ("The stored key cannot be used (the stored key belongs to another account or "
                                  "provider). Replace it.")
     assert recorded_test(db_session, theirs) == {"ok": False, "reason": "unreadable"}
+    assert (f"provider config {theirs.id}: stored key unreadable: the stored key belongs to another account or "
+            f"provider") in caplog.messages
     assert len(fake_provider.requests) == before
 
 
