@@ -30,6 +30,16 @@ def test_a_job_s_completion_is_awarded_once(db_session):
     assert minion.xp == 150 == ledger_sum(db_session, minion)
 
 
+def test_a_job_is_awarded_once_per_minion_and_reason(db_session):
+    owner = make_user()
+    minion, other = make_minion(owner), make_minion(owner)
+    job = make_training_job(owner, status="succeeded", minion=minion)
+    assert award_xp(minion, 150, "training_job.succeeded", job)
+    assert award_xp(other, 40, "training_job.succeeded", job), "another minion's award for the same job"
+    assert award_xp(minion, 25, "daily_challenge", job), "another reason for the same job"
+    assert (minion.xp, other.xp) == (175, 40) == (ledger_sum(db_session, minion), ledger_sum(db_session, other))
+
+
 def test_verify_finds_and_repairs_mismatches(db_session):
     good, bad = make_minion(make_user(), xp=100), make_minion(make_user(), xp=100)
     bad.xp = 999
