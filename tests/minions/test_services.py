@@ -177,9 +177,11 @@ def test_award_xp_rolls_up_the_week_and_month_gains(db_session):
         select(MinionXpGain.period, MinionXpGain.gained).where(MinionXpGain.minion_id == minion.id)
     ).all())
     assert gains == {"week": 65, "month": 65}
+    event = db_session.scalars(select(MinionXpEvent).filter_by(minion_id=minion.id, reason="daily_challenge")).one()
+    assert event.created_at == event.updated_at, "one instant stamps the event and files its gains"
     for period in ("week", "month"):
         assert db_session.scalar(select(MinionXpGain.period_start).filter_by(minion_id=minion.id, period=period)) \
-            == window_start(period)
+            == window_start(period, event.created_at) == window_start(period)
 
 
 def test_a_deep_page_ranks_ties_like_rank_over_the_whole_board(db_session):
