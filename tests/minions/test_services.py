@@ -171,12 +171,17 @@ def test_the_viewer_s_best_minion_on_the_board(db_session):
 def test_award_xp_rolls_up_the_week_and_month_gains(db_session):
     from webapp.minions.models import MinionXpGain
 
+    def gains_column(column) -> dict:
+        return dict(db_session.execute(
+            select(MinionXpGain.period, column).where(MinionXpGain.minion_id == minion.id)
+        ).all())
+
     minion = make_minion(make_user(), xp=40)
+    first_filed = gains_column(MinionXpGain.updated_at)
     award_xp(minion, 25, "daily_challenge")
-    gains = dict(db_session.execute(
-        select(MinionXpGain.period, MinionXpGain.gained).where(MinionXpGain.minion_id == minion.id)
-    ).all())
-    assert gains == {"week": 65, "month": 65}
+    assert gains_column(MinionXpGain.gained) == {"week": 65, "month": 65}
+    assert all(filed > first_filed[period] for period, filed in gains_column(MinionXpGain.updated_at).items()), \
+        "adding to a gain marks it updated"
     event = db_session.scalars(select(MinionXpEvent).filter_by(minion_id=minion.id, reason="daily_challenge")).one()
     assert event.created_at == event.updated_at, "one instant stamps the event and files its gains"
     for period in ("week", "month"):
