@@ -9,8 +9,8 @@ from tests.providers.fake_provider import GOOD_KEY, MODELS
 from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.providers.services import (
-    config_for, delete_api_key, normalise_base_url, provider_cards, redact_secret, save_api_key, update_settings,
-    verify_connection,
+    config_for, delete_api_key, enabled_provider, normalise_base_url, provider_cards, redact_secret, save_api_key,
+    update_settings, verify_connection,
 )
 
 WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
@@ -247,6 +247,24 @@ def test_cards_list_every_enabled_provider_by_name_with_only_this_users_config(d
              if card.provider.id in (zed.id, alpha.id)]
     assert cards == [(alpha.id, None), (zed.id, mine)]
     assert all(card.provider.is_enabled for card in provider_cards(user))
+
+
+def test_each_user_has_one_config_per_provider(db_session):
+    user, other = make_user(), make_user()
+    first, second = make_provider(), make_provider()
+    theirs = save_api_key(other, first, GOOD_KEY)
+    mine_first, mine_second = save_api_key(user, first, GOOD_KEY), save_api_key(user, second, WRONG_KEY)
+    assert len({theirs.id, mine_first.id, mine_second.id}) == 3
+    assert (mine_second.user_id, mine_second.provider_id, mine_second.settings) == (user.id, second.id, {})
+    assert save_api_key(user, first, WRONG_KEY) is mine_first
+
+
+def test_an_enabled_provider_is_found_by_its_slug(db_session):
+    first, second = make_provider(), make_provider()
+    assert enabled_provider(second.slug) is second and enabled_provider(first.slug) is first
+    second.is_enabled = False
+    db_session.flush()
+    assert enabled_provider(second.slug) is None
 
 
 def test_deleting_a_key_forgets_it_and_its_verification(db_session):
