@@ -51,6 +51,9 @@ def test_recompute_xp_reports_only_what_changed(db_session):
     minion.xp, minion.level = 999, 9
     assert recompute_xp(minion) == {"xp": [999, 250], "level": [9, 2]}
     assert (minion.xp, minion.level) == (250, 2)
+    unlogged = make_minion(make_user())
+    unlogged.xp = 7
+    assert recompute_xp(unlogged) == {"xp": [7, 0]}, "no XP events sum to 0"
 
 
 def test_pages_of_the_board_say_whether_more_follow(db_session):

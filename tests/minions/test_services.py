@@ -30,6 +30,16 @@ def test_a_job_s_completion_is_awarded_once(db_session):
     assert minion.xp == 150 == ledger_sum(db_session, minion)
 
 
+def test_a_job_is_awarded_once_per_minion_and_reason(db_session):
+    owner = make_user()
+    minion, other = make_minion(owner), make_minion(owner)
+    job = make_training_job(owner, status="succeeded", minion=minion)
+    assert award_xp(minion, 150, "training_job.succeeded", job)
+    assert award_xp(other, 40, "training_job.succeeded", job), "another minion's award for the same job"
+    assert award_xp(minion, 25, "daily_challenge", job), "another reason for the same job"
+    assert (minion.xp, other.xp) == (175, 40) == (ledger_sum(db_session, minion), ledger_sum(db_session, other))
+
+
 def test_verify_finds_and_repairs_mismatches(db_session):
     good, bad = make_minion(make_user(), xp=100), make_minion(make_user(), xp=100)
     bad.xp = 999
@@ -161,15 +171,22 @@ def test_the_viewer_s_best_minion_on_the_board(db_session):
 def test_award_xp_rolls_up_the_week_and_month_gains(db_session):
     from webapp.minions.models import MinionXpGain
 
+    def gains_column(column) -> dict:
+        return dict(db_session.execute(
+            select(MinionXpGain.period, column).where(MinionXpGain.minion_id == minion.id)
+        ).all())
+
     minion = make_minion(make_user(), xp=40)
+    first_filed = gains_column(MinionXpGain.updated_at)
     award_xp(minion, 25, "daily_challenge")
-    gains = dict(db_session.execute(
-        select(MinionXpGain.period, MinionXpGain.gained).where(MinionXpGain.minion_id == minion.id)
-    ).all())
-    assert gains == {"week": 65, "month": 65}
+    assert gains_column(MinionXpGain.gained) == {"week": 65, "month": 65}
+    assert all(filed > first_filed[period] for period, filed in gains_column(MinionXpGain.updated_at).items()), \
+        "adding to a gain marks it updated"
+    event = db_session.scalars(select(MinionXpEvent).filter_by(minion_id=minion.id, reason="daily_challenge")).one()
+    assert event.created_at == event.updated_at, "one instant stamps the event and files its gains"
     for period in ("week", "month"):
         assert db_session.scalar(select(MinionXpGain.period_start).filter_by(minion_id=minion.id, period=period)) \
-            == window_start(period)
+            == window_start(period, event.created_at) == window_start(period)
 
 
 def test_a_deep_page_ranks_ties_like_rank_over_the_whole_board(db_session):

@@ -3,7 +3,8 @@
 Paths under ``/v1`` list models for GOOD_KEY and answer 401 echoing any other key (as real
 providers do); ``/moved/models`` redirects to the same server under another host name,
 ``/same-host/models`` redirects within the host, ``/slow/models`` answers too late, and
-``/drip/models`` sends its answer one byte every DRIP_SECONDS (each read is quick, the whole is not).
+``/drip/models`` sends its answer one byte every DRIP_SECONDS (each read is quick, the whole is not),
+and ``/first-<n>/models`` lists the first n of MODELS (to any key).
 ``POST /v1/chat/completions`` answers like OpenAI's chat completions, ``usage`` included.
 """
 from __future__ import annotations
@@ -44,6 +45,9 @@ class FakeProviderHandler(JSONHandler):
                 self.wfile.write(b" ")
                 self.wfile.flush()
                 time.sleep(DRIP_SECONDS)
+        elif self.path.startswith("/first-") and self.path.endswith("/models"):
+            count = int(self.path.removeprefix("/first-").removesuffix("/models"))
+            self.reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS[:count]]})
         elif self.path == "/v1/models":
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if given == GOOD_KEY:

@@ -9,8 +9,8 @@ from tests.providers.fake_provider import GOOD_KEY, MODELS
 from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.providers.services import (
-    config_for, delete_api_key, normalise_base_url, provider_cards, redact_secret, save_api_key, update_settings,
-    verify_connection,
+    config_for, delete_api_key, enabled_provider, normalise_base_url, provider_cards, redact_secret, save_api_key,
+    update_settings, verify_connection,
 )
 
 WRONG_KEY = "sk-test-WrongKey9876543210zyxwvuQRST"
@@ -31,7 +31,11 @@ def allowlist(app, monkeypatch):
     ("", None, ()),
     ("  ", None, ()),
     ("https://api.example.com/v1/", "https://api.example.com/v1", ()),
+    ("  https://api.example.com/X/  ", "https://api.example.com/X", ()),
+    ("https://api.example.com/" + "a" * 476, "https://api.example.com/" + "a" * 476, ()),  # 500 characters
     ("http://localhost:11434/v1", "http://localhost:11434/v1", ("localhost:11434",)),
+    ("http://localhost/v1", "http://localhost/v1", ("localhost:80",)),  # http's own port
+    ("https://localhost/v1", "https://localhost/v1", ("localhost:443",)),  # https's own port
     ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1", ("127.0.0.1",)),
     ("http://[::1]:8080/v1", "http://[::1]:8080/v1", ("[::1]:8080",)),
 ])
@@ -40,24 +44,37 @@ def test_base_urls_accepted(allowlist, raw, stored, allowed):
     assert normalise_base_url(raw) == stored
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("http://api.example.com/v1", "only allowed for hosts the operator has allowed"),
-    ("http://localhost.evil.example/v1", "only allowed for hosts the operator has allowed"),
-    ("http://localhost:11434/v1", "only allowed for hosts the operator has allowed"),
-    ("ftp://api.example.com", "http:// or https://"),
-    ("javascript:alert(1)", "http:// or https://"),
-    ("api.example.com/v1", "http:// or https://"),
-    ("https:///v1", "host name"),
-    ("https://user:secret@api.example.com/v1", "credentials"),
-    ("https://api.example.com/v1?key=abc", "query string"),
-    ("https://api.example.com/v1#x", "query string"),
-    ("https://api.example.com:99999/v1", "port"),
-    ("https://api.example.com/a b", "spaces"),
-    ("https://api.example.com/" + "a" * 500, "at most 500"),
+HTTP_REFUSED = "Use https://: plain http:// is only allowed for hosts the operator has allowed."
+NO_SCHEME = "Use an http:// or https:// URL, e.g. https://api.example.com/v1."
+NO_CREDENTIALS = "Leave credentials out of the URL: the API key field holds the key."
+NO_QUERY = "A base URL has no query string or #fragment."
+
+
+@pytest.mark.parametrize("raw, allowed, reason", [
+    ("http://api.example.com/v1", (), HTTP_REFUSED),
+    ("http://localhost.evil.example/v1", (), HTTP_REFUSED),
+    ("http://localhost:11434/v1", (), HTTP_REFUSED),
+    ("http://localhost/v1", ("localhost:81",), HTTP_REFUSED),
+    ("ftp://api.example.com", (), NO_SCHEME),
+    ("javascript:alert(1)", (), NO_SCHEME),
+    ("api.example.com/v1", (), NO_SCHEME),
+    ("https:///v1", (), "Include the host name, e.g. https://api.example.com/v1."),
+    ("https://user:secret@api.example.com/v1", (), NO_CREDENTIALS),
+    ("https://user@api.example.com/v1", (), NO_CREDENTIALS),
+    ("https://:secret@api.example.com/v1", (), NO_CREDENTIALS),
+    ("https://api.example.com/v1?key=abc", (), NO_QUERY),
+    ("https://api.example.com/v1#x", (), NO_QUERY),
+    ("https://api.example.com:99999/v1", (), "The port is not a valid number."),
+    ("https://api.example.com/a b", (), "A URL cannot contain spaces."),
+    ("https://api.example.com/" + "a" * 477, (), "Use at most 500 characters."),
+    ("https://127.0.0.1/v1", (), "That URL cannot be used: the host is a loopback address; "
+                                 "only public addresses can be used."),
 ])
-def test_base_urls_refused_with_a_reason(allowlist, raw, reason):
-    with pytest.raises(ValueError, match=reason):
+def test_base_urls_refused_with_a_reason(allowlist, raw, allowed, reason):
+    allowlist(*allowed)
+    with pytest.raises(ValueError) as refused:
         normalise_base_url(raw)
+    assert str(refused.value) == reason
 
 
 def test_redaction_removes_the_key_and_its_obvious_fragments():
@@ -86,13 +103,28 @@ def config_at(db_session, fake_provider):
     return make
 
 
+def recorded_test(db_session, config) -> dict:
+    """The changes audited for the one connection test of ``config``."""
+    return db_session.scalars(select(AuditEvent.changes).where(AuditEvent.action == "provider_key.test",
+                                                               AuditEvent.object_id == config.id)).one()
+
+
 def test_verify_connection_records_success(config_at, db_session):
     config = config_at(GOOD_KEY)
+    config.last_error = "HTTP 500 once"
     kind, message = verify_connection(config, timeout=5)
     assert (kind, message) == ("success", f"Connected: {len(MODELS)} models available.")
     assert config.last_verified_at is not None and config.last_error is None
     actions = db_session.scalars(select(AuditEvent.action).where(AuditEvent.object_id == config.id)).all()
     assert set(actions) == {"provider_key.use", "provider_key.test"}
+    assert recorded_test(db_session, config) == {"ok": True, "models": len(MODELS)}
+    assert db_session.scalars(select(AuditEvent.changes).where(AuditEvent.action == "provider_key.use")).one() \
+        == {"purpose": "test_connection"}
+
+
+@pytest.mark.parametrize("count, message", [(1, "Connected: 1 model available."), (2, "Connected: 2 models available.")])
+def test_the_connected_message_counts_the_models_in_words(config_at, count, message):
+    assert verify_connection(config_at(GOOD_KEY, f"/first-{count}"), timeout=5) == ("success", message)
 
 
 def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provider):
@@ -101,10 +133,12 @@ def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provi
     assert path == "/v1/models" and headers["Authorization"] == f"Bearer {GOOD_KEY}"
 
 
-def test_rejected_key_is_recorded_with_the_echoed_key_redacted(config_at):
+def test_rejected_key_is_recorded_with_the_echoed_key_redacted(config_at, db_session):
     config = config_at(WRONG_KEY)
     kind, message = verify_connection(config, timeout=5)
-    assert kind == "error" and "HTTP 401" in config.last_error and "Incorrect API key provided" in config.last_error
+    assert (kind, message) == ("error", "Connection failed; the provider's answer is under Last error.")
+    assert "HTTP 401" in config.last_error and "Incorrect API key provided" in config.last_error
+    assert recorded_test(db_session, config) == {"ok": False}
     for text in (message, config.last_error):
         assert WRONG_KEY not in text and WRONG_KEY[:10] not in text and WRONG_KEY[-6:] not in text
     assert config.last_verified_at is None
@@ -173,12 +207,18 @@ def test_a_replaced_key_is_no_longer_verified_and_its_old_error_is_cleared(db_se
     assert event.changes == {"provider": provider.slug, "last4": WRONG_KEY[-4:]}
 
 
-def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider):
+def test_key_copied_from_another_row_is_reported_without_calling_the_provider(config_at, fake_provider, db_session,
+                                                                              caplog):
     mine, theirs = config_at(GOOD_KEY), config_at(WRONG_KEY)
     theirs.api_key_ciphertext = mine.api_key_ciphertext
     before = len(fake_provider.requests)
-    kind, _ = verify_connection(theirs, timeout=5)
-    assert kind == "error" and "belongs to another account" in theirs.last_error
+    outcome = verify_connection(theirs, timeout=5)
+    assert outcome == ("error", "The stored key cannot be used; it is explained under Last error.")
+    assert theirs.last_error == ("The stored key cannot be used (the stored key belongs to another account or "
+                                 "provider). Replace it.")
+    assert recorded_test(db_session, theirs) == {"ok": False, "reason": "unreadable"}
+    assert (f"provider config {theirs.id}: stored key unreadable: the stored key belongs to another account or "
+            f"provider") in caplog.messages
     assert len(fake_provider.requests) == before
 
 
@@ -207,6 +247,24 @@ def test_cards_list_every_enabled_provider_by_name_with_only_this_users_config(d
              if card.provider.id in (zed.id, alpha.id)]
     assert cards == [(alpha.id, None), (zed.id, mine)]
     assert all(card.provider.is_enabled for card in provider_cards(user))
+
+
+def test_each_user_has_one_config_per_provider(db_session):
+    user, other = make_user(), make_user()
+    first, second = make_provider(), make_provider()
+    theirs = save_api_key(other, first, GOOD_KEY)
+    mine_first, mine_second = save_api_key(user, first, GOOD_KEY), save_api_key(user, second, WRONG_KEY)
+    assert len({theirs.id, mine_first.id, mine_second.id}) == 3
+    assert (mine_second.user_id, mine_second.provider_id, mine_second.settings) == (user.id, second.id, {})
+    assert save_api_key(user, first, WRONG_KEY) is mine_first
+
+
+def test_an_enabled_provider_is_found_by_its_slug(db_session):
+    first, second = make_provider(), make_provider()
+    assert enabled_provider(second.slug) is second and enabled_provider(first.slug) is first
+    second.is_enabled = False
+    db_session.flush()
+    assert enabled_provider(second.slug) is None
 
 
 def test_deleting_a_key_forgets_it_and_its_verification(db_session):
