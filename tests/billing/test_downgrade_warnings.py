@@ -1,11 +1,14 @@
 """A downgrade to a plan whose quotas the user already exceeds warns, before it is confirmed, what happens then."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from tests.conftest import login
 from tests.factories import (
     make_ai_model, make_dataset, make_minion, make_plan, make_subscription, make_training_job, make_usage, make_user,
 )
 from webapp.billing import services
+from webapp.minions.models import Minion
 
 
 def subscriber_with_minions(plan, minions: int):
@@ -74,6 +77,24 @@ def test_a_downgrade_within_current_use_has_no_warning(db_session):
     user, _ = subscriber_with_minions(team, 1)
     make_usage(user, "requests", 4)
     assert services.quote_plan_change(user, hobby).warnings == ()
+
+
+def test_minions_are_counted_as_the_new_plan_counts_them(db_session):
+    """Whether retired minions count is the new plan's option once the move is made, not the current plan's."""
+    counts_retired = make_plan("team", 9900, quotas={"minions": 10, "minions_count_archived": True})
+    active_only = make_plan("hobby", 900, name="Hobby", quotas={"minions": 2})
+    user, subscription = subscriber_with_minions(counts_retired, 3)
+    db_session.scalars(select(Minion).where(Minion.owner_user_id == user.id)).first().status = "retired"
+    db_session.flush()
+    assert services.quote_plan_change(user, active_only).warnings == (), "2 active minions fit Hobby's 2"
+
+    strict = make_plan("strict", 500, name="Strict", quotas={"minions": 2, "minions_count_archived": True})
+    subscription.plan = active_only
+    db_session.flush()
+    on = services.day_text(subscription.current_period_end)
+    assert services.quote_plan_change(user, strict).warnings == (
+        f"You have 3 minions; Strict allows 2. On {on} they all stay, but you cannot add another until you have "
+        "fewer than 2.",)
 
 
 def test_the_confirmation_warns_before_the_move_is_scheduled(client, db_session):
