@@ -125,6 +125,14 @@ def test_without_the_sign_up_plan_sign_up_is_closed(client, db_session):
     assert client.get("/signup").status_code == 404
 
 
+def test_a_sign_up_plan_with_a_price_closes_sign_up_and_tells_the_operator(app, db_session, caplog):
+    make_plan(app.config["SIGNUP_PLAN"], 900)
+    with pytest.raises(services.SignUpUnavailable, match="not open on this console"):
+        services.signup_plan()
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("ERROR", f"SIGNUP_PLAN {app.config['SIGNUP_PLAN']!r} names no free plan; sign-up is unavailable")]
+
+
 def test_an_unverified_user_is_warned_and_kept_from_costly_work(client, db_session):
     user = make_user(email_verified_at=None)
     config = make_provider_config(user, make_provider(), api_key="sk-test-0123456789abcdef")

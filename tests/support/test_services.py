@@ -19,6 +19,16 @@ def test_search_matches_a_part_of_the_email_or_the_name_ignoring_case(db_session
     assert [user.id for user in search_users(" ADA ", 1, 10).items] == [by_email.id, by_name.id]
 
 
+def test_wildcards_in_a_search_are_plain_characters_and_results_sort_by_the_lowercased_email(db_session):
+    # "_" sorts after the letters in upper case and before them in lower case: the order tells which.
+    underscored = make_user(email="Ann_Lee@example.test", display_name="Ann")
+    lettered = make_user(email="annblee@example.test", display_name="Ann_B")
+    make_user(email="annxlee@example.test", display_name="Annx")  # "_" must not match any one character
+    make_user(email="ann%lee@example.test", display_name="Percent")  # nor "%" stand for any characters
+    assert [user.id for user in search_users("N_", 1, 10).items] == [underscored.id, lettered.id]
+    assert [user.email for user in search_users("n%l", 1, 10).items] == ["ann%lee@example.test"]
+
+
 def test_staff_may_act_only_on_accounts_holding_no_permission_they_lack(db_session):
     support, admin, user = make_user("support"), make_user("admin"), make_user()
     assert may_act_on(support, user) and may_act_on(support, make_user("support"))
