@@ -269,15 +269,15 @@ def plan_that_fits(subscription: UserSubscription, meters: list[Meter], plans: l
 
 def downgrade_warnings(user: User, subscription: UserSubscription, plan: Plan) -> tuple[str, ...]:
     """What the move to ``plan`` at the period end will do to use that already exceeds its quotas."""
-    new_terms = quotas.Allowance(quotas.with_defaults(plan.quotas), subscription.current_period_end,
+    # The new plan's terms over this period: its limits, and this period's use counted as it will
+    # count it (whether retired minions count).
+    new_terms = quotas.Allowance(quotas.with_defaults(plan.quotas), subscription.current_period_start,
                                  subscription.current_period_end)
-    # This period's use, counted as the new plan will count it (whether retired minions count).
-    measured = quotas.Allowance(new_terms.quotas, subscription.current_period_start, subscription.current_period_end)
     on = day_text(subscription.current_period_end)
     warnings = []
     keys = [key for key in quotas.QUOTA_LABELS if new_terms.limit(key) is not None
             and (key in quotas.METERED_QUOTAS or key in COUNTED_QUOTAS)]
-    usage = quotas.usage(user.id, keys, measured)
+    usage = quotas.usage(user.id, keys, new_terms)
     for key in keys:
         limit, used = new_terms.limit(key), usage[key]
         if used <= limit:
