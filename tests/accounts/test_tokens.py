@@ -21,7 +21,7 @@ def reset_link_for(user, mailbox) -> str:
     mailbox.clear()
     send_password_reset(user)
     (message,) = mailbox
-    assert message["To"] == user.email
+    assert (message["To"], message["Subject"]) == (user.email, "Reset your Minion Console password")
     return path_of(link_in(message))
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from tests.factories import (
     make_minion, make_payment, make_plan, make_subscription, make_training_job, make_usage, make_user,
 )
-from webapp.accounts.models import AuditEvent
+from webapp.accounts.models import AuditEvent, User
 from webapp.billing import services
 from webapp.billing.gateway import ManualInvoiceGateway
 from webapp.billing.models import BillingCustomer, Payment, UsageRecord, UserSubscription
@@ -370,3 +370,26 @@ def test_manual_invoice_gateway_leaves_payments_pending_with_unique_references(a
     kept = Payment(user_id=ada.id, amount_cents=100, idempotency_key="retry-1")
     gateway.collect(kept)
     assert kept.idempotency_key == "retry-1"
+
+
+def test_the_signed_in_query_carries_the_plan_and_provider_only_of_a_current_past_due_subscription(plans):
+    # Built fresh here: the session loader caches the statement it extends, so only a fresh build
+    # shows what overdue_columns adds.
+    overdue = make_user(email="a-overdue@example.test")
+    make_subscription(overdue, plans["team"], status="past_due", provider="stripe")
+    paying = make_user(email="b-paying@example.test")
+    make_subscription(paying, plans["pro"])
+    not_current = make_user(email="c-not-current@example.test")
+    make_subscription(not_current, plans["team"], status="past_due", provider="stripe")
+    not_current.current_subscription_id = None
+    make_user(email="d-no-plan@example.test")
+    emails = ["a-overdue@example.test", "b-paying@example.test", "c-not-current@example.test", "d-no-plan@example.test"]
+    rows = services.db.session.execute(
+        services.overdue_columns(select(User.email).where(User.email.in_(emails)).order_by(User.email))
+    ).all()
+    assert [dict(row._mapping) for row in rows] == [
+        {"email": "a-overdue@example.test", "overdue_plan_name": "Team", "overdue_provider": "stripe"},
+        {"email": "b-paying@example.test", "overdue_plan_name": None, "overdue_provider": None},
+        {"email": "c-not-current@example.test", "overdue_plan_name": None, "overdue_provider": None},
+        {"email": "d-no-plan@example.test", "overdue_plan_name": None, "overdue_provider": None},
+    ]

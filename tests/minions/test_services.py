@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta, timezone
+from itertools import chain, repeat
 
 import pytest
 from sqlalchemy import func, select
@@ -199,3 +200,19 @@ def test_a_deep_page_ranks_ties_like_rank_over_the_whole_board(db_session):
         assert [(row.rank, row.position) for row in rows] == \
             [(row.rank, row.position) for row in everything[(page - 1) * 2:page * 2]]
     assert [row.rank for row in everything] == [1, 2, 2, 2, 5, 5, 7]
+
+
+def test_an_award_at_the_turn_of_the_month_counts_in_the_week_and_month_of_its_event(db_session, monkeypatch):
+    from webapp.minions import services
+    from webapp.minions.models import MinionXpGain
+
+    # The award's first read of the clock is the last instant of Sunday 31 May; every later read is June.
+    readings = chain([datetime(2026, 5, 31, 23, 59, 59, 999999, timezone.utc)],
+                     repeat(datetime(2026, 6, 1, 0, 0, 0, 1, timezone.utc)))
+    minion = make_minion(make_user())
+    monkeypatch.setattr(services, "utcnow", lambda: next(readings))
+    award_xp(minion, 25, "daily_challenge")
+    filed = dict(db_session.execute(
+        select(MinionXpGain.period, MinionXpGain.period_start).where(MinionXpGain.minion_id == minion.id)
+    ).all())
+    assert filed == {"week": datetime(2026, 5, 25, tzinfo=timezone.utc), "month": datetime(2026, 5, 1, tzinfo=timezone.utc)}

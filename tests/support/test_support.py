@@ -157,13 +157,16 @@ def test_sign_out_everywhere_ends_every_session_of_the_user_only(client, db_sess
         assert response.status_code == 302 and response.headers["Location"].startswith("/login")
     assert other.get("/account").status_code == 200, "another user's session is untouched"
     assert client.get(f"/support/users/{user.id}").status_code == 200, "the agent stays signed in"
+    db_session.expire_all()
+    ended_by = db_session.scalars(select(UserSession.revoked_by_id).where(UserSession.user_id == user.id)).all()
+    assert ended_by == [staff.id, staff.id], "each session records who ended it"
 
 
 def test_reset_link_goes_to_the_user_only(client, db_session, staff, mailbox):
     user = make_user()
     response = client.post(f"/support/users/{user.id}/password-reset", follow_redirects=True)
     (message,) = mailbox
-    assert message["To"] == user.email
+    assert (message["To"], message["Subject"]) == (user.email, "Minion Console support sent you a password reset link")
     link = link_in(message)
     assert link.rsplit("/", 1)[1] not in response.data.decode(), "the agent never sees the link"
     token = db_session.scalar(select(Token).where(Token.user_id == user.id))
