@@ -1,5 +1,5 @@
 """Account rules without HTTP, each with its effect and its audit row written out."""
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -129,3 +129,47 @@ def test_change_password_with_a_wrong_current_one_changes_nothing(db_session, ma
     assert services.change_password(user, "not my password", "a brand new passphrase", None) is False
     assert user.password_hash == old_hash and mailbox == []
     assert db_session.scalar(select(UserSession.is_active).where(UserSession.user_id == user.id))
+
+
+def audit_rows(db_session, user) -> list[tuple]:
+    """(action, actor id, changes) of every audit row on ``user``, oldest first."""
+    return [tuple(row) for row in db_session.execute(
+        select(AuditEvent.action, AuditEvent.actor_id, AuditEvent.changes)
+        .where(AuditEvent.object_type == "users", AuditEvent.object_id == user.id).order_by(AuditEvent.id))]
+
+
+def revoked_by_ids(db_session, user) -> list[int | None]:
+    db_session.expire_all()
+    return list(db_session.scalars(
+        select(UserSession.revoked_by_id).where(UserSession.user_id == user.id).order_by(UserSession.id)))
+
+
+def test_support_actions_outside_a_request_audit_their_actor_and_who_ended_each_session(db_session, mailbox):
+    # Without a request there is no signed-in user for the audit to fall back on: the actor passed is the one recorded.
+    staff = make_user("support")
+    user = make_user(locked_until=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    start_session(user, None, None)
+    issue_token(user, PASSWORD_RESET)
+    assert services.lock_account(user, staff) == 1
+    services.unlock_account(user, staff)
+    assert services.expire_outstanding_tokens(user, staff) == 1
+    start_session(user, None, None)
+    assert services.revoke_all_sessions(user, staff) == 1
+    assert audit_rows(db_session, user) == [
+        ("account.lock", staff.id, {"locked_until": ["2026-01-02T03:04:05+00:00", "until unlocked"], "sessions_revoked": 1}),
+        ("account.unlock", staff.id, {"locked_until": [services.STAFF_LOCK_UNTIL.isoformat(), None]}),
+        ("tokens.expire", staff.id, {"tokens_expired": 1}),
+        ("sessions.revoke_all", staff.id, {"sessions_revoked": 1, "kept_session_id": None}),
+    ]
+    assert revoked_by_ids(db_session, user) == [staff.id, staff.id]
+
+
+def test_change_password_signs_out_the_other_sessions_as_the_user_and_audits_how_many(db_session, mailbox):
+    user = make_user()
+    start_session(user, None, None)
+    start_session(user, None, None)
+    kept, other = db_session.scalars(select(UserSession.id).where(UserSession.user_id == user.id).order_by(UserSession.id))
+    assert services.change_password(user, PASSWORD, "a brand new passphrase", keep_session_id=kept) is True
+    assert audit_rows(db_session, user) == [("password.change", user.id, {"sessions_revoked": 1})]
+    assert revoked_by_ids(db_session, user) == [None, user.id], "the kept session is still live"
+    assert [db_session.get(UserSession, kept).is_active, db_session.get(UserSession, other).is_active] == [True, False]

@@ -3,7 +3,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from tests.factories import make_ai_model, make_minion, make_provider, make_training_job, make_user
+from tests.factories import (
+    make_ai_model, make_minion, make_provider, make_provider_config, make_training_job, make_user,
+)
 from webapp.accounts.models import AuditEvent
 from webapp.db import utcnow
 from webapp.extensions import db
@@ -12,7 +14,7 @@ from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobE
 from webapp.training.services import (
     PENDING_DISPATCH, TRANSITIONS, IllegalTransition, InvalidReport, JobError, JobFilters, apply_report, cancel_job,
     change_job, claim_next_job, create_runner, job_assignment, job_for, parse_capabilities,
-    job_list_statement, parse_report, ReportLimits, retry_job, transition,
+    job_list_statement, parse_report, provider_key_for, ReportLimits, retry_job, transition,
 )
 
 # The defaults the README documents, written out so the tests need no app.
@@ -339,3 +341,16 @@ def test_a_claim_names_its_job_types_or_is_refused_in_words(body, refusal):
 
 def test_a_claim_lists_each_job_type_once_in_its_order():
     assert parse_capabilities({"capabilities": ["external", "internal", "external"]}) == ["external", "internal"]
+
+
+def test_an_external_job_uses_only_the_user_s_enabled_config_with_a_key_for_the_model_s_provider(db_session):
+    provider, elsewhere = make_provider(), make_provider()
+    model = make_ai_model(model_type="external", provider_id=provider.id)
+    other_provider_only, disabled, keyless, ready = (make_user() for _ in range(4))
+    make_provider_config(other_provider_only, elsewhere, api_key="sk-elsewhere")
+    make_provider_config(disabled, provider, api_key="sk-disabled", is_enabled=False)
+    make_provider_config(keyless, provider)
+    config = make_provider_config(ready, provider, api_key="sk-ready")
+    assert [provider_key_for(user, model) for user in (other_provider_only, disabled, keyless, ready)] == \
+        [None, None, None, config]
+    assert provider_key_for(ready, make_ai_model(provider_id=provider.id)) is None, "a reference model trains here"
