@@ -3,12 +3,17 @@
     python -m bench.mutation                 # run every mutant not yet tried, then print the score
     python -m bench.mutation --report        # print the score of what has run so far
     python -m bench.mutation "webapp.billing.services.*"   # (re)run only the mutants matching a glob
+    python -m bench.mutation --report --postgresql postgresql://postgres@localhost/minion_mutation
 
 The settings live in pyproject.toml's [tool.mutmut]; mutmut keeps its work in mutants/ and
 resumes where it stopped. Only the fast tests run against mutants: SQLite (TEST_DATABASE_URL
 is removed from the environment) and no browser. Survivors that cannot be killed because they
 do not change behaviour are listed, each with its reason, in bench/mutation_equivalents.txt;
-they leave the score's denominator. The command fails when the services score under TARGET.
+they leave the score's denominator. Survivors that only PostgreSQL can tell apart (row order without
+ORDER BY, case-sensitive LIKE, row locks) are listed in bench/mutation_postgresql.txt with the test
+that kills them there: with a PostgreSQL URL, that test runs against the mutant on PostgreSQL, and
+the mutant counts as killed only when it fails there (and passes without the mutant). The command
+fails when the services score under TARGET.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = ROOT / "bench" / "mutation_equivalents.txt"
+POSTGRESQL_KILLS = ROOT / "bench" / "mutation_postgresql.txt"
 TARGET = 85.0
 SERVICES = "webapp/*/services.py"
 KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
@@ -57,6 +63,67 @@ def equivalent_mutants() -> dict[str, str]:
     return listed
 
 
+def postgresql_kills() -> dict[str, str]:
+    """Mutant name -> the test id that kills it on PostgreSQL, from bench/mutation_postgresql.txt."""
+    listed = {}
+    if POSTGRESQL_KILLS.exists():
+        for line in POSTGRESQL_KILLS.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, test_id, *_reason = line.split(maxsplit=2)
+                listed[name] = test_id
+    return listed
+
+
+def first_failure_on_postgresql(test_ids: list[str], mutant: str, database_url: str) -> str | None:
+    """The first of ``test_ids`` to fail on PostgreSQL with ``mutant`` switched on ("" for none), or None."""
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "PYTEST_XDIST_WORKER")}
+    env.update(TEST_DATABASE_URL=database_url, MUTANT_UNDER_TEST=mutant,
+               INSTANCE_PATH=str(ROOT / "mutants" / "tmp" / "instance"))
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-n", "0", "-p", "no:cacheprovider", *test_ids]
+    done = subprocess.run(command, cwd=ROOT / "mutants", env=env, capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return failed[0] if failed else f"pytest exited with {done.returncode}"
+
+
+def on_postgresql(sqlite_test_id: str) -> str | None:
+    """The PostgreSQL twin of a test that mutmut ran on SQLite; None for a test without a database."""
+    path, bracket, params = sqlite_test_id.partition("[")
+    names = params.removesuffix("]").split("-")
+    if not bracket or "sqlite" not in names:
+        return None
+    return f"{path}[{'-'.join('postgresql' if name == 'sqlite' else name for name in names)}]"
+
+
+def search_postgresql_kills(found: dict[str, tuple[str, str]], database_url: str) -> None:
+    """For each survivor not listed yet, run the tests that reach its function on PostgreSQL, and
+    print a line for bench/mutation_postgresql.txt when one of them kills it."""
+    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
+    listed = set(postgresql_kills()) | set(equivalent_mutants())
+    for name, (_source, status) in sorted(found.items()):
+        if status != "survived" or name in listed:
+            continue
+        tests = sorted(filter(None, map(on_postgresql, stats.get(name.rpartition("__mutmut_")[0], []))))
+        killer = first_failure_on_postgresql(tests, name, database_url) if tests else None
+        print(f"{name} {killer} (reason to write)" if killer else f"  survives on PostgreSQL too: {name}")
+
+
+def kill_on_postgresql(found: dict[str, tuple[str, str]], database_url: str) -> dict[str, tuple[str, str]]:
+    """Run each listed PostgreSQL test against its surviving mutant; the ones it fails are killed."""
+    listed = {name: test for name, test in postgresql_kills().items() if found.get(name, ("", ""))[1] == "survived"}
+    if listed and first_failure_on_postgresql(sorted(set(listed.values())), "", database_url):
+        raise SystemExit(f"A test in {POSTGRESQL_KILLS.name} fails on PostgreSQL without any mutant: fix it first.")
+    killed = dict(found)
+    for name, test_id in sorted(listed.items()):
+        if first_failure_on_postgresql([test_id], name, database_url):
+            killed[name] = (found[name][0], "killed")
+            print(f"  killed on PostgreSQL by {test_id}: {name}")
+        else:
+            print(f"  listed in {POSTGRESQL_KILLS.name} but survives {test_id} on PostgreSQL too: {name}")
+    return killed
+
+
 def results() -> dict[str, tuple[str, str]]:
     """Mutant name -> (source file, status) for every mutant mutmut has generated."""
     found = {}
@@ -78,11 +145,15 @@ def score_line(label: str, statuses: list[str]) -> tuple[str, float | None]:
     return f"{label}: {shown} killed ({killed} of {tried} tried; {detail}){partial}", percent
 
 
-def report() -> float | None:
+def report(database_url: str | None) -> float | None:
     found = results()
     if not found:
         print("No mutants yet: run `python -m bench.mutation` first.")
         return None
+    if database_url:
+        found = kill_on_postgresql(found, database_url)
+    else:
+        print(f"No PostgreSQL URL (--postgresql or TEST_DATABASE_URL): the survivors in {POSTGRESQL_KILLS.name} stay survivors.")
     equivalents = equivalent_mutants()
     stale = sorted(set(equivalents) - set(found))
     kept = {name: entry for name, entry in found.items() if name not in equivalents}
@@ -111,10 +182,19 @@ def main() -> int:
     parser.add_argument("mutants", nargs="*", help="globs of mutant names to (re)run, e.g. 'webapp.billing.*'")
     parser.add_argument("--report", action="store_true", help="only print the score of what has run")
     parser.add_argument("--max-children", type=int, help="parallel workers (default: one per core)")
+    parser.add_argument("--postgresql", default=os.environ.get("TEST_DATABASE_URL"),
+                        help=f"a PostgreSQL database to run the tests of {POSTGRESQL_KILLS.name} on")
+    parser.add_argument("--search-postgresql", action="store_true",
+                        help=f"run each unlisted survivor's tests on PostgreSQL and print lines for {POSTGRESQL_KILLS.name}")
     options = parser.parse_args()
+    if options.search_postgresql:
+        if not options.postgresql:
+            parser.error("--search-postgresql needs --postgresql URL (or TEST_DATABASE_URL)")
+        search_postgresql_kills(results(), options.postgresql)
+        return 0
     if not options.report:
         run_mutmut(options.mutants, options.max_children)
-    services_score = report()
+    services_score = report(options.postgresql)
     if services_score is None or services_score < TARGET:
         print(f"The services score is under the {TARGET:.0f}% target.")
         return 1

@@ -174,10 +174,14 @@ def test_a_rotation_cut_off_part_way_keeps_the_batches_it_committed(app, db_sess
 
 
 def test_rotation_reaches_every_row_whatever_order_the_database_stores_them_in(db_session, encryption_keys):
-    configs = sealed_under_an_older_key(encryption_keys, [*KEYS, "sk-test-rotation-03-abcdefghijkl"])
-    # Saved again, the first row is stored after the others (PostgreSQL writes a new row version at the end).
-    configs[0].last_error = "Connection refused"
-    db_session.flush()
+    # Stored highest id first: read without its ORDER BY, PostgreSQL returns a batch in storage order,
+    # and paging on the batch's last id would then skip the lowest row.
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    encryption_keys(old)
+    provider = make_provider()
+    for offset, key in enumerate([*KEYS, "sk-test-rotation-03-abcdefghijkl"]):
+        make_provider_config(make_user(), provider, api_key=key, id=10**9 - offset)
+    encryption_keys(new, old)
     assert rotate_encryption(batch_size=2).behind == []
 
 
