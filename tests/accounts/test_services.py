@@ -1,7 +1,7 @@
 """Account rules without HTTP, each with its effect and its audit row written out."""
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.accounts.conftest import link_in, path_of
 from tests.factories import PASSWORD, make_user
@@ -155,13 +155,17 @@ def test_support_actions_outside_a_request_audit_their_actor_and_who_ended_each_
     assert services.expire_outstanding_tokens(user, staff) == 1
     start_session(user, None, None)
     assert services.revoke_all_sessions(user, staff) == 1
+    start_session(user, None, None)
+    last = db_session.scalar(select(func.max(UserSession.id)).where(UserSession.user_id == user.id))
+    assert services.revoke_session(user, last, staff) is True
     assert audit_rows(db_session, user) == [
         ("account.lock", staff.id, {"locked_until": ["2026-01-02T03:04:05+00:00", "until unlocked"], "sessions_revoked": 1}),
         ("account.unlock", staff.id, {"locked_until": [services.STAFF_LOCK_UNTIL.isoformat(), None]}),
         ("tokens.expire", staff.id, {"tokens_expired": 1}),
         ("sessions.revoke_all", staff.id, {"sessions_revoked": 1, "kept_session_id": None}),
+        ("session.revoke", staff.id, {"session_id": last}),
     ]
-    assert revoked_by_ids(db_session, user) == [staff.id, staff.id]
+    assert revoked_by_ids(db_session, user) == [staff.id, staff.id, staff.id]
 
 
 def test_change_password_signs_out_the_other_sessions_as_the_user_and_audits_how_many(db_session, mailbox):

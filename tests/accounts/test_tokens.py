@@ -162,7 +162,9 @@ def test_email_verification_from_the_mailed_link_and_resend(client, db_session, 
     page = client.get("/account").data.decode()
     assert "not confirmed" in page
     client.post("/account/verification")
-    link = path_of(link_in(mailbox[0]))
+    (message,) = mailbox
+    assert (message["To"], message["Subject"]) == (user.email, "Confirm your email address")
+    link = path_of(link_in(message))
     assert link.startswith("/verify-email/")
 
     assert b"Confirm my address" in client.get(link).data, "opening the link spends nothing"

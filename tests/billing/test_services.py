@@ -75,7 +75,7 @@ def test_a_stripe_proration_date_is_accepted_from_half_an_hour_ago_to_a_minute_a
     assert services.confirmed_proration_date(oldest, now) == oldest
     assert services.confirmed_proration_date(newest, now) == newest
     for outside in (oldest - 1, newest + 1):
-        with pytest.raises(PlanChangeError, match="has expired"):
+        with pytest.raises(PlanChangeError, match=r"^The amount shown has expired; open the plan again to see the amount due now\.$"):
             services.confirmed_proration_date(outside, now)
     assert services.confirmed_proration_date(None, now) == 1777636800
 

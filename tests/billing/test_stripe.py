@@ -213,6 +213,10 @@ def test_manage_payment_methods_opens_a_billing_portal_session(client, card_plan
     customer = db_session.scalars(select(BillingCustomer).where(BillingCustomer.user_id == user.id)).one()
     assert params == {"customer": customer.customer_ref, "return_url": "http://console.test/account/subscription"}
     assert response.headers["HX-Redirect"].startswith(fake_stripe.url("/portal/"))
+    result = services.portal_url(user)
+    assert result == services.ChangeResult("Continue to Stripe to manage your payment methods.",
+                                           redirect_url=result.redirect_url)
+    assert result.redirect_url.startswith(fake_stripe.url("/portal/"))
 
 
 def test_a_roll_over_leaves_stripe_subscriptions_to_stripe(card_plans, fake_stripe, db_session):

@@ -127,7 +127,8 @@ def test_without_the_sign_up_plan_sign_up_is_closed(client, db_session):
 
 def test_a_sign_up_plan_with_a_price_closes_sign_up_and_tells_the_operator(app, db_session, caplog):
     make_plan(app.config["SIGNUP_PLAN"], 900)
-    with pytest.raises(services.SignUpUnavailable, match="not open on this console"):
+    with pytest.raises(services.SignUpUnavailable,
+                       match=r"^Sign-up is not open on this console\. Ask its administrators for an account\.$"):
         services.signup_plan()
     assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
         ("ERROR", f"SIGNUP_PLAN {app.config['SIGNUP_PLAN']!r} names no free plan; sign-up is unavailable")]

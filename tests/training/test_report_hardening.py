@@ -48,6 +48,9 @@ def test_a_retried_report_is_applied_once_and_answered_alike(client, db_session,
                                          "output_model_version_id": None}
     assert events_of(db_session, job) == 1
     assert db_session.scalar(select(func.count()).select_from(JobRunnerReport)) == 1
+    following = report(client, job.id, runner_token, {**body, "report_id": "step-541", "progress": 0.5})
+    assert following.json["progress"] == 0.5, "another report id is another report"
+    assert events_of(db_session, job) == 2
 
 
 def test_a_retried_success_registers_one_version_and_awards_xp_once(client, db_session, runner_token):
@@ -124,6 +127,7 @@ def test_the_job_keeps_a_bounded_number_of_metrics(app, client, db_session, runn
         assert report(client, job.id, runner_token, {"metrics": metrics}).status_code == 200
     response = report(client, job.id, runner_token, {"metrics": {"one_more": 1}})
     assert response.status_code == 413
+    assert response.json["detail"] == f"The job would keep {limit + 1} metrics; at most {limit} are kept."
     db_session.expire_all()
     assert len(job.metrics) == limit
 

@@ -4,12 +4,13 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 
 from tests.factories import (
-    make_ai_model, make_minion, make_provider, make_provider_config, make_training_job, make_user,
+    make_ai_model, make_dataset, make_minion, make_provider, make_provider_config, make_training_job, make_user,
 )
-from webapp.accounts.models import AuditEvent
+from webapp.accounts.models import AuditEvent, Permission, Role, User
 from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.datasets.models import Dataset
+from webapp.providers.models import ModelVersion
 from webapp.training.models import TrainingJob, TrainingJobDataset, TrainingJobEvent
 from webapp.training.services import (
     PENDING_DISPATCH, TRANSITIONS, IllegalTransition, InvalidReport, JobError, JobFilters, apply_report, cancel_job,
@@ -78,11 +79,15 @@ def test_a_runner_repeating_the_current_status_changes_nothing_but_progress(db_s
 
 def test_job_for_scopes_to_the_owner_unless_the_user_may_see_all(db_session):
     owner, stranger, admin = make_user(), make_user(), make_user(role="admin")
+    watcher = make_user(role=None)  # may see every job (what job_for asks by default), but not act on others'
+    watcher.roles = [Role(name="job-watcher", permissions=[
+        db_session.scalars(select(Permission).filter_by(code="jobs.read_all")).one()])]
     job = make_training_job(owner)
     assert job_for(owner, job.id) is job
     assert job_for(stranger, job.id) is None
     assert job_for(stranger, job.id, "jobs.manage") is None
     assert job_for(admin, job.id, "jobs.manage") is job
+    assert [job_for(watcher, job.id), job_for(watcher, job.id, "jobs.manage")] == [job, None]
 
 
 def test_the_list_shows_a_user_only_their_jobs_and_filters(db_session):
@@ -354,3 +359,23 @@ def test_an_external_job_uses_only_the_user_s_enabled_config_with_a_key_for_the_
     assert [provider_key_for(user, model) for user in (other_provider_only, disabled, keyless, ready)] == \
         [None, None, None, config]
     assert provider_key_for(ready, make_ai_model(provider_id=provider.id)) is None, "a reference model trains here"
+
+
+def test_a_found_job_comes_with_everything_its_page_shows_in_two_queries(db_session, count_queries):
+    owner, admin = make_user(), make_user(role="admin")
+    minion = make_minion(owner)
+    version = ModelVersion(model_id=minion.model_id, version="v1")
+    db_session.add(version)
+    db_session.flush()
+    job = make_training_job(owner, minion=minion, provider_id=make_provider().id, output_model_version_id=version.id)
+    db_session.add(TrainingJobDataset(training_job_id=job.id, dataset_id=make_dataset(owner).id, split="train"))
+    db_session.flush()
+    job_id = job.id
+    db_session.expunge_all()
+    reader = db_session.get(User, admin.id)  # the owner is not loaded already: the job must bring them
+    reader.permission_codes()
+    with count_queries() as counter:
+        job = job_for(reader, job_id, "jobs.read_all")
+        shown = (job.user.email, job.minion.name, job.base_model.name, job.provider.name, job.output_model_version.version,
+                 [link.dataset.name for link in job.datasets])
+    assert shown[0] == owner.email and shown[4] == "v1" and counter.count == 2, counter.statements
