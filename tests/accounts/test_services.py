@@ -177,3 +177,26 @@ def test_change_password_signs_out_the_other_sessions_as_the_user_and_audits_how
     assert audit_rows(db_session, user) == [("password.change", user.id, {"sessions_revoked": 1})]
     assert revoked_by_ids(db_session, user) == [None, user.id], "the kept session is still live"
     assert [db_session.get(UserSession, kept).is_active, db_session.get(UserSession, other).is_active] == [True, False]
+
+
+def test_a_reset_link_sent_by_support_names_them_in_the_mail_and_the_audit_outside_a_request(db_session, mailbox):
+    staff = make_user("support", display_name="Sam Support")
+    user = make_user(email="ada@example.test", display_name="Ada")
+    services.send_password_reset(user, issued_by=staff, ip_address="192.0.2.9")
+    services.send_password_reset(user)
+    by_support, by_self = mailbox
+    assert by_support.get_content() == (
+        "Hello Ada,\n\n"
+        "Minion Console support (Sam Support) sent you a link to reset the password of your account (ada@example.test).\n"
+        "To choose a new password, open this link within 60 minutes:\n\n"
+        f"{link_in(by_support)}\n\n"
+        "The link works once. If you did not ask support for this, ignore this message and tell us: "
+        "your password stays as it is.\n\nMinion Console\n")
+    assert "Someone asked to reset the password of your Minion Console account (ada@example.test)." \
+        in by_self.get_content()
+    assert [tuple(row) for row in db_session.execute(
+        select(AuditEvent.action, AuditEvent.actor_id, AuditEvent.ip_address, AuditEvent.changes)
+        .where(AuditEvent.object_id == user.id, AuditEvent.object_type == "users").order_by(AuditEvent.id))] == [
+        ("password_reset.issue", staff.id, "192.0.2.9", {"issued_by": staff.email}),
+        ("password_reset.issue", None, None, {"issued_by": "self"}),
+    ]

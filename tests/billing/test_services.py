@@ -393,3 +393,12 @@ def test_the_signed_in_query_carries_the_plan_and_provider_only_of_a_current_pas
         {"email": "c-not-current@example.test", "overdue_plan_name": None, "overdue_provider": None},
         {"email": "d-no-plan@example.test", "overdue_plan_name": None, "overdue_provider": None},
     ]
+
+
+def test_a_plan_is_found_by_its_exact_code_and_a_missing_code_names_none(plans):
+    make_plan("XXXX", 100)  # an odd code is still only its own plan's
+    assert services.plan_by_code("pro") is plans["pro"]
+    for code in (None, "", "Pro", "nope"):
+        with pytest.raises(PlanChangeError) as refusal:
+            services.plan_by_code(code)
+        assert str(refusal.value) == "That plan does not exist."

@@ -7,7 +7,9 @@ from sqlalchemy import func, select
 from tests.factories import make_ai_model, make_minion, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.minions.models import MinionXpEvent
-from webapp.minions.services import BoardFilters, award_xp, leaderboard_page, repair_xp, window_start, xp_mismatches
+from webapp.minions.services import (
+    BoardFilters, award_xp, board_state, leaderboard_page, repair_xp, window_start, xp_mismatches,
+)
 from webapp.minions.xp import level_for_xp
 
 
@@ -216,3 +218,9 @@ def test_an_award_at_the_turn_of_the_month_counts_in_the_week_and_month_of_its_e
         select(MinionXpGain.period, MinionXpGain.period_start).where(MinionXpGain.minion_id == minion.id)
     ).all())
     assert filed == {"week": datetime(2026, 5, 25, tzinfo=timezone.utc), "month": datetime(2026, 5, 1, tzinfo=timezone.utc)}
+
+
+def test_a_board_s_state_moves_with_its_window_s_start(db_session):
+    # The week and month boards turn over at their window's start with no XP moving, so the poll's state carries it.
+    assert [board_state(BoardFilters(window=window))[-1] for window in ("week", "month", "all")] == \
+        [window_start("week"), window_start("month"), None]

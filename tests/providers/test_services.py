@@ -230,7 +230,8 @@ def test_redaction_of_a_short_or_empty_secret():
 def test_a_users_config_is_found_only_by_them_and_only_while_the_provider_is_enabled(db_session):
     user, provider = make_user(), make_provider()
     config = make_provider_config(user, provider, api_key=GOOD_KEY)
-    assert config_for(user, config.id) is config
+    second = make_provider_config(user, make_provider(), api_key=GOOD_KEY)
+    assert [config_for(user, config.id), config_for(user, second.id)] == [config, second], "each by its own id"
     assert config_for(make_user(), config.id) is None
     provider.is_enabled = False
     db_session.flush()

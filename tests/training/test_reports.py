@@ -1,6 +1,6 @@
 """Runner reports parsed and applied without HTTP, the metrics chart and the staff summary, with values written out."""
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +11,7 @@ from webapp.db import utcnow
 from webapp.extensions import db
 from webapp.providers.models import ModelVersion
 from webapp.training.models import JobRunnerReport, TrainingJobEvent
+from webapp.training import services as training_services
 from webapp.training.reads import job_page
 from webapp.training.services import (
     IllegalTransition, InvalidReport, Report, ReportLimits, apply_report, create_runner, parse_report, receive_report,
@@ -62,6 +63,42 @@ def test_each_malformed_field_is_named_in_the_refusal(body, message):
     with pytest.raises(InvalidReport) as refusal:
         parse_report(body, LIMITS)
     assert str(refusal.value).startswith(message) and refusal.value.status == 422
+
+
+def test_each_limit_is_inclusive_and_one_more_is_refused_with_its_numbers():
+    at_limit = {
+        "report_id": "r" * 64, "metrics": {f"{index:0>100}": index for index in range(100)},
+        "events": [{"message": "m" * 4000}] + [{"message": "m"}] * 999,
+    }
+    parsed = parse_report(at_limit, LIMITS)
+    assert (len(parsed.report_id), len(parsed.metrics), len(parsed.events), len(parsed.events[0]["message"])) == \
+        (64, 100, 1000, 4000)
+    over = [
+        ({"report_id": "r" * 65}, "report_id is 65 characters long; at most 64 are allowed."),
+        ({"metrics": {"x" * 101: 1}}, "metrics has a name of 101 characters; at most 100 are allowed."),
+        ({"metrics": {str(index): index for index in range(101)}}, "metrics has 101 names; at most 100 are allowed."),
+        ({"events": [{"message": "m" * 4001}]}, "events[0].message is 4001 characters long; at most 4000 are allowed."),
+        ({"events": [{"message": "m"}] * 1001}, "events holds 1001 events; at most 1000 fit in one report."),
+    ]
+    for body, message in over:
+        with pytest.raises(InvalidReport) as refusal:
+            parse_report(body, LIMITS)
+        assert str(refusal.value) == message
+
+
+@pytest.mark.parametrize("report_id", [None, "", "   ", 7])
+def test_a_report_id_once_sent_must_be_a_non_empty_string(report_id):
+    with pytest.raises(InvalidReport) as refusal:
+        parse_report({"report_id": report_id}, LIMITS)
+    assert str(refusal.value) == "report_id must be a non-empty string."
+
+
+def test_unknown_fields_are_listed_sorted_and_cut_at_300_characters():
+    fields = {f"field_{index:03}": 1 for index in range(60)}  # 9 characters and ", " each: 658 in all
+    with pytest.raises(InvalidReport) as refusal:
+        parse_report(fields, LIMITS)
+    listed = ", ".join(f"field_{index:03}" for index in range(28))  # 306 characters, of which 300 are shown
+    assert str(refusal.value) == f"Unknown fields: {listed[:300]}." and len(listed) == 306
 
 
 def test_finishing_stamps_progress_and_the_default_error_message(db_session):
@@ -205,3 +242,16 @@ def test_a_report_id_applies_once_per_runner_and_names_the_job_it_was_used_for(d
     assert receive(job, runner, status="canceled") == {
         "job": job.id, "status": "canceled", "progress": 0.8, "output_model_version_id": None,
         "note": f"Job #{job.id} is already canceled; nothing changed."}
+
+
+def test_a_day_without_failures_has_a_failure_rate_of_zero_and_counts_a_job_finished_exactly_a_day_ago(
+        db_session, monkeypatch):
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(training_services, "utcnow", lambda: now)
+    owner = make_user()
+    for finished_at in (now - timedelta(hours=24), now - timedelta(hours=1)):
+        make_training_job(owner, status="succeeded").finished_at = finished_at
+    make_training_job(owner, status="failed").finished_at = now - timedelta(hours=24, microseconds=1)
+    db.session.flush()
+    summary = staff_summary()
+    assert (summary.finished_last_day, summary.failure_rate) == (2, 0.0)
