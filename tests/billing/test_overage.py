@@ -98,7 +98,7 @@ def test_a_subscription_that_ends_is_billed_its_last_overage_once_and_audited(db
 
 
 def test_a_renewal_is_described_keyed_and_audited_by_its_period_and_a_trial_becomes_active(db_session):
-    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN)
+    pro = make_plan("pro", 2900, name="Pro", quotas=OVERAGE_PLAN, currency="EUR")
     free = make_plan("free", 0, name="Free")
     start = datetime(2026, 3, 1, tzinfo=timezone.utc)
     metered, plain, gratis = make_user(), make_user(), make_user()
@@ -114,7 +114,11 @@ def test_a_renewal_is_described_keyed_and_audited_by_its_period_and_a_trial_beco
         datetime(2026, 3, 31, tzinfo=timezone.utc), datetime(2026, 4, 30, tzinfo=timezone.utc))
     [billed] = payments_of(db_session, with_overage)
     assert billed.description == "Pro plan, period from 31 Mar 2026, with the overage of the period before"
-    assert billed.lines[0] == {"description": "Pro plan, 31 Mar 2026 – 30 Apr 2026", "amount_cents": 2900}
+    assert billed.lines == [
+        {"description": "Pro plan, 31 Mar 2026 – 30 Apr 2026", "amount_cents": 2900},
+        {"description": "Tokens past the 1,000,000 limit, 1 Mar 2026 – 31 Mar 2026: 1,000 at €0.02 per 1,000",
+         "amount_cents": 2, "quota": "tokens", "quantity": 1_000},
+    ]
     assert billed.idempotency_key == f"renewal-{with_overage.id}-20260331T000000"
     [plain_payment] = payments_of(db_session, without)
     assert (plain_payment.description, plain_payment.amount_cents) == ("Pro plan, period from 31 Mar 2026", 2900)

@@ -173,3 +173,28 @@ def test_an_invoice_description_is_cut_to_its_column(db_session):
                                   now=subscription.current_period_start + timedelta(days=15))
     expected = f"Upgrade from {'A' * 120} to {'B' * 120}, prorated (ref. {'R' * 60})"[:255]
     assert result.payment.description == expected and len(expected) == 255
+
+
+def test_one_run_rolls_every_due_subscription_and_a_period_ending_at_that_moment_is_due(db_session, count_queries):
+    team, pro, basic = make_plan("team", 9900), make_plan("pro", 2900), make_plan("basic", 900)
+    now = utcnow()
+    ending_now = now - timedelta(days=30)  # its period ends exactly at ``now``: due
+    leaving = [make_subscription(make_user(), basic, current_period_start=ending_now, cancel_at_period_end=True)
+               for _ in range(2)]
+    moving_down = [make_subscription(make_user(), team, current_period_start=ending_now, pending_plan_id=pro.id)
+                   for _ in range(2)]
+    not_yet = make_subscription(make_user(), pro, current_period_start=ending_now + timedelta(microseconds=1))
+    ids = [subscription.id for subscription in [*leaving, *moving_down, not_yet]]
+    db_session.expunge_all()
+
+    with count_queries() as counter:
+        assert services.roll_periods(now) == services.RollOverSummary(renewed=2, downgraded=2, ended=2)
+    reads = [statement for statement in counter.statements if statement.startswith("SELECT")]
+    assert len(reads) == 1, "the due subscriptions come with their plans, pending plans and users in one read"
+    rolled = [db_session.get(services.UserSubscription, subscription_id) for subscription_id in ids]
+    assert [subscription.status for subscription in rolled] == ["canceled", "canceled", "active", "active", "active"]
+    assert rolled[-1].current_period_end == now + timedelta(microseconds=1), "not due until after its end"
+    assert [tuple(row) for row in db_session.execute(
+        select(AuditEvent.object_id, AuditEvent.actor_id, AuditEvent.changes)
+        .where(AuditEvent.action == "subscription.downgrade_applied").order_by(AuditEvent.object_id))] == [
+        (ids[2], None, {"plan": ["team", "pro"]}), (ids[3], None, {"plan": ["team", "pro"]})]

@@ -458,3 +458,10 @@ def test_a_plan_without_a_stripe_price_is_not_sold_by_card(client, card_plans, f
         services.quote_plan_change(make_user(), card_plans["team"])
     assert services.quote_plan_change(make_user(), card_plans["free"]).kind == "start"
     assert db_session.scalar(select(func.count(UserSubscription.id))) == 0
+
+
+def test_a_quote_follows_the_gateway_it_is_given_over_the_configured_one(card_plans, fake_stripe, db_session):
+    user, now = make_user(), utcnow()
+    by_card = services.quote_plan_change(user, card_plans["pro"], now)
+    by_invoice = services.quote_plan_change(user, card_plans["pro"], now, gateway=ManualInvoiceGateway())
+    assert [(quote.kind, quote.amount_cents) for quote in (by_card, by_invoice)] == [("checkout", 2900), ("start", 2900)]

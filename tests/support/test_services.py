@@ -1,4 +1,6 @@
 """The support console's reads and rules without HTTP."""
+from datetime import datetime, timedelta, timezone
+
 from tests.factories import make_user
 from webapp.accounts.audit import record
 from webapp.support.services import audit_history, may_act_on, search_users
@@ -44,3 +46,17 @@ def test_history_holds_what_happened_to_the_account_and_what_its_owner_did_newes
     db_session.flush()
     events = audit_history(user, 1, 10).items
     assert [event.id for event in events] == [by.id, about.id]
+
+
+def test_history_sorts_by_when_things_happened_then_newest_id_and_skips_other_records_that_share_the_id(db_session):
+    user = make_user()
+    noon = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+    late = record("account.unlock", user, {})
+    late.created_at = noon
+    early = record("account.lock", user, {})  # written after, but it happened first
+    early.created_at = noon - timedelta(minutes=1)
+    tie = record("tokens.expire", user, {})  # the same moment as ``late``: the newer id first
+    tie.created_at = noon
+    record("minion.xp_repair", ("minions", user.id), {})  # another table's record with the user's id
+    db_session.flush()
+    assert [event.id for event in audit_history(user, 1, 10).items] == [tie.id, late.id, early.id]

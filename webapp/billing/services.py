@@ -128,7 +128,8 @@ def money(cents: int, currency: str = "USD") -> str:
 
 
 def day_text(moment: datetime | date) -> str:
-    return f"{moment:%d %b %Y}"
+    """A day as people write it: 1 Mar 2026 (no leading zero)."""
+    return f"{moment.day} {moment:%b %Y}"
 
 
 def count_text(number: int) -> str:
