@@ -402,3 +402,15 @@ def test_a_plan_is_found_by_its_exact_code_and_a_missing_code_names_none(plans):
         with pytest.raises(PlanChangeError) as refusal:
             services.plan_by_code(code)
         assert str(refusal.value) == "That plan does not exist."
+
+
+def test_the_plan_is_read_with_this_user_s_live_subscription_only(plans, ada):
+    make_subscription(make_user(), plans["team"])  # someone else's live subscription
+    assert services.plan_and_live_subscription(ada, "pro") == (plans["pro"], None)
+    mine = make_subscription(ada, plans["pro"])
+    assert services.plan_and_live_subscription(ada, "team") == (plans["team"], mine)
+    make_plan("XXXX", 100)
+    for code in (None, "", "nope"):
+        with pytest.raises(PlanChangeError) as refusal:
+            services.plan_and_live_subscription(ada, code)
+        assert str(refusal.value) == "That plan does not exist."

@@ -303,8 +303,8 @@ def test_who_sees_which_dataset_and_who_may_download_it(db_session, store):
 
 
 def test_my_datasets_are_listed_newest_first_and_only_mine(db_session, store):
-    owner = make_user()
-    first, second = make_dataset(owner), make_dataset(owner)
+    owner, moment = make_user(), utcnow()
+    first, second = make_dataset(owner, created_at=moment), make_dataset(owner, created_at=moment)  # a tie: newest id first
     backdated = make_dataset(owner, created_at=utcnow() - timedelta(days=1))
     make_dataset(make_user())
     page = services.owned_datasets(owner, 1, 2)

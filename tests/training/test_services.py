@@ -176,6 +176,9 @@ def test_runners_create_prints_a_token_stored_only_hashed(app, db_session):
     runner = db_session.scalars(select(JobRunner).filter_by(name="gpu-box-1")).one()
     assert runner.token_hash == hash_token(token) and token not in runner.token_hash
     assert runner_for_token(token).id == runner.id
+    assert [tuple(row) for row in db_session.execute(select(AuditEvent.action, AuditEvent.changes).where(
+        AuditEvent.object_type == "job_runners", AuditEvent.object_id == runner.id))] == [
+        ("job_runner.create", {"name": "gpu-box-1"})]
     assert app.test_cli_runner().invoke(args=["runners", "create", "gpu-box-1"]).exit_code == 1
 
 
