@@ -96,13 +96,13 @@ def on_postgresql(sqlite_test_id: str) -> str | None:
     return f"{path}[{'-'.join('postgresql' if name == 'sqlite' else name for name in names)}]"
 
 
-def search_postgresql_kills(found: dict[str, tuple[str, str]], database_url: str) -> None:
-    """For each survivor not listed yet, run the tests that reach its function on PostgreSQL, and
-    print a line for bench/mutation_postgresql.txt when one of them kills it."""
+def search_postgresql_kills(found: dict[str, tuple[str, str]], database_url: str, globs: list[str]) -> None:
+    """For each survivor not listed yet (matching one of ``globs``, if any), run the tests that reach its
+    function on PostgreSQL, and print a line for bench/mutation_postgresql.txt when one of them kills it."""
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
     listed = set(postgresql_kills()) | set(equivalent_mutants())
     for name, (_source, status) in sorted(found.items()):
-        if status != "survived" or name in listed:
+        if status != "survived" or name in listed or (globs and not any(fnmatch(name, glob) for glob in globs)):
             continue
         tests = sorted(filter(None, map(on_postgresql, stats.get(name.rpartition("__mutmut_")[0], []))))
         killer = first_failure_on_postgresql(tests, name, database_url) if tests else None
@@ -185,12 +185,13 @@ def main() -> int:
     parser.add_argument("--postgresql", default=os.environ.get("TEST_DATABASE_URL"),
                         help=f"a PostgreSQL database to run the tests of {POSTGRESQL_KILLS.name} on")
     parser.add_argument("--search-postgresql", action="store_true",
-                        help=f"run each unlisted survivor's tests on PostgreSQL and print lines for {POSTGRESQL_KILLS.name}")
+                        help=f"run each unlisted survivor's tests (of the mutants named, if any) on PostgreSQL "
+                             f"and print lines for {POSTGRESQL_KILLS.name}")
     options = parser.parse_args()
     if options.search_postgresql:
         if not options.postgresql:
             parser.error("--search-postgresql needs --postgresql URL (or TEST_DATABASE_URL)")
-        search_postgresql_kills(results(), options.postgresql)
+        search_postgresql_kills(results(), options.postgresql, options.mutants)
         return 0
     if not options.report:
         run_mutmut(options.mutants, options.max_children)

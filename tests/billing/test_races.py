@@ -174,3 +174,21 @@ def test_overlapping_roll_period_runs_each_roll_a_subscription_once_and_both_exi
         assert db.session.scalar(select(func.count(AuditEvent.id))
                                  .where(AuditEvent.action == "subscription.renew")) == len(ids)
         assert db.session.scalar(select(func.min(UserSubscription.current_period_end))) > utcnow()
+
+
+@pytest.mark.postgres_only
+def test_a_run_skips_a_due_subscription_another_run_holds_instead_of_waiting_for_it(race_app):
+    due = utcnow() - timedelta(days=31)
+    with race_app.app_context():
+        plan = make_plan("pro", 2900)
+        held_id, free_id = (make_subscription(make_user(), plan, current_period_start=due).id for _ in range(2))
+        db.session.commit()
+        with db.engine.connect() as other_run:
+            other_run.execute(sa.text("SELECT id FROM user_subscriptions WHERE id = :id FOR UPDATE"), {"id": held_id})
+            # Waiting for the held row would end in this timeout's error instead of a summary.
+            db.session.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            assert services.roll_periods() == services.RollOverSummary(renewed=1)
+            db.session.commit()
+            other_run.rollback()
+        periods = dict(db.session.execute(select(UserSubscription.id, UserSubscription.current_period_start)).all())
+        assert periods == {held_id: due, free_id: due + timedelta(days=30)}

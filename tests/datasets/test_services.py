@@ -313,15 +313,16 @@ def test_my_datasets_are_listed_newest_first_and_only_mine(db_session, store):
 
 
 def test_the_catalogue_is_searched_in_names_and_descriptions_and_listed_by_name(db_session, store):
+    # The namesakes are stored higher id first: only the id tie-break lists them in id order on PostgreSQL.
+    namesake = make_dataset(None, visibility="public", name="Recipes", description="Kitchen", id=10**9)
     approved = make_dataset(make_user(), visibility="public", approved_at=utcnow(), name="Recipes",
-                            description="Cooking STEPS_1")
-    namesake = make_dataset(None, visibility="public", name="Recipes", description="Kitchen")
+                            description="Cooking STEPS_1", id=10**9 - 1)
     atlas = make_dataset(None, visibility="public", name="Atlas 50%", description="Maps of the world")
 
     def found(query, page=1, per_page=20):
         return [dataset.id for dataset in services.catalogue(query, page, per_page).items]
 
-    assert found("") == [atlas.id, approved.id, namesake.id], "by name, then the older first"
+    assert found("") == [atlas.id, approved.id, namesake.id], "by name, then the lower id first"
     assert found("", 2, 2) == [namesake.id]
     assert found("steps_1") == [approved.id] and found("stepsx1") == [], "any case; _ is itself"
     assert found("50%") == [atlas.id] and found("atlas") == [atlas.id] and found("kitchen") == [namesake.id]

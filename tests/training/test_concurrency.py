@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.concurrency import all_at_once
 from tests.conftest import LiveServer, app_of_its_own
@@ -20,11 +20,12 @@ from tests.factories import (
     make_user,
 )
 from tests.training.engine_helpers import make_dataset
+from webapp.accounts.models import User
 from webapp.extensions import db
 from webapp.quotas import QuotaExceeded
 from webapp.training.models import TrainingJob, TrainingJobEvent
 from webapp.database import write_transaction
-from webapp.training.services import NewJob, change_job, start_job
+from webapp.training.services import NewJob, cancel_job, change_job, start_job
 
 RUNNERS = 10
 
@@ -163,3 +164,21 @@ def test_a_job_change_waits_for_the_change_holding_the_job_and_then_reads_it_afr
     assert results == ["Job first", "Job first second"], "the second change waited for the first's commit"
     with shared_app.app_context():
         assert db.session.get(TrainingJob, job_id).name == "Job first second"
+
+
+@pytest.mark.postgres_only
+def test_a_cancel_waits_for_the_report_holding_the_job_and_then_reads_it_afresh(shared_app):
+    with shared_app.app_context():
+        owner = make_user()
+        job_id, owner_id = make_training_job(owner, status="running").id, owner.id
+        db.session.commit()
+    with shared_app.app_context(), db.engine.connect() as report:
+        job = db.session.get(TrainingJob, job_id)  # read before the runner's report below commits
+        report.execute(text("UPDATE training_jobs SET progress = 0.5, lock_version = lock_version + 1 WHERE id = :id"),
+                       {"id": job_id})
+        committing = threading.Timer(1.0, report.commit)
+        committing.start()
+        cancel_job(job, db.session.get(User, owner_id))  # without the row lock: a stale-data error
+        db.session.commit()
+        committing.join()
+        assert (job.status, job.progress) == ("canceled", 0.5)
