@@ -83,7 +83,7 @@ def first_failure_on_postgresql(test_ids: list[str], mutant: str, database_url: 
     done = subprocess.run(command, cwd=ROOT / "mutants", env=env, capture_output=True, text=True)
     if done.returncode == 0:
         return None
-    failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith(("FAILED tests/", "ERROR tests/"))]
     return failed[0] if failed else f"pytest exited with {done.returncode}"
 
 
