@@ -224,3 +224,13 @@ def test_a_board_s_state_moves_with_its_window_s_start(db_session):
     # The week and month boards turn over at their window's start with no XP moving, so the poll's state carries it.
     assert [board_state(BoardFilters(window=window))[-1] for window in ("week", "month", "all")] == \
         [window_start("week"), window_start("month"), None]
+
+
+def test_a_search_s_second_page_starts_after_the_first(db_session):
+    model = make_ai_model()
+    needles = [make_minion(make_user(), model, xp=xp, name=f"Needle {xp}") for xp in (300, 200, 100)]
+    make_minion(make_user(), model, xp=250, name="Haystack")
+    pages = [leaderboard_page(BoardFilters(model_id=model.id, query="needle"), page, 2) for page in (1, 2)]
+    assert [[(row.minion.id, row.rank, row.position) for row in board.rows] for board in pages] == [
+        [(needles[0].id, 1, 1), (needles[1].id, 3, 3)], [(needles[2].id, 4, 4)]]
+    assert [board.has_next for board in pages] == [True, False]

@@ -382,3 +382,15 @@ def test_a_found_job_comes_with_everything_its_page_shows_in_two_queries(db_sess
         shown = (job.user.email, job.minion.name, job.base_model.name, job.provider.name, job.output_model_version.version,
                  [link.dataset.name for link in job.datasets])
     assert shown[0] == owner.email and shown[4] == "v1" and counter.count == 2, counter.statements
+
+
+def test_the_list_sorts_as_asked_and_falls_back_to_newest_for_an_unknown_sort(db_session):
+    ada = make_user()
+    older = make_training_job(ada, name="B", created_at=utcnow() - timedelta(hours=1))
+    newer = make_training_job(ada, name="A")
+
+    def listed(sort: str) -> list[int]:
+        return [job.id for job in db_session.scalars(job_list_statement(ada, JobFilters(sort=sort))).unique()]
+
+    assert [listed(sort) for sort in ("newest", "oldest", "name", "bogus")] == [
+        [newer.id, older.id], [older.id, newer.id], [newer.id, older.id], [newer.id, older.id]]
