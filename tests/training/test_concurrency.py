@@ -36,6 +36,18 @@ def shared_app(backend, tmp_path_factory):
         yield app
 
 
+@pytest.fixture(autouse=True)
+def no_job_left_queued(shared_app):
+    """A runner's claim takes the oldest queued job in the module's database: a job one test leaves
+    queued would be claimed by the runner of the next, in whatever order the tests run (mutmut's
+    runs choose their own). Each test's leftovers are canceled as an owner would cancel them."""
+    yield
+    with shared_app.app_context():
+        for job in db.session.scalars(select(TrainingJob).where(TrainingJob.status == "queued")):
+            cancel_job(job, job.user)
+        db.session.commit()
+
+
 def claim(url: str, token: str) -> dict | None:
     request = urllib.request.Request(f"{url}/api/runner/jobs/claim", method="POST",
                                      data=json.dumps({"capabilities": ["internal"]}).encode(),
