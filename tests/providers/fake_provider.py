@@ -4,7 +4,9 @@ Paths under ``/v1`` list models for GOOD_KEY and answer 401 echoing any other ke
 providers do); ``/moved/models`` redirects to the same server under another host name,
 ``/same-host/models`` redirects within the host, ``/slow/models`` answers too late, and
 ``/drip/models`` sends its answer one byte every DRIP_SECONDS (each read is quick, the whole is not),
-and ``/first-<n>/models`` lists the first n of MODELS (to any key).
+and ``/first-<n>/models`` lists the first n of MODELS (to any key). ``/anthropic/v1/models`` and
+``/google/v1beta/models`` answer as Anthropic's and Google's model lists do, each asking for its own
+key header (and Anthropic for its version header), with their own error documents.
 ``POST /v1/chat/completions`` answers like OpenAI's chat completions, ``usage`` included.
 """
 from __future__ import annotations
@@ -48,6 +50,10 @@ class FakeProviderHandler(JSONHandler):
         elif self.path.startswith("/first-") and self.path.endswith("/models"):
             count = int(self.path.removeprefix("/first-").removesuffix("/models"))
             self.reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS[:count]]})
+        elif self.path == "/anthropic/v1/models":
+            self.anthropic_models()
+        elif self.path == "/google/v1beta/models":
+            self.google_models()
         elif self.path == "/v1/models":
             given = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if given == GOOD_KEY:
@@ -61,6 +67,25 @@ class FakeProviderHandler(JSONHandler):
         else:
             self.reply(404, {"error": {"message": "Unknown path"}})
 
+    def anthropic_models(self) -> None:
+        if not self.headers.get("anthropic-version"):
+            self.reply(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "anthropic-version: header is required"}})
+        elif self.headers.get("x-api-key") != GOOD_KEY:
+            self.reply(401, {"type": "error", "error": {"type": "authentication_error",
+                                                        "message": "invalid x-api-key"}})
+        else:
+            self.reply(200, {"data": [{"type": "model", "id": m, "display_name": m.title(),
+                                       "created_at": "2026-01-01T00:00:00Z"} for m in MODELS],
+                             "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]})
+
+    def google_models(self) -> None:
+        if self.headers.get("x-goog-api-key") != GOOD_KEY:
+            self.reply(400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                                       "status": "INVALID_ARGUMENT"}})
+        else:
+            self.reply(200, {"models": [{"name": f"models/{m}", "displayName": m.title(),
+                                         "supportedGenerationMethods": ["generateContent"]} for m in MODELS]})
 
     def do_POST(self) -> None:  # noqa: N802
         """``/v1/chat/completions``: echoes the last message, with ``usage`` counting words as tokens."""

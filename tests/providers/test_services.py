@@ -133,6 +133,26 @@ def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provi
     assert path == "/v1/models" and headers["Authorization"] == f"Bearer {GOOD_KEY}"
 
 
+@pytest.mark.parametrize("api_style, base_path, key_headers, refusal", [
+    ("anthropic", "/anthropic", {"x-api-key": GOOD_KEY, "anthropic-version": "2023-06-01"},
+     "HTTP 401: invalid x-api-key"),
+    ("google", "/google/v1beta", {"x-goog-api-key": GOOD_KEY}, "HTTP 400: API key not valid. Please pass a valid API key."),
+], ids=["anthropic", "google"])
+def test_each_request_style_lists_models_with_the_key_where_its_provider_expects_it(
+        db_session, fake_provider, api_style, base_path, key_headers, refusal):
+    provider = make_provider(api_style=api_style, default_base_url=fake_provider.url(base_path))
+    config = make_provider_config(make_user(), provider, api_key=GOOD_KEY)
+    assert verify_connection(config, timeout=5) == ("success", f"Connected: {len(MODELS)} models available.")
+    path, headers = fake_provider.requests[-1]
+    assert path == f"{base_path}/{'v1/' if api_style == 'anthropic' else ''}models"
+    assert {name: headers.get(name) for name in key_headers} == key_headers
+    assert "Authorization" not in headers, "the key goes in the style's own header, not as a bearer token"
+
+    wrong = make_provider_config(make_user(), provider, api_key=WRONG_KEY)
+    assert verify_connection(wrong, timeout=5) == ("error", "Connection failed; the provider's answer is under Last error.")
+    assert wrong.last_error == refusal and wrong.last_verified_at is None
+
+
 def test_rejected_key_is_recorded_with_the_echoed_key_redacted(config_at, db_session):
     config = config_at(WRONG_KEY)
     kind, message = verify_connection(config, timeout=5)
