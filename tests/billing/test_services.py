@@ -414,3 +414,27 @@ def test_the_plan_is_read_with_this_user_s_live_subscription_only(plans, ada):
         with pytest.raises(PlanChangeError) as refusal:
             services.plan_and_live_subscription(ada, code)
         assert str(refusal.value) == "That plan does not exist."
+
+
+def test_the_live_subscription_comes_first_else_the_one_that_ended_last_with_its_plans(db_session, count_queries):
+    user, neighbour = make_user(), make_user()
+    old_plan, last_plan, live_plan = make_plan(), make_plan(), make_plan()
+    now = utcnow()
+    make_subscription(user, old_plan, status="canceled", current_period_end=now - timedelta(days=40))
+    # Canceled mid-period: its period's end stays where it was, later than the others'.
+    tied = make_subscription(user, old_plan, status="expired", current_period_end=now + timedelta(days=20))
+    ended_last = make_subscription(user, last_plan, status="canceled", current_period_end=now + timedelta(days=20),
+                                   pending_plan_id=old_plan.id)
+    make_subscription(neighbour, live_plan)
+    db_session.expunge_all()
+
+    with count_queries() as counter:
+        found = services.live_or_last_subscription(db_session.get(User, user.id))
+        plans = found.plan.code, found.pending_plan.code
+    assert found.id == ended_last.id != tied.id, "the latest end, and of two, the newer"
+    assert plans == (last_plan.code, old_plan.code)
+    assert counter.count == 2, "the user, then the subscription with both its plans"
+
+    live = make_subscription(user, live_plan, current_period_end=now + timedelta(days=5))
+    assert services.live_or_last_subscription(user).id == live.id, "live first, whatever the others' ends"
+    assert services.live_or_last_subscription(make_user()) is None
