@@ -159,6 +159,12 @@ def test_the_forecast_date_is_the_hand_computed_day():
     assert services.run_out_at(0, 1_000_000, start, end, now) is None, "nothing used: not this period"
     assert services.run_out_at(100_000, 1_000_000, start, end, now) is None, "40.5 days: not this period"
     assert services.run_out_at(1_000_000, 1_000_000, start, end, now) is None, "already reached"
+    assert services.run_out_at(999_999, 1_000_000, start, end, now) is not None, "one short: still ahead"
+    assert services.run_out_at(1, 1_000_000, start, end, start) is None, "no time elapsed: no rate yet"
+    # Half the limit in half the period: the rest is reached at the period's very end, which is the next one's.
+    halfway = start + timedelta(days=15)
+    assert services.run_out_at(500_000, 1_000_000, start, end, halfway) is None
+    assert services.run_out_at(500_001, 1_000_000, start, end, halfway) < end
 
 
 def test_the_subscription_page_says_when_each_meter_runs_out_and_what_happens_past_it(client, db_session):
