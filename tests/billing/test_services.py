@@ -438,3 +438,27 @@ def test_the_live_subscription_comes_first_else_the_one_that_ended_last_with_its
     live = make_subscription(user, live_plan, current_period_end=now + timedelta(days=5))
     assert services.live_or_last_subscription(user).id == live.id, "live first, whatever the others' ends"
     assert services.live_or_last_subscription(make_user()) is None
+
+
+def test_the_plan_that_fits_is_the_cheapest_other_plan_of_the_same_interval_covering_all_use(db_session):
+    current = make_plan(price_cents=900, quotas={"tokens": 1_000, "requests": 100})
+    yearly = make_plan(price_cents=500, billing_interval="year", quotas={"tokens": 10_000, "requests": 1_000})
+    short = make_plan(price_cents=1_000, quotas={"tokens": 1_500, "requests": 1_000})
+    later_in_list = make_plan(price_cents=2_000, sort_order=2, quotas={"tokens": 5_000, "requests": 1_000})
+    first_in_list = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000})
+    namesake = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000})
+    pricey = make_plan(price_cents=5_000, quotas={"tokens": 50_000, "requests": 10_000})
+    subscription = make_subscription(make_user(), current)
+    plans = [pricey, namesake, later_in_list, first_in_list, short, yearly, current]
+
+    def fits(tokens: int, requests: int = 50):
+        meters = [services.Meter(key="tokens", label="Tokens", used=tokens, limit=1_000),
+                  services.Meter(key="requests", label="Requests", used=requests, limit=100)]
+        return services.plan_that_fits(subscription, meters, plans)
+
+    assert fits(999) is None, "nothing reached: no plan offered"
+    assert fits(2_000) is first_in_list, "same price: the first listed, then the older"
+    assert fits(1_000) is short, "reached exactly: the current plan covers it, but it is no move"
+    assert fits(50, requests=100) is short, "any one quota reached is enough"
+    assert fits(20_000, requests=5_000) is pricey
+    assert fits(100_000) is None, "no plan covers it"
