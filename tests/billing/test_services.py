@@ -1,7 +1,7 @@
 """Subscription rules without HTTP: proration, state changes, refusals that change nothing, roll-over."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -462,3 +462,34 @@ def test_the_plan_that_fits_is_the_cheapest_other_plan_of_the_same_interval_cove
     assert fits(50, requests=100) is short, "any one quota reached is enough"
     assert fits(20_000, requests=5_000) is pricey
     assert fits(100_000) is None, "no plan covers it"
+
+
+def test_daily_usage_lists_each_day_of_the_period_up_to_today_with_its_totals(db_session, count_queries):
+    user = make_user()
+    start = datetime(2026, 11, 28, 17, 30, tzinfo=timezone.utc)
+    subscription = make_subscription(user, make_plan(), current_period_start=start)
+    make_usage(user, "input_tokens", 100, occurred_at=start + timedelta(hours=1))
+    make_usage(user, "output_tokens", 50, occurred_at=start + timedelta(hours=2))
+    make_usage(user, "requests", 7, occurred_at=datetime(2026, 11, 30, 9, tzinfo=timezone.utc))
+    make_usage(user, "training_minutes", 12, occurred_at=datetime(2026, 12, 1, 9, tzinfo=timezone.utc))
+    make_usage(user, "requests", 1_000, occurred_at=start - timedelta(minutes=1))  # the period before
+
+    days = services.daily_usage(user, subscription, now=datetime(2026, 12, 1, 10, tzinfo=timezone.utc))
+    assert [(day.day.isoformat(), day.tokens, day.requests, day.training_minutes) for day in days] == [
+        ("2026-11-28", 150, 0, 0), ("2026-11-29", 0, 0, 0), ("2026-11-30", 0, 7, 0), ("2026-12-01", 0, 0, 12)]
+
+    # Read already with the page's other figures: no query of its own.
+    sums = {(date(2026, 11, 29), "output_tokens"): 5, (date(2026, 11, 29), "input_tokens"): 4}
+    with count_queries() as counter:
+        given = services.daily_usage(user, subscription, now=start + timedelta(days=1), sums=sums)
+    assert [(day.day.isoformat(), day.tokens) for day in given] == [("2026-11-28", 0), ("2026-11-29", 9)]
+    assert counter.count == 0
+
+
+def test_daily_usage_of_a_period_already_over_ends_on_its_last_day(db_session):
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    subscription = make_subscription(make_user(), make_plan(), current_period_start=start,
+                                     current_period_end=datetime(2026, 12, 31, tzinfo=timezone.utc))
+    days = services.daily_usage(subscription.user, subscription, now=datetime(2027, 1, 10, tzinfo=timezone.utc))
+    assert (len(days), days[0].day, days[-1].day) == (30, date(2026, 12, 1), date(2026, 12, 30)), \
+        "the period ends at midnight: 31 Dec is the next period's"
