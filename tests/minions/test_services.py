@@ -4,7 +4,7 @@ from itertools import chain, repeat
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import make_ai_model, make_minion, make_training_job, make_user
+from tests.factories import make_ai_model, make_minion, make_provider, make_training_job, make_user
 from webapp.accounts.models import AuditEvent
 from webapp.minions.models import MinionXpEvent
 from webapp.minions.services import (
@@ -234,3 +234,55 @@ def test_a_search_s_second_page_starts_after_the_first(db_session):
     assert [[(row.minion.id, row.rank, row.position) for row in board.rows] for board in pages] == [
         [(needles[0].id, 1, 1), (needles[1].id, 3, 3)], [(needles[2].id, 4, 4)]]
     assert [board.has_next for board in pages] == [True, False]
+
+
+def test_a_name_search_pages_its_matches_by_score_with_their_places_on_the_whole_board(db_session):
+    model = make_ai_model()
+    scouts = [make_minion(make_user(), model, name=f"Scout {xp}", xp=xp) for xp in (0, 20, 30, 40)]  # oldest lowest
+    make_minion(make_user(), model, name="Other", xp=35)
+    filters = BoardFilters(model_id=model.id, query="scout")
+
+    def shown(page: int):
+        board = leaderboard_page(filters, page, 2)
+        return [(row.minion.id, row.rank, row.position, row.gained) for row in board.rows], board.has_next
+
+    assert shown(1) == ([(scouts[3].id, 1, 1, 40), (scouts[2].id, 3, 3, 30)], True), "the best matches first"
+    assert shown(2) == ([(scouts[1].id, 4, 4, 20), (scouts[0].id, 5, 5, 0)], False), "a minion without XP scores 0"
+
+
+def test_on_a_week_board_the_viewer_s_place_counts_the_week_s_gains_not_all_time_xp(db_session):
+    model, me = make_ai_model(), make_user()
+    veteran, rising = make_minion(make_user(), model), make_minion(me, model)
+    before = window_start("week") - timedelta(days=1)
+    db_session.add(MinionXpEvent(minion_id=veteran.id, delta=1000, reason="quest.completed",
+                                 created_at=before, updated_at=before))
+    veteran.xp += 1000
+    award_xp(veteran, 10, "daily_challenge")
+    award_xp(rising, 50, "quest.completed")
+    db_session.flush()
+    best = leaderboard_page(BoardFilters(window="week", model_id=model.id), 1, 10, viewer_id=me.id).mine
+    assert (best.minion.id, best.rank, best.position, best.gained) == (rising.id, 1, 1, 50)
+
+
+def test_the_filter_choices_are_read_only_when_asked_for_by_name_then_age(db_session):
+    zeta, alpha = make_provider(name="Zeta Cloud"), make_provider(name="Alpha AI")
+    zulu, able = make_ai_model(provider_id=zeta.id, name="Zulu"), make_ai_model(provider_id=alpha.id, name="Able")
+    # Namesakes among others, so that the database's sort has rows to move (an input already in order stays).
+    twins, same_name = [], []
+    for _ in range(8):
+        twins.append(make_provider(name="Twin Labs"))
+        make_provider(name="Kappa AI")
+        same_name.append(make_ai_model(name="Echo"))
+        make_ai_model(name="Delta")
+    retired = make_ai_model(name="Retired model", is_active=False)
+
+    plain = leaderboard_page(BoardFilters(), 1, 10)
+    assert (plain.models, plain.providers) == ([], []), "not read unless asked for"
+    board = leaderboard_page(BoardFilters(), 1, 10, choices=True)
+    providers = [row["id"] for row in board.providers]
+    models = [row["id"] for row in board.models]
+    assert [provider for provider in providers if provider in {zeta.id, alpha.id, *(twin.id for twin in twins)}] == \
+        [alpha.id, *(twin.id for twin in twins), zeta.id]
+    assert [model for model in models if model in {zulu.id, able.id, *(echo.id for echo in same_name)}] == \
+        [able.id, *(echo.id for echo in same_name), zulu.id]
+    assert retired.id not in models
