@@ -493,3 +493,6 @@ def test_daily_usage_of_a_period_already_over_ends_on_its_last_day(db_session):
     days = services.daily_usage(subscription.user, subscription, now=datetime(2027, 1, 10, tzinfo=timezone.utc))
     assert (len(days), days[0].day, days[-1].day) == (30, date(2026, 12, 1), date(2026, 12, 30)), \
         "the period ends at midnight: 31 Dec is the next period's"
+    subscription.current_period_end += timedelta(microseconds=1)
+    days = services.daily_usage(subscription.user, subscription, now=datetime(2027, 1, 10, tzinfo=timezone.utc))
+    assert days[-1].day == date(2026, 12, 31), "its last microsecond falls on 31 Dec"
