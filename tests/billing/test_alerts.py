@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from tests.concurrency import all_at_once
 from tests.conftest import login
-from tests.factories import make_plan, make_subscription, make_usage, make_user
+from tests.factories import make_minion, make_plan, make_subscription, make_usage, make_user
 from webapp.billing import alerts, services
 from webapp.billing.models import UsageAlert
 from webapp.extensions import db
@@ -131,9 +131,10 @@ def test_the_account_page_switches_alerts_off_per_metric(client, db_session):
 
 def test_the_forecast_beside_the_meter_matches_a_hand_computation(db_session):
     user = make_user()
-    plan = make_plan(quotas={"tokens": 1_000_000, "requests": 1_000})
+    plan = make_plan(quotas={"tokens": 1_000_000, "requests": 1_000, "minions": 2}, currency="EUR")
     subscription = make_subscription(user, plan, days_into_period=10)
     start = subscription.current_period_start
+    make_minion(user)
     make_usage(user, "input_tokens", 250_000, occurred_at=start + timedelta(days=1))
     make_usage(user, "output_tokens", 150_000, occurred_at=start + timedelta(days=9))
     make_usage(user, "requests", 100, occurred_at=start + timedelta(days=2))
@@ -145,6 +146,8 @@ def test_the_forecast_beside_the_meter_matches_a_hand_computation(db_session):
     assert meters["tokens"].runs_out_at == start + timedelta(days=25)
     # 100 requests in 10 days: 900 more would take 90 days, past the period's end.
     assert meters["requests"].runs_out_at is None
+    assert (meters["minions"].used, meters["minions"].runs_out_at) == (1, None), "a count, not a rate: no forecast"
+    assert {meter.currency for meter in meters.values()} == {"EUR"}, "each meter in the plan's currency"
 
 
 def test_the_forecast_date_is_the_hand_computed_day():
@@ -161,6 +164,10 @@ def test_the_forecast_date_is_the_hand_computed_day():
     assert services.run_out_at(1_000_000, 1_000_000, start, end, now) is None, "already reached"
     assert services.run_out_at(999_999, 1_000_000, start, end, now) is not None, "one short: still ahead"
     assert services.run_out_at(1, 1_000_000, start, end, start) is None, "no time elapsed: no rate yet"
+    # One of two used in 4.5 days: the other 4.5 days later. Half a day in, 300,000 tokens: the rest 28 hours later.
+    assert services.run_out_at(1, 2, start, end, now) == datetime(2026, 12, 10, tzinfo=timezone.utc)
+    assert services.run_out_at(300_000, 1_000_000, start, end, start + timedelta(hours=12)) == \
+        datetime(2026, 12, 2, 16, tzinfo=timezone.utc)
     # Half the limit in half the period: the rest is reached at the period's very end, which is the next one's.
     halfway = start + timedelta(days=15)
     assert services.run_out_at(500_000, 1_000_000, start, end, halfway) is None

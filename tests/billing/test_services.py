@@ -420,11 +420,11 @@ def test_the_live_subscription_comes_first_else_the_one_that_ended_last_with_its
     user, neighbour = make_user(), make_user()
     old_plan, last_plan, live_plan = make_plan(), make_plan(), make_plan()
     now = utcnow()
-    make_subscription(user, old_plan, status="canceled", current_period_end=now - timedelta(days=40))
     # Canceled mid-period: its period's end stays where it was, later than the others'.
     tied = make_subscription(user, old_plan, status="expired", current_period_end=now + timedelta(days=20))
     ended_last = make_subscription(user, last_plan, status="canceled", current_period_end=now + timedelta(days=20),
                                    pending_plan_id=old_plan.id)
+    make_subscription(user, old_plan, status="canceled", current_period_end=now - timedelta(days=40))  # the newest row
     make_subscription(neighbour, live_plan)
     db_session.expunge_all()
 
@@ -441,15 +441,17 @@ def test_the_live_subscription_comes_first_else_the_one_that_ended_last_with_its
 
 
 def test_the_plan_that_fits_is_the_cheapest_other_plan_of_the_same_interval_covering_all_use(db_session):
-    current = make_plan(price_cents=900, quotas={"tokens": 1_000, "requests": 100})
-    yearly = make_plan(price_cents=500, billing_interval="year", quotas={"tokens": 10_000, "requests": 1_000})
-    short = make_plan(price_cents=1_000, quotas={"tokens": 1_500, "requests": 1_000})
-    later_in_list = make_plan(price_cents=2_000, sort_order=2, quotas={"tokens": 5_000, "requests": 1_000})
-    first_in_list = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000})
-    namesake = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000})
-    pricey = make_plan(price_cents=5_000, quotas={"tokens": 50_000, "requests": 10_000})
+    unlisted = {"is_public": False}  # offered only through the list given, until made public below
+    current = make_plan(price_cents=900, quotas={"tokens": 1_000, "requests": 100}, **unlisted)
+    yearly = make_plan(price_cents=500, billing_interval="year", quotas={"tokens": 10_000, "requests": 1_000},
+                       **unlisted)
+    short = make_plan(price_cents=1_000, quotas={"tokens": 1_500, "requests": 1_000}, **unlisted)
+    later_in_list = make_plan(price_cents=2_000, sort_order=2, quotas={"tokens": 5_000, "requests": 1_000}, **unlisted)
+    first_in_list = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000}, **unlisted)
+    namesake = make_plan(price_cents=2_000, sort_order=1, quotas={"tokens": 5_000, "requests": 1_000}, **unlisted)
+    pricey = make_plan(price_cents=5_000, quotas={"tokens": 50_000, "requests": 10_000}, **unlisted)
     subscription = make_subscription(make_user(), current)
-    plans = [pricey, namesake, later_in_list, first_in_list, short, yearly, current]
+    plans = [pricey, namesake, later_in_list, first_in_list, short, yearly, current]  # as the page read them
 
     def fits(tokens: int, requests: int = 50):
         meters = [services.Meter(key="tokens", label="Tokens", used=tokens, limit=1_000),
@@ -462,6 +464,10 @@ def test_the_plan_that_fits_is_the_cheapest_other_plan_of_the_same_interval_cove
     assert fits(50, requests=100) is short, "any one quota reached is enough"
     assert fits(20_000, requests=5_000) is pricey
     assert fits(100_000) is None, "no plan covers it"
+    pricey.is_public = True
+    db_session.flush()
+    reached = [services.Meter(key="tokens", label="Tokens", used=2_000, limit=1_000)]
+    assert services.plan_that_fits(subscription, reached) is pricey, "without a list, the public plans"
 
 
 def test_daily_usage_lists_each_day_of_the_period_up_to_today_with_its_totals(db_session, count_queries):

@@ -136,7 +136,8 @@ def test_verify_connection_sends_the_key_as_a_bearer_token(config_at, fake_provi
 @pytest.mark.parametrize("api_style, base_path, key_headers, refusal", [
     ("anthropic", "/anthropic", {"x-api-key": GOOD_KEY, "anthropic-version": "2023-06-01"},
      "HTTP 401: invalid x-api-key"),
-    ("google", "/google/v1beta", {"x-goog-api-key": GOOD_KEY}, "HTTP 400: API key not valid. Please pass a valid API key."),
+    ("google", "/google/v1beta", {"x-goog-api-key": GOOD_KEY},
+     "HTTP 400: API key not valid. Please pass a valid API key."),
 ], ids=["anthropic", "google"])
 def test_each_request_style_lists_models_with_the_key_where_its_provider_expects_it(
         db_session, fake_provider, api_style, base_path, key_headers, refusal):
