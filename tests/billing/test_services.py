@@ -316,8 +316,8 @@ def test_usage_meters_equal_the_database_sums_for_the_period(plans, ada, db_sess
 
 
 def test_the_subscription_page_reads_the_live_subscription_with_the_users_own_payments_customer_meters_and_days(
-        plans, ada, db_session):
-    plan = make_plan("metered", 2900, quotas={"tokens": 1_000, "requests": 50}, sort_order=5)
+        plans, ada, db_session, count_queries):
+    plan = make_plan("metered", 2900, quotas={"tokens": 1_000, "requests": 50}, sort_order=-1)  # listed first
     subscription = make_subscription(ada, plan, days_into_period=2)
     make_usage(ada, "input_tokens", 1_200, occurred_at=subscription.current_period_start + timedelta(minutes=1))
     now, other = utcnow(), make_user()
@@ -327,10 +327,12 @@ def test_the_subscription_page_reads_the_live_subscription_with_the_users_own_pa
                         BillingCustomer(user_id=ada.id, provider="stripe", customer_ref="cus_ada")])
     make_subscription(other, plans["pro"], status="expired", days_into_period=40)
 
-    page = services.subscription_page(ada, own=False, per_page=2)
+    with count_queries() as counter:
+        page = services.subscription_page(ada, own=False, per_page=2)
 
+    assert counter.count == 2, "the subscription, then everything else (the plan that fits from the plans read)"
     assert (page.subscription, page.ended) == (subscription, None)
-    assert [plan.code for plan in page.plans] == ["free", "pro", "team", "metered"]
+    assert [plan.code for plan in page.plans] == ["metered", "free", "pro", "team"]
     assert [payment.id for payment in page.payments.items] == [payments[1].id, payments[2].id]
     assert page.payments.has_next and page.customer["customer_ref"] == "cus_ada"
     assert [(meter.key, meter.used, meter.limit) for meter in page.meters] == [("tokens", 1_200, 1_000),
