@@ -286,3 +286,32 @@ def test_the_filter_choices_are_read_only_when_asked_for_by_name_then_age(db_ses
     assert [model for model in models if model in {zulu.id, able.id, *(echo.id for echo in same_name)}] == \
         [able.id, *(echo.id for echo in same_name), zulu.id]
     assert retired.id not in models
+
+
+def test_a_week_board_holds_this_week_s_gains_once_when_the_week_and_the_month_start_together(db_session, monkeypatch):
+    from webapp.minions import services
+
+    model = make_ai_model()
+    minion = make_minion(make_user(), model, attributes={"color": "#12a4b6"})
+    clock = [datetime(2026, 5, 27, 12, tzinfo=timezone.utc)]  # the week and the month before
+    monkeypatch.setattr(services, "utcnow", lambda: clock[0])
+    award_xp(minion, 70, "quest.completed")
+    clock[0] = datetime(2026, 6, 3, 12, tzinfo=timezone.utc)  # Monday 1 June starts both the week and the month
+    award_xp(minion, 30, "daily_challenge")
+    for window in ("week", "month"):
+        rows = leaderboard_page(BoardFilters(window=window, model_id=model.id), 1, 10).rows
+        assert [(row.minion.id, row.gained, row.minion.color) for row in rows] == [(minion.id, 30, "#12a4b6")], window
+
+
+def test_a_week_board_s_later_page_ranks_ties_by_the_week_s_gains(db_session):
+    model = make_ai_model()
+    tied = [make_minion(make_user(), model) for _ in range(3)]
+    before = window_start("week") - timedelta(days=1)
+    for minion, earlier in zip(tied, (100, 200, 300)):
+        db_session.add(MinionXpEvent(minion_id=minion.id, delta=earlier, reason="quest.completed",
+                                     created_at=before, updated_at=before))
+        minion.xp += earlier
+        award_xp(minion, 50, "daily_challenge")
+    db_session.flush()
+    rows = leaderboard_page(BoardFilters(window="week", model_id=model.id), 2, 1).rows
+    assert [(row.minion.id, row.rank, row.position, row.gained) for row in rows] == [(tied[1].id, 1, 2, 50)]
