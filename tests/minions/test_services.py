@@ -315,3 +315,15 @@ def test_a_week_board_s_later_page_ranks_ties_by_the_week_s_gains(db_session):
     db_session.flush()
     rows = leaderboard_page(BoardFilters(window="week", model_id=model.id), 2, 1).rows
     assert [(row.minion.id, row.rank, row.position, row.gained) for row in rows] == [(tied[1].id, 1, 2, 50)]
+
+
+def test_a_page_starting_below_a_tie_ranks_like_rank_over_the_whole_board_when_older_minions_score_less(db_session):
+    model = make_ai_model()
+    for xp in (20, 30, 30, 40, 40, 40, 50):  # the older, the lower
+        make_minion(make_user(), model, xp=xp)
+    everything = leaderboard_page(BoardFilters(model_id=model.id), 1, 10).rows
+    assert [(row.rank, row.gained) for row in everything] == [(1, 50), (2, 40), (2, 40), (2, 40), (5, 30), (5, 30),
+                                                               (7, 20)]
+    second = leaderboard_page(BoardFilters(model_id=model.id), 2, 3).rows
+    assert [(row.minion.id, row.rank, row.position) for row in second] == \
+        [(row.minion.id, row.rank, row.position) for row in everything[3:6]]
