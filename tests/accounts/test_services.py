@@ -78,19 +78,22 @@ def test_a_reset_request_mails_only_an_active_account(db_session, mailbox):
     assert audit_of(db_session, active, "password_reset.issue") == [{"issued_by": "self"}]
 
 
-def test_active_sessions_leave_out_ended_and_expired_ones_and_put_the_latest_first(db_session):
+def test_active_sessions_leave_out_ended_and_expired_ones_and_put_the_latest_first(db_session, monkeypatch):
+    now = utcnow()
+    monkeypatch.setattr(services, "utcnow", lambda: now)
     user = make_user()
-    for _ in range(4):
+    for _ in range(6):
         start_session(user, None, None)
     db_session.flush()
-    older, latest, ended, expired = db_session.scalars(
+    latest, older, tied_older, tied_newer, ended, expired = db_session.scalars(
         select(UserSession).where(UserSession.user_id == user.id).order_by(UserSession.id)).all()
-    older.last_seen_at = utcnow() - timedelta(hours=2)
-    latest.last_seen_at = utcnow() - timedelta(minutes=1)
+    latest.last_seen_at = now - timedelta(minutes=1)  # the oldest row, used last
+    older.last_seen_at = now - timedelta(hours=2)
+    tied_older.last_seen_at = tied_newer.last_seen_at = now - timedelta(hours=1)
     ended.is_active = False
-    expired.expires_at = utcnow() - timedelta(seconds=1)
+    expired.expires_at = now  # expiring this very moment
     db_session.flush()
-    assert services.active_sessions(user) == [latest, older]
+    assert services.active_sessions(user) == [latest, tied_newer, tied_older, older]
 
 
 def test_revoking_a_session_that_is_not_the_users_changes_nothing(db_session):
