@@ -504,3 +504,22 @@ def test_daily_usage_of_a_period_already_over_ends_on_its_last_day(db_session):
     subscription.current_period_end += timedelta(microseconds=1)
     days = services.daily_usage(subscription.user, subscription, now=datetime(2027, 1, 10, tzinfo=timezone.utc))
     assert days[-1].day == date(2026, 12, 31), "its last microsecond falls on 31 Dec"
+
+
+def test_the_dunning_banner_names_the_overdue_plan_and_its_provider(db_session):
+    class Reader:  # the signed-in user as the session loader reads it, with the banner's columns
+        is_authenticated = True
+        extras = {"overdue_plan_name": "Team", "overdue_provider": "stripe"}
+
+    assert services.overdue_subscription(Reader()) == services.Overdue("Team", "stripe")
+    Reader.extras = {"overdue_plan_name": None, "overdue_provider": None}
+    assert services.overdue_subscription(Reader()) is None
+
+
+def test_a_roll_over_run_writes_to_no_subscription_that_is_not_due(db_session):
+    untouched = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    subscription = make_subscription(make_user(), make_plan(), updated_at=untouched)
+    db_session.flush()
+    services.roll_periods()
+    db_session.expire_all()
+    assert (subscription.updated_at, subscription.lock_version) == (untouched, 1)

@@ -327,3 +327,13 @@ def test_a_page_starting_below_a_tie_ranks_like_rank_over_the_whole_board_when_o
     second = leaderboard_page(BoardFilters(model_id=model.id), 2, 3).rows
     assert [(row.minion.id, row.rank, row.position) for row in second] == \
         [(row.minion.id, row.rank, row.position) for row in everything[3:6]]
+
+
+def test_each_job_earns_its_award_once_even_for_the_same_minion_and_reason(db_session):
+    owner = make_user()
+    minion = make_minion(owner)
+    first, second = (make_training_job(owner, status="succeeded", minion=minion) for _ in range(2))
+    assert award_xp(minion, 150, "training_job.succeeded", first)
+    assert award_xp(minion, 150, "training_job.succeeded", second), "another job, another award"
+    assert not award_xp(minion, 150, "training_job.succeeded", second)
+    assert minion.xp == 300 == ledger_sum(db_session, minion)

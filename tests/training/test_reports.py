@@ -255,3 +255,11 @@ def test_a_day_without_failures_has_a_failure_rate_of_zero_and_counts_a_job_fini
     db.session.flush()
     summary = staff_summary()
     assert (summary.finished_last_day, summary.failure_rate) == (2, 0.0)
+
+
+def test_an_unknown_status_is_refused_with_the_statuses_there_are(db_session):
+    job = make_training_job(make_user(), status="running")
+    with pytest.raises(InvalidReport) as refusal:
+        transition(job, "paused")
+    assert str(refusal.value) == "Unknown status 'paused'; use one of queued, running, succeeded, failed, canceled."
+    assert job.status == "running"
