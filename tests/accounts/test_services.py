@@ -203,3 +203,13 @@ def test_a_reset_link_sent_by_support_names_them_in_the_mail_and_the_audit_outsi
         ("password_reset.issue", staff.id, "192.0.2.9", {"issued_by": staff.email}),
         ("password_reset.issue", None, None, {"issued_by": "self"}),
     ]
+
+
+def test_a_lock_is_over_at_the_moment_it_ends(db_session, monkeypatch):
+    now = utcnow()
+    monkeypatch.setattr(services, "utcnow", lambda: now)
+    user = make_user()
+    for locked_until, locked in ((None, False), (now - timedelta(seconds=1), False), (now, False),
+                                 (now + timedelta(microseconds=1), True)):
+        user.locked_until = locked_until
+        assert services.is_locked(user) is locked, locked_until

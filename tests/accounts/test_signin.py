@@ -53,6 +53,11 @@ def test_unknown_emails_are_throttled_the_same_way(app, db_session, monkeypatch)
     known = make_user()
     for email, user in ((known.email, known), ("nobody-at-all@example.test", None)):
         assert [throttle.record_failure(email, ATTACKER, user) for _ in range(4)] == [0, 0, 1, 2]
+    stranger = "someone-else@example.test"
+    for _ in range(3):
+        assert authenticate(stranger, "a guess", ATTACKER) is None
+    assert throttle.seconds_to_wait(stranger, ATTACKER, None) > 0, "the guessing address waits"
+    assert throttle.seconds_to_wait(stranger, OWNER, None) == 0, "another address does not"
 
 
 def test_a_password_reset_lifts_every_wait_of_the_account(app, db_session, monkeypatch):
